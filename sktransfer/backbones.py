@@ -1,0 +1,386 @@
+"""Registry of backbones: a name (or a user's module) becomes ordered blocks.
+
+A backbone is a pretrained CNN cut into an ordered list of *blocks* -- the unit
+of "freeze depth": ``unfreeze=2`` trains the last two blocks.  Running the
+blocks in order maps a normalised image batch ``(n, 3, s, s)`` to the last
+feature map ``(n, c, h, w)``; the original ImageNet classifier is kept apart
+as ``top`` (used by ``PretrainedFeatures(include_top=True)``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision import models as tv_models
+from torchvision.transforms._presets import ImageClassification
+
+from . import weights as weights_mod
+
+ALIASES = {
+    "mobilenet": "mobilenet_v2",
+    "resnet": "resnet50",
+    "vgg": "vgg16",
+    "inception": "inception_v3",
+    "efficientnet": "efficientnet_b0",
+}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(eq=False)
+class Backbone:
+    """A CNN split into ordered blocks, with its preprocessing.
+
+    Attributes
+    ----------
+    name : str
+        torchvision model name, or ``"custom"`` for a user's module.
+    blocks : list of torch.nn.Module
+        Ordered; running them in turn gives the last feature map.
+    top : torch.nn.Module or None
+        The original classifier (last feature map -> ImageNet logits).
+    input_size : int
+        The side in pixels the weights were trained at.
+    resize_size : int
+        Side of the resize before the center crop, at ``input_size``.
+    mean, std : tuple of float
+        Normalisation of the weights' preprocessing.
+    weights_tag : str
+        Which weights were loaded (``"IMAGENET1K_V1"``, ``"random"``, a file name...).
+    categories : list of str or None
+        Names of the outputs of ``top`` (ImageNet classes), when known.
+    """
+
+    name: str
+    blocks: list
+    top: nn.Module | None
+    input_size: int
+    resize_size: int
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    weights_tag: str = "random"
+    categories: list | None = field(default=None, repr=False)
+
+    @property
+    def n_blocks(self):
+        """Number of blocks (the largest meaningful ``unfreeze``)."""
+        return len(self.blocks)
+
+    def transform(self, image_size=None):
+        """The deterministic preprocessing: resize, center crop, normalise.
+
+        Parameters
+        ----------
+        image_size : int or None
+            Crop side in pixels; ``None`` uses the weights' own ``input_size``.
+            The resize side keeps the weights' resize/crop ratio.
+        """
+        crop = self.input_size if image_size is None else int(image_size)
+        resize = round(crop * self.resize_size / self.input_size)
+        return ImageClassification(
+            crop_size=crop, resize_size=resize, mean=self.mean, std=self.std, antialias=True
+        )
+
+
+class InceptionInput(nn.Module):
+    """Re-normalise ImageNet-normalised input as torchvision's InceptionV3 weights expect.
+
+    torchvision's ``inception_v3(transform_input=True)`` does this inside
+    ``forward``; splitting the model into blocks skips that ``forward``.
+    """
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * std + mean - 0.5) / 0.5
+
+
+def _pool_top(model, *parts):
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *parts)
+
+
+def _split_features(model):
+    return list(model.features), _pool_top(model, model.classifier)
+
+
+def _split_at_maxpool(model):
+    # VGG / AlexNet: one block per convolution stage, ending at its max-pool.
+    blocks, current = [], []
+    for layer in model.features:
+        current.append(layer)
+        if isinstance(layer, nn.MaxPool2d):
+            blocks.append(nn.Sequential(*current))
+            current = []
+    if current:
+        blocks.append(nn.Sequential(*current))
+    top = nn.Sequential(model.avgpool, nn.Flatten(1), model.classifier)
+    return blocks, top
+
+
+def _split_resnet(model):
+    stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
+    blocks = [stem, model.layer1, model.layer2, model.layer3, model.layer4]
+    return blocks, _pool_top(model, model.fc)
+
+
+def _split_inception(model):
+    stem1 = nn.Sequential(
+        InceptionInput(), model.Conv2d_1a_3x3, model.Conv2d_2a_3x3, model.Conv2d_2b_3x3,
+        model.maxpool1,
+    )
+    if not model.transform_input:
+        stem1 = nn.Sequential(*list(stem1)[1:])
+    stem2 = nn.Sequential(model.Conv2d_3b_1x1, model.Conv2d_4a_3x3, model.maxpool2)
+    mixed = [getattr(model, n) for n in (
+        "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+        "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
+    )]
+    return [stem1, stem2, *mixed], _pool_top(model, model.dropout, model.fc)
+
+
+def _split_densenet(model):
+    # torchvision's DenseNet applies a ReLU after `features` in forward().
+    return list(model.features) + [nn.ReLU()], _pool_top(model, model.classifier)
+
+
+def _split_regnet(model):
+    return [model.stem, *model.trunk_output], _pool_top(model, model.fc)
+
+
+def _split_shufflenet(model):
+    stem = nn.Sequential(model.conv1, model.maxpool)
+    blocks = [stem, model.stage2, model.stage3, model.stage4, model.conv5]
+    return blocks, _pool_top(model, model.fc)
+
+
+def _split_mnasnet(model):
+    return list(model.layers), _pool_top(model, model.classifier)
+
+
+def _split_squeezenet(model):
+    # SqueezeNet's classifier is convolutional and pools itself.
+    return list(model.features), nn.Sequential(model.classifier, nn.Flatten(1))
+
+
+# (name pattern, splitter, extra builder kwargs). Order matters: first match wins.
+_FAMILIES = [
+    (r"vgg\d+(_bn)?|alexnet", _split_at_maxpool, {}),
+    (r"resnet\d+|resnext\d+_\w+|wide_resnet\d+_\d+", _split_resnet, {}),
+    (r"inception_v3", _split_inception, {"aux_logits": True, "init_weights": False}),
+    (r"mobilenet_v[23].*|efficientnet_(b\d|v2_[sml])", _split_features, {}),
+    (r"densenet\d+", _split_densenet, {}),
+    (r"regnet_[xy]_\w+", _split_regnet, {}),
+    (r"shufflenet_v2_\w+", _split_shufflenet, {}),
+    (r"mnasnet\w+", _split_mnasnet, {}),
+    (r"squeezenet1_[01]", _split_squeezenet, {}),
+]
+
+
+def _family(name):
+    for pattern, splitter, kwargs in _FAMILIES:
+        if re.fullmatch(pattern, name):
+            return splitter, kwargs
+    return None
+
+
+def supported_names():
+    """Return the torchvision model names this registry can split into blocks.
+
+    Returns
+    -------
+    list of str
+        Sorted model names; the aliases of :data:`ALIASES` map onto them.
+    """
+    return sorted(n for n in tv_models.list_models(module=tv_models) if _family(n))
+
+
+def resolve_name(backbone):
+    """Map an alias or torchvision name to a supported torchvision name.
+
+    Raises
+    ------
+    ValueError
+        Naming the backbone and listing the supported names.
+    """
+    if not isinstance(backbone, str):
+        raise TypeError(
+            f"backbone must be a model name (str) or a torch.nn.Module, got "
+            f"{type(backbone).__name__}."
+        )
+    name = ALIASES.get(backbone.lower(), backbone.lower())
+    if _family(name) is None or name not in tv_models.list_models(module=tv_models):
+        raise ValueError(
+            f"Unknown or unsupported backbone {backbone!r}. Use an alias "
+            f"({', '.join(sorted(ALIASES))}), one of the supported torchvision models "
+            f"({', '.join(supported_names())}), or pass your own torch.nn.Module."
+        )
+    return name
+
+
+def _from_module(module, weights):
+    """Wrap a user's module under the documented contract (see ``build_backbone``)."""
+    if weights not in (None, "imagenet"):
+        state = weights_mod.load_state_dict_file(weights)
+        module.load_state_dict(state)
+    if hasattr(module, "blocks"):
+        blocks = list(module.blocks)
+    elif isinstance(module, nn.Sequential):
+        blocks = list(module)
+    else:
+        raise TypeError(
+            "A custom backbone must be an nn.Sequential (its children are the blocks) or "
+            f"have a `blocks` attribute listing them; got {type(module).__name__} with neither."
+        )
+    if not blocks or not all(isinstance(b, nn.Module) for b in blocks):
+        raise TypeError("A custom backbone's blocks must be a non-empty list of nn.Module.")
+    size = int(getattr(module, "input_size", 224))
+    return Backbone(
+        name="custom",
+        blocks=blocks,
+        top=None,
+        input_size=size,
+        resize_size=int(getattr(module, "resize_size", round(size * 256 / 224))),
+        mean=tuple(getattr(module, "mean", IMAGENET_MEAN)),
+        std=tuple(getattr(module, "std", IMAGENET_STD)),
+        weights_tag="custom" if weights in (None, "imagenet") else str(weights),
+    )
+
+
+def build_backbone(backbone="mobilenet", weights="imagenet"):
+    """Build a backbone split into blocks, with its weights loaded.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module
+        An alias (``mobilenet``, ``resnet``, ``vgg``, ``inception``,
+        ``efficientnet``), a supported torchvision model name, or your own
+        module.  **Custom module contract**: an ``nn.Sequential`` whose children
+        are the blocks, or any module with a ``blocks`` attribute (a list of
+        modules run in order); the last block outputs ``(n, c, h, w)`` or
+        ``(n, c)``.  Optional attributes ``input_size`` (default 224),
+        ``resize_size``, ``mean`` and ``std`` (default ImageNet's) define the
+        preprocessing.  The module's weights are used as they are (``weights``
+        ``"imagenet"`` or ``None``), or loaded from a state_dict file (a path).
+    weights : {"imagenet"}, str, path, torchvision WeightsEnum or None
+        See :func:`sktransfer.weights.resolve_weights`.
+
+    Returns
+    -------
+    Backbone
+    """
+    if isinstance(backbone, nn.Module):
+        return _from_module(backbone, weights)
+    name = resolve_name(backbone)
+    splitter, kwargs = _family(name)
+    resolved = weights_mod.resolve_weights(name, weights)
+    model = tv_models.get_model(name, weights=None, **kwargs)
+    if resolved.state_dict is not None:
+        try:
+            model.load_state_dict(resolved.state_dict)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The weights {resolved.tag!r} do not fit torchvision's {name}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+    if name == "inception_v3":
+        # Only ImageNet weights expect the [-1, 1] input; torchvision flips this too.
+        model.transform_input = resolved.enum is not None
+        model.AuxLogits = None
+    model.eval()
+    blocks, top = splitter(model)
+    preset = resolved.preset
+    return Backbone(
+        name=name,
+        blocks=blocks,
+        top=top,
+        input_size=int(preset.crop_size[0]),
+        resize_size=int(preset.resize_size[0]),
+        mean=tuple(preset.mean),
+        std=tuple(preset.std),
+        weights_tag=resolved.tag,
+        categories=resolved.categories,
+    )
+
+
+def feature_shape(blocks, image_size, device="cpu"):
+    """Shape of one image's output of ``blocks`` at ``image_size``, by a dry run.
+
+    ``device="meta"`` computes shapes without any arithmetic.
+
+    Raises
+    ------
+    ValueError
+        When the image size is too small for the network.
+    """
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    try:
+        with torch.inference_mode():
+            for block in blocks:
+                was_training = block.training
+                block.eval()
+                x = block(x)
+                block.train(was_training)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"image_size={image_size} is too small for this backbone "
+            f"({str(exc).splitlines()[0]}); use a larger image_size."
+        ) from None
+    return tuple(x.shape[1:])
+
+
+def list_backbones():
+    """Describe every supported torchvision backbone.
+
+    Returns
+    -------
+    list of dict
+        One row per model: ``name``, ``aliases``, ``blocks``, ``feature_size``
+        (channels of the last feature map), ``input_size``, ImageNet ``top1``
+        (of torchvision's default weights) and ``offline`` (whether ImageNet
+        weights for it are on this machine).  Nothing is downloaded.
+    """
+    reverse = {}
+    for alias, target in ALIASES.items():
+        reverse.setdefault(target, []).append(alias)
+    rows = []
+    for name in supported_names():
+        splitter, kwargs = _family(name)
+        enum = tv_models.get_model_weights(name).DEFAULT
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no arithmetic
+                model = tv_models.get_model(name, weights=None, **kwargs)
+            device = "meta"
+        except NotImplementedError:  # RegNet's builder computes widths with tensors
+            model, device = tv_models.get_model(name, weights=None, **kwargs), "cpu"
+        blocks, _ = splitter(model)
+        rows.append({
+            "name": name,
+            "aliases": reverse.get(name, []),
+            "blocks": len(blocks),
+            "feature_size": feature_shape(blocks, 224, device=device)[0],
+            "input_size": int(enum.transforms().crop_size[0]),
+            "top1": enum.meta["_metrics"]["ImageNet-1K"]["acc@1"],
+            "offline": weights_mod.imagenet_available(name),
+        })
+    return rows
+
+
+def make_pooling(pooling, feature_ndim):
+    """The layer turning the last feature map into a vector."""
+    if feature_ndim == 1:  # a custom backbone that already pools
+        return nn.Identity()
+    return {
+        "avg": nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)),
+        "max": nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(1)),
+        "flatten": nn.Flatten(1),
+    }[pooling]
+
+
+def pooled_size(pooling, shape):
+    """Length of the vector ``make_pooling`` makes from a feature map of ``shape``."""
+    return int(np.prod(shape)) if pooling == "flatten" or len(shape) == 1 else int(shape[0])

@@ -1,0 +1,272 @@
+"""Activations of the frozen prefix, computed once per image and reused.
+
+An entry is keyed by the image's content (file bytes or pixels) and by a
+fingerprint of everything else that determines the activation: the prefix's
+structure and weights and the preprocessing.  Clones made by ``GridSearchCV``,
+every fold and every epoch therefore hit the same entries.
+
+Entries live in a bounded in-memory store (least recently used evicted first)
+shared by every estimator of the process, and optionally in ``cache_dir`` on
+disk: one checksummed file per entry, written atomically, so that several
+processes (and later runs) share them and a damaged file is detected and
+recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import threading
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from .data import ImageDecodeError, as_images
+
+
+def fingerprint(modules, transform):
+    """Digest of the modules' structure and tensors, and of the preprocessing.
+
+    Parameters
+    ----------
+    modules : list of torch.nn.Module
+        The frozen prefix, in order.
+    transform : object
+        The preprocessing; its ``repr`` must describe it fully (torchvision's does).
+
+    Returns
+    -------
+    str
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(transform).encode())
+    for module in modules:
+        h.update(repr(module).encode())
+        for name, tensor in module.state_dict().items():
+            h.update(name.encode())
+            h.update(str(tensor.dtype).encode())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+class MemoryStore:
+    """A bounded, thread-safe LRU store of tensors.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Entries are evicted, least recently used first, to stay under this.
+    """
+
+    def __init__(self, max_bytes):
+        self.max_bytes = int(max_bytes)
+        self._entries = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self._entries)
+
+    @property
+    def nbytes(self):
+        """Bytes held now."""
+        return self._bytes
+
+    def get(self, key):
+        """The tensor stored under ``key``, or ``None``."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key, value):
+        """Store ``value``; evict old entries beyond ``max_bytes``."""
+        size = value.element_size() * value.nelement()
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.element_size() * old.nelement()
+            self._entries[key] = value
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.element_size() * evicted.nelement()
+
+    def clear(self):
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+#: The process-wide store; resize with ``MEMORY.max_bytes = ...`` or the
+#: ``SKTRANSFER_CACHE_BYTES`` environment variable (default 2 GiB).
+MEMORY = MemoryStore(int(os.environ.get("SKTRANSFER_CACHE_BYTES", 2 << 30)))
+
+_MAGIC = b"SKTA1\n"
+
+
+class DiskStore:
+    """Entries as checksummed ``.npy`` files under ``root/<fingerprint>/``.
+
+    Writes go to a temporary file in the same folder and are renamed into
+    place (atomic on POSIX and Windows), so readers never see a partial entry
+    and concurrent writers of the same entry are harmless.
+    """
+
+    def __init__(self, root):
+        self.root = Path(os.fspath(root))
+
+    def _path(self, prefix, key):
+        return self.root / prefix / f"{key}.npy"
+
+    def get(self, prefix, key):
+        """The stored tensor, or ``None`` if absent or damaged (with a warning)."""
+        path = self._path(prefix, key)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        digest, payload = blob[len(_MAGIC):len(_MAGIC) + 32], blob[len(_MAGIC) + 32:]
+        if (not blob.startswith(_MAGIC)
+                or hashlib.blake2b(payload, digest_size=32).digest() != digest):
+            warnings.warn(f"Damaged cache file {path} ignored; recomputing it.", RuntimeWarning,
+                          stacklevel=3)
+            return None
+        return torch.from_numpy(np.load(io.BytesIO(payload), allow_pickle=False))
+
+    def put(self, prefix, key, value):
+        """Write one entry atomically."""
+        folder = self.root / prefix
+        folder.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, value.numpy(), allow_pickle=False)
+        payload = buffer.getvalue()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npy")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload)
+            os.replace(tmp, self._path(prefix, key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _decode_batch(images, transform, indices, n_jobs):
+    def one(i):
+        try:
+            return transform(images.image(i)), None
+        except ImageDecodeError as exc:
+            return None, str(exc)
+    if n_jobs in (None, 1) or len(indices) == 1:
+        return [one(i) for i in indices]
+    # Pillow and torch release the GIL while decoding and resizing: threads suffice.
+    return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(one)(i) for i in indices)
+
+
+def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, batch_size=32,
+                        device="cpu", n_jobs=None, verbose=0, prefix_key=None, stats=None):
+    """Run images through the frozen ``prefix`` once, reusing cached results.
+
+    Parameters
+    ----------
+    prefix : list of torch.nn.Module
+        Frozen modules run in order (in inference mode).
+    X : images accepted by :func:`sktransfer.data.as_images`
+    transform : callable
+        Preprocessing: PIL image or tensor -> float tensor ``(3, s, s)``.
+    cache : bool
+        Use (and fill) the in-memory store :data:`MEMORY`.
+    cache_dir : path or None
+        Also use (and fill) a :class:`DiskStore` there.
+    batch_size : int
+    device : str or torch.device
+    n_jobs : int or None
+        Decoding threads.
+    verbose : int
+        ``>= 1`` shows a progress bar for the images computed.
+    prefix_key : str or None
+        Precomputed :func:`fingerprint` of ``prefix`` and ``transform``.
+    stats : dict or None
+        When given, receives ``computed`` and ``reused`` counts.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n_images, *activation_shape)``, float32, on the CPU.
+
+    Raises
+    ------
+    ImageDecodeError
+        Listing every image that could not be decoded.
+    """
+    images = as_images(X)
+    n = len(images)
+    use_store = cache or cache_dir is not None
+    results = [None] * n
+    pending = list(range(n))
+    if use_store:
+        prefix_key = prefix_key or fingerprint(prefix, transform)
+        disk = DiskStore(cache_dir) if cache_dir is not None else None
+        keys = [images.content_key(i) for i in range(n)]
+        pending = []
+        first_of = {}
+        for i, key in enumerate(keys):
+            hit = MEMORY.get(f"{prefix_key}/{key}") if cache else None
+            if hit is None and disk is not None:
+                hit = disk.get(prefix_key, key)
+                if hit is not None and cache:
+                    MEMORY.put(f"{prefix_key}/{key}", hit)
+            if hit is not None:
+                results[i] = hit
+            elif key not in first_of:  # identical images are computed once
+                first_of[key] = i
+                pending.append(i)
+    errors = []
+    progress = tqdm(total=len(pending), desc="Extracting features", unit="img",
+                    disable=verbose < 1 or not pending, leave=False)
+    modules = [m.to(device).eval() for m in prefix]
+    with torch.inference_mode():
+        for start in range(0, len(pending), batch_size):
+            batch = pending[start:start + batch_size]
+            decoded = _decode_batch(images, transform, batch, n_jobs)
+            errors += [err for _, err in decoded if err is not None]
+            if errors:  # keep decoding only, to report every bad file at once
+                progress.update(len(batch))
+                continue
+            x = torch.stack([t for t, _ in decoded]).to(device)
+            for module in modules:
+                x = module(x)
+            x = x.float().cpu()
+            for i, row in zip(batch, x):
+                row = row.clone()
+                results[i] = row
+                if use_store:
+                    if cache:
+                        MEMORY.put(f"{prefix_key}/{keys[i]}", row)
+                    if disk is not None:
+                        disk.put(prefix_key, keys[i], row)
+            progress.update(len(batch))
+    progress.close()
+    if errors:
+        shown = "\n  ".join(errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise ImageDecodeError(f"{len(errors)} image(s) could not be read:\n  {shown}{more}")
+    if use_store:
+        for i, key in enumerate(keys):
+            if results[i] is None:  # a duplicate of an image computed above
+                results[i] = results[first_of[key]]
+    if stats is not None:
+        stats["computed"] = len(pending)
+        stats["reused"] = n - len(pending)
+    return torch.stack(results) if n else torch.empty(0)

@@ -1,0 +1,108 @@
+"""skorch callbacks for the transfer-learning schedule."""
+
+from __future__ import annotations
+
+from torch import nn
+from skorch.callbacks import Callback
+
+_BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
+
+
+def _keep_inference_mode(module, args):
+    # skorch calls module.train() every step; this runs right before each forward.
+    module.training = False
+
+
+def freeze_batchnorm(modules):
+    """Keep every BatchNorm layer inside ``modules`` in inference mode for good.
+
+    Its running statistics then never change, whatever ``train()`` says; its
+    affine weights still train when their ``requires_grad`` is set.
+
+    Parameters
+    ----------
+    modules : iterable of torch.nn.Module
+    """
+    for block in modules:
+        for m in block.modules():
+            if isinstance(m, _BATCHNORM) and _keep_inference_mode not in m._forward_pre_hooks.values():
+                m.register_forward_pre_hook(_keep_inference_mode)
+                m.eval()
+
+
+class PartialUnfreeze(Callback):
+    """Train only the head first, then also the last ``n`` blocks at a lower rate.
+
+    At the start of training every block is frozen (``requires_grad=False``);
+    at the start of epoch ``at_epoch + 1`` the last ``n`` blocks become
+    trainable and every optimizer parameter group gets learning rate ``lr``.
+    BatchNorm layers inside the blocks stay in inference mode throughout, so
+    their running statistics never drift (the Keras fine-tuning advice).  The
+    learning rate in force is recorded each epoch in ``net.history`` under
+    ``"lr"``.
+
+    Usable on its own with any skorch net whose module exposes its blocks.
+
+    Parameters
+    ----------
+    n : int or "all", default=2
+        How many of the last blocks to unfreeze in phase 2.
+    at_epoch : int, default=5
+        Number of phase-1 epochs (head only) before unfreezing.
+    lr : float, default=1e-5
+        Learning rate of phase 2.
+    blocks : str or callable, default="blocks"
+        Where the blocks are: the name of an attribute of ``net.module_``
+        holding an ordered sequence of modules (an ``nn.Sequential`` such as
+        torchvision's ``features`` works), or a callable ``module -> list``.
+    freeze_batchnorm : bool, default=True
+        Keep BatchNorm layers of the blocks in inference mode.
+
+    Examples
+    --------
+    >>> from skorch import NeuralNetClassifier
+    >>> from torchvision.models import mobilenet_v2
+    >>> net = NeuralNetClassifier(  # doctest: +SKIP
+    ...     mobilenet_v2, criterion=torch.nn.CrossEntropyLoss, max_epochs=8, lr=1e-3,
+    ...     callbacks=[("partial_unfreeze",
+    ...                 PartialUnfreeze(n=2, at_epoch=5, lr=1e-5, blocks="features"))])
+    """
+
+    def __init__(self, n=2, at_epoch=5, lr=1e-5, blocks="blocks", freeze_batchnorm=True):
+        self.n = n
+        self.at_epoch = at_epoch
+        self.lr = lr
+        self.blocks = blocks
+        self.freeze_batchnorm = freeze_batchnorm
+
+    def _get_blocks(self, module):
+        if callable(self.blocks):
+            return list(self.blocks(module))
+        return list(getattr(module, self.blocks))
+
+    def _unfrozen_blocks(self, blocks):
+        if self.n == "all":
+            return blocks
+        return blocks[len(blocks) - self.n:] if self.n > 0 else []
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        """Freeze every block (phase 1)."""
+        blocks = self._get_blocks(net.module_)
+        if self.n != "all" and not 0 <= self.n <= len(blocks):
+            raise ValueError(f"PartialUnfreeze(n={self.n}): the module has {len(blocks)} blocks.")
+        for block in blocks:
+            block.requires_grad_(False)
+        if self.freeze_batchnorm:
+            freeze_batchnorm(blocks)
+        self.unfrozen_ = False
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Start phase 2 when its epoch comes; record the learning rate."""
+        epoch = len(net.history)  # skorch has already opened this epoch's row
+        if not self.unfrozen_ and epoch > self.at_epoch:
+            for block in self._unfrozen_blocks(self._get_blocks(net.module_)):
+                block.requires_grad_(True)
+            for group in net.optimizer_.param_groups:
+                group["lr"] = self.lr
+            self.unfrozen_ = True
+        net.history.record("lr", net.optimizer_.param_groups[0]["lr"])

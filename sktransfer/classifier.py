@@ -1,0 +1,519 @@
+"""TransferClassifier: a pretrained CNN with a new head, as a scikit-learn classifier."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import numbers
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EarlyStopping
+from skorch.helper import predefined_split
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision.transforms import v2 as T
+
+from . import _validation as check
+from .backbones import build_backbone, feature_shape, make_pooling, pooled_size
+from .cache import compute_activations, fingerprint
+from .callbacks import PartialUnfreeze
+from .data import ImageDataset, as_images
+
+OPTIMIZERS = {
+    "adam": (torch.optim.Adam, {}),
+    "adamw": (torch.optim.AdamW, {}),
+    "sgd": (torch.optim.SGD, {"momentum": 0.9}),
+    "rmsprop": (torch.optim.RMSprop, {}),
+}
+
+
+class TransferNet(nn.Module):
+    """The trainable part: a frozen stem, the blocks that may train, pooling and head.
+
+    Parameters
+    ----------
+    stem : list of torch.nn.Module
+        Frozen modules run first, without gradients and in inference mode
+        (used when ``augment=True``; empty when the input is cached activations).
+    blocks : list of torch.nn.Module
+        The backbone blocks that phase 2 trains (frozen in phase 1).
+    pool : torch.nn.Module
+    head : torch.nn.Module
+    """
+
+    def __init__(self, stem, blocks, pool, head):
+        super().__init__()
+        self.stem = nn.ModuleList(stem)
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = pool
+        self.head = head
+
+    def train(self, mode=True):
+        """Like ``nn.Module.train``, but the frozen stem stays in inference mode."""
+        super().train(mode)
+        self.stem.eval()
+        return self
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        if len(self.stem):
+            with torch.no_grad():
+                for module in self.stem:
+                    x = module(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.pool(x))
+
+
+def make_head(in_features, hidden_units, dropout, n_classes):
+    """``[Linear, ReLU] * len(hidden_units)``, then dropout and the output layer."""
+    layers, width = [], in_features
+    for units in hidden_units:
+        layers += [nn.Linear(width, units), nn.ReLU()]
+        width = units
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(width, n_classes))
+    return nn.Sequential(*layers)
+
+
+class _Labelled(Dataset):
+    """Images (or activations) paired with encoded labels, as skorch expects."""
+
+    def __init__(self, data, y):
+        self.data, self.y = data, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.data[i], self.y[i]
+
+
+def _check_labels(y, n_samples):
+    if y is None:
+        raise ValueError("y is required: TransferClassifier is a supervised classifier.")
+    y = column_or_1d(np.asarray(y), warn=True)
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} images but y has {len(y)} labels; they must match.")
+    if y.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(y))
+    elif y.dtype == object:
+        missing = np.flatnonzero([v is None or (isinstance(v, float) and np.isnan(v)) for v in y])
+    else:
+        missing = []
+    if len(missing):
+        raise ValueError(
+            f"y has {len(missing)} missing label(s) (NaN or None), first at position(s) "
+            f"{list(missing[:10])}; drop those images or give them a class."
+        )
+    check_classification_targets(y)
+    return y
+
+
+class TransferClassifier(ClassifierMixin, BaseEstimator):
+    """Transfer learning for images: a pretrained CNN, a new head, frozen then fine-tuned.
+
+    The standard recipe as one scikit-learn estimator: take an ImageNet CNN,
+    drop its classifier, freeze it, train a new head (phase 1, ``epochs`` at
+    ``lr``), then optionally unfreeze the last ``unfreeze`` blocks and train
+    them with the head at a lower rate (phase 2, ``finetune_epochs`` at
+    ``finetune_lr``).  BatchNorm layers stay in inference mode throughout.
+
+    With ``cache=True`` (and ``augment=False``) the frozen part runs once per
+    image: its activations are cached and both phases train from them, so
+    more epochs, cross-validation folds and grid points cost little.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="mobilenet"
+        An alias (``"mobilenet"``, ``"resnet"``, ``"vgg"``, ``"inception"``,
+        ``"efficientnet"``), a torchvision model name, or your own module (see
+        :func:`sktransfer.backbones.build_backbone` for the contract).
+    weights : "imagenet", None, str or path, default="imagenet"
+        ``"imagenet"``: torchvision's ImageNet weights, found offline (never
+        downloaded); ``None``: random initialisation; a path: a state_dict file.
+    hidden_units : tuple of int, default=()
+        Hidden layers (ReLU) of the new head; ``(128,)`` is the classic
+        Dense(128) head.
+    pooling : {"avg", "max", "flatten"}, default="avg"
+        How the last feature map becomes a vector.
+    dropout : float, default=0.2
+        Dropout rate before the output layer, in [0, 1).
+    epochs : int, default=5
+        Phase 1 epochs (backbone frozen, head trains).
+    lr : float, default=1e-3
+        Phase 1 learning rate.
+    unfreeze : int or "all", default=0
+        Number of the backbone's last blocks trained in phase 2 (the "freeze
+        depth"); 0: no phase 2.
+    finetune_epochs : int, default=3
+        Phase 2 epochs.
+    finetune_lr : float, default=1e-5
+        Phase 2 learning rate (head and unfrozen blocks).
+    optimizer : str or torch.optim.Optimizer subclass, default="adam"
+        ``"adam"``, ``"adamw"``, ``"sgd"`` (momentum 0.9) or ``"rmsprop"``.
+    batch_size : int, default=32
+    image_size : int or None, default=None
+        Side of the network input in pixels; None: the backbone's own (224,
+        299 for inception).
+    augment : bool, default=False
+        Random resized crops and horizontal flips during training.  The
+        frozen part must then run on every image at every epoch, so the
+        activation cache is not used for training: expect fits several times
+        slower.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified) and stop
+        when the validation loss has not improved for ``n_iter_no_change``
+        epochs, keeping the best weights.  Stopping in phase 1 skips phase 2.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=3
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss, as in scikit-learn.
+    cache : bool, default=True
+        Reuse frozen-backbone activations across epochs, fits and clones.
+    cache_dir : str or path, default=None
+        Also keep activations on disk there, shared by processes and later runs.
+    device : str, default="auto"
+        ``"auto"``: CUDA when available, else CPU.
+    n_jobs : int, default=None
+        Threads decoding images.
+    random_state : int, RandomState or None, default=None
+        Seeds head initialisation, shuffling, dropout and the validation split.
+    verbose : int, default=0
+        1: progress bars and skorch's epoch table.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, in the order of ``predict_proba``'s columns.
+    n_classes_ : int
+    net_ : skorch.NeuralNetClassifier
+        The fitted net; its module is the trainable part (unfrozen blocks and head).
+    history_ : skorch.History
+        Per-epoch losses (and validation scores) and the learning rate.
+    n_blocks_ : int
+        Blocks of the backbone.
+    weights_ : str
+        Which weights were loaded, e.g. ``"IMAGENET1K_V1"``.
+
+    Examples
+    --------
+    >>> from sktransfer import TransferClassifier
+    >>> clf = TransferClassifier(weights=None, image_size=32, epochs=1, random_state=0)
+    >>> X = np.random.RandomState(0).randint(0, 255, (8, 40, 40, 3), dtype=np.uint8)
+    >>> clf.fit(X, ["cat", "dog"] * 4).predict(X[:2]).shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        backbone="mobilenet",
+        weights="imagenet",
+        hidden_units=(),
+        pooling="avg",
+        dropout=0.2,
+        epochs=5,
+        lr=1e-3,
+        unfreeze=0,
+        finetune_epochs=3,
+        finetune_lr=1e-5,
+        optimizer="adam",
+        batch_size=32,
+        image_size=None,
+        augment=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        class_weight=None,
+        cache=True,
+        cache_dir=None,
+        device="auto",
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.hidden_units = hidden_units
+        self.pooling = pooling
+        self.dropout = dropout
+        self.epochs = epochs
+        self.lr = lr
+        self.unfreeze = unfreeze
+        self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.augment = augment
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- validation ---------------------------------------------------------
+
+    def _check_params(self):
+        device = check.check_common(self)
+        check.check_int("epochs", self.epochs, 1)
+        check.check_int("finetune_epochs", self.finetune_epochs, 0)
+        check.check_float("lr", self.lr)
+        check.check_float("finetune_lr", self.finetune_lr)
+        check.check_float("dropout", self.dropout, 0.0, 1.0, low_inclusive=True)
+        if self.dropout == 1.0:
+            raise ValueError("dropout must be < 1 (1 drops everything).")
+        check.check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
+        check.check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        for name in ("augment", "early_stopping"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
+        units = self.hidden_units
+        if isinstance(units, numbers.Integral) or not all(
+            isinstance(u, numbers.Integral) and not isinstance(u, bool) and u >= 1 for u in units
+        ):
+            raise ValueError(f"hidden_units must be a tuple of positive integers; got {units!r}.")
+        if self.unfreeze != "all":
+            check.check_int("unfreeze", self.unfreeze, 0)
+        if isinstance(self.optimizer, str):
+            check.check_choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
+        elif not (inspect.isclass(self.optimizer)
+                  and issubclass(self.optimizer, torch.optim.Optimizer)):
+            raise ValueError(
+                f"optimizer must be one of {tuple(OPTIMIZERS)} or a torch.optim.Optimizer "
+                f"subclass; got {self.optimizer!r}."
+            )
+        if not (self.class_weight is None or self.class_weight == "balanced"
+                or isinstance(self.class_weight, dict)):
+            raise ValueError(
+                f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}."
+            )
+        return device
+
+    def _optimizer_spec(self):
+        if isinstance(self.optimizer, str):
+            return OPTIMIZERS[self.optimizer]
+        return self.optimizer, {}
+
+    # -- fitting ------------------------------------------------------------
+
+    def fit(self, X, y, validation_data=None):
+        """Fit the head (phase 1), then the last ``unfreeze`` blocks (phase 2).
+
+        Parameters
+        ----------
+        X : list of paths, list of PIL images, or array (n, h, w[, c])
+            Training images.
+        y : array-like of shape (n_samples,)
+            Class labels of any type (strings, integers...).
+        validation_data : tuple (X_val, y_val), optional
+            Scored after each epoch (``valid_loss``, ``valid_acc`` in
+            ``history_``); used instead of a split when ``early_stopping``.
+
+        Returns
+        -------
+        self : TransferClassifier
+        """
+        device = self._check_params()
+        images = as_images(X)
+        y = _check_labels(y, len(images))
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(
+                f"y has a single class ({encoder.classes_[0]!r}); need at least two to classify."
+            )
+        y_enc = encoder.transform(y).astype(np.int64)
+        valid = None
+        if validation_data is not None:
+            X_val, y_val = validation_data
+            valid_images = as_images(X_val)
+            y_val = _check_labels(y_val, len(valid_images))
+            unknown = sorted(set(y_val.tolist()) - set(encoder.classes_.tolist()), key=str)
+            if unknown:
+                raise ValueError(f"validation_data has labels not in y: {unknown[:10]}.")
+            valid = (valid_images, encoder.transform(y_val).astype(np.int64))
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        cuda = device.startswith("cuda")
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if cuda else []):
+            torch.manual_seed(seed)
+            self._fit(images, y_enc, valid, encoder, seed, device)
+        return self
+
+    def _fit(self, images, y, valid, encoder, seed, device):
+        backbone_arg = self.backbone
+        if isinstance(backbone_arg, nn.Module):
+            backbone_arg = copy.deepcopy(backbone_arg)  # never train the user's object
+        bb = build_backbone(backbone_arg, self.weights)
+        n_blocks = bb.n_blocks
+        n_unfreeze = n_blocks if self.unfreeze == "all" else self.unfreeze
+        if n_unfreeze > n_blocks:
+            raise ValueError(
+                f"unfreeze={self.unfreeze} but backbone {bb.name!r} has only {n_blocks} blocks."
+            )
+        transform = bb.transform(self.image_size)
+        size = transform.crop_size[0]
+        shape = feature_shape(bb.blocks, size)
+        pool = make_pooling(self.pooling, len(shape))
+        cut = n_blocks - n_unfreeze
+        # The prefix never trains; with no phase 2 it includes the pooling.
+        prefix = bb.blocks[:cut] + ([pool] if cut == n_blocks else [])
+        for module in prefix:
+            module.requires_grad_(False).eval()
+        head = make_head(pooled_size(self.pooling, shape), self.hidden_units, self.dropout,
+                         len(encoder.classes_))
+        suffix_pool = pool if cut < n_blocks else nn.Identity()
+
+        self.classes_ = encoder.classes_
+        self.n_classes_ = len(encoder.classes_)
+        self.n_blocks_ = n_blocks
+        self.weights_ = bb.weights_tag
+        self.transform_ = transform
+        self.device_ = device
+        if self.augment:
+            # The prefix must see each freshly augmented image: it runs inside the net.
+            self.prefix_, self.prefix_key_ = [], None
+            module = TransferNet(prefix, bb.blocks[cut:], suffix_pool, head)
+            train_data = _Labelled(ImageDataset(images, self._augmentation(transform)), y)
+        else:
+            self.prefix_ = prefix
+            self.prefix_key_ = fingerprint(prefix, transform) if self._uses_store() else None
+            module = TransferNet([], bb.blocks[cut:], suffix_pool, head)
+            train_data = _Labelled(self._activations(images), y)
+
+        valid_data = None
+        if valid is not None:
+            valid_data = _Labelled(self._inputs(valid[0]), valid[1])
+        elif self.early_stopping:
+            idx_train, idx_valid = train_test_split(
+                np.arange(len(y)), test_size=self.validation_fraction, stratify=y,
+                random_state=seed,
+            )
+            valid_data = _Labelled(_Subset(train_data.data, idx_valid), y[idx_valid])
+            train_data = _Labelled(_Subset(train_data.data, idx_train), y[idx_train])
+
+        self.net_ = self._make_net(module, device, valid_data, n_unfreeze, y)
+        self.net_.fit(train_data, None)
+        self.history_ = self.net_.history
+        return self
+
+    def _make_net(self, module, device, valid_data, n_unfreeze, y):
+        opt_cls, opt_kwargs = self._optimizer_spec()
+        callbacks = [("partial_unfreeze", PartialUnfreeze(
+            n=n_unfreeze, at_epoch=self.epochs, lr=self.finetune_lr,
+        ))]
+        if self.early_stopping:
+            callbacks.append(("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.n_iter_no_change, load_best=True,
+                sink=print if self.verbose else _silent,
+            )))
+        criterion_kwargs = {}
+        if self.class_weight is not None:
+            classes = np.arange(self.n_classes_)
+            if isinstance(self.class_weight, dict):
+                cw = np.array([self.class_weight.get(c, 1.0) for c in self.classes_], dtype=float)
+            else:
+                cw = compute_class_weight("balanced", classes=classes, y=y)
+            criterion_kwargs["criterion__weight"] = torch.as_tensor(cw, dtype=torch.float32)
+        return NeuralNetClassifier(
+            module,
+            criterion=nn.CrossEntropyLoss,
+            optimizer=opt_cls,
+            lr=self.lr,
+            max_epochs=self.epochs + (self.finetune_epochs if n_unfreeze else 0),
+            batch_size=self.batch_size,
+            iterator_train__shuffle=True,
+            train_split=predefined_split(valid_data) if valid_data is not None else None,
+            classes=list(range(self.n_classes_)),
+            callbacks=callbacks,
+            device=device,
+            verbose=self.verbose,
+            **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
+            **criterion_kwargs,
+        )
+
+    @staticmethod
+    def _augmentation(transform):
+        size = transform.crop_size[0]
+        return T.Compose([
+            T.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
+            T.RandomHorizontalFlip(),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(mean=transform.mean, std=transform.std),
+        ])
+
+    def _uses_store(self):
+        return self.cache or self.cache_dir is not None
+
+    def _activations(self, images):
+        return compute_activations(
+            self.prefix_, images, self.transform_, cache=self.cache, cache_dir=self.cache_dir,
+            batch_size=self.batch_size, device=self.device_, n_jobs=self.n_jobs,
+            verbose=self.verbose, prefix_key=self.prefix_key_,
+        )
+
+    def _inputs(self, X):
+        """What the net eats: cached activations, or preprocessed images with ``augment``."""
+        images = as_images(X)
+        if self.augment:
+            return ImageDataset(images, self.transform_)
+        return self._activations(images)
+
+    # -- prediction ---------------------------------------------------------
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : list of paths, list of PIL images, or array (n, h, w[, c])
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "net_")
+        data = self._inputs(X)
+        return self.net_.predict_proba(_Labelled(data, np.zeros(len(data), dtype=np.int64)))
+
+    def predict(self, X):
+        """Predicted class labels (of the same type as ``y`` in ``fit``).
+
+        Parameters
+        ----------
+        X : list of paths, list of PIL images, or array (n, h, w[, c])
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class _Subset(Dataset):
+    def __init__(self, data, indices):
+        self.data, self.indices = data, indices
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.data[self.indices[i]]
+
+
+def _silent(*args, **kwargs):
+    pass

@@ -1,0 +1,310 @@
+"""Turn X (paths, arrays, PIL images) into images, decoded lazily, with clear errors.
+
+Accepted inputs, everywhere in the package:
+
+- a list, tuple, pandas Series or 1-d array of file paths (``str`` or ``os.PathLike``);
+  images are decoded one at a time, when needed, and may have different sizes;
+- a numeric array ``(n, h, w, 3)``, ``(n, h, w, 1)`` or ``(n, h, w)`` (grayscale),
+  ``uint8`` in [0, 255] or floating point in [0, 1];
+- a list of PIL images or of single-image arrays ``(h, w[, c])`` of any sizes.
+
+Grayscale, RGBA, palette, CMYK and 16-bit images become RGB; EXIF rotation is applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+
+class ImageDecodeError(ValueError):
+    """An image file could not be read or decoded; the message names the file."""
+
+
+def _describe(x):
+    return type(x).__name__
+
+
+def _check_single_array(arr, where):
+    """Validate one image's array ``(h, w)``, ``(h, w, 1)`` or ``(h, w, 3)``."""
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3)):
+        return
+    raise ValueError(
+        f"{where} has shape {arr.shape}; an image array must be (h, w), (h, w, 1) or (h, w, 3) "
+        "(channels last, RGB)."
+    )
+
+
+def _check_pixels(arr, where):
+    """Check dtype and value range of image pixels."""
+    if arr.dtype == np.uint8:
+        return
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(
+            f"{where} has dtype {arr.dtype}; pass uint8 in [0, 255] or floats in [0, 1]."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{where} contains NaN or infinite pixel values.")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{where} has float pixels in [{lo:g}, {hi:g}]; float images must be in [0, 1] "
+            "(divide by 255, or pass uint8)."
+        )
+
+
+def _array_to_tensor(arr):
+    """``(h, w[, c])`` uint8/float array -> ``(3, h, w)`` tensor of the same kind."""
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.ndim == 2:
+        t = t.unsqueeze(-1)
+    t = t.permute(2, 0, 1)
+    if t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    return t if t.dtype == torch.uint8 else t.to(torch.float32)
+
+
+def to_rgb(img):
+    """Convert a PIL image of any mode to RGB (EXIF rotation applied, 16-bit scaled)."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # PIL's own conversion clips 16-bit values at 255; scale instead.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite transparency on white, as a viewer shows it.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def decode_file(path):
+    """Read an image file into an RGB PIL image.
+
+    Raises
+    ------
+    ImageDecodeError
+        Naming the file, when it is not a readable image.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ImageDecodeError(f"cannot read image file {os.fspath(path)!r}: {reason}") from None
+
+
+class ImageSource:
+    """Validated images of one kind; nothing is decoded until asked for.
+
+    Build it with :func:`as_images`.
+
+    Attributes
+    ----------
+    kind : {"paths", "array", "objects"}
+        File paths, one numeric array, or a list of PIL images / arrays.
+    """
+
+    def __init__(self, items, kind):
+        self.items = items
+        self.kind = kind
+
+    def __len__(self):
+        return len(self.items)
+
+    def describe(self, i):
+        """How to name item ``i`` in an error message."""
+        return f"file {self.items[i]!r}" if self.kind == "paths" else f"image {i} of X"
+
+    def image(self, i):
+        """Item ``i`` as an RGB PIL image or a ``(3, h, w)`` tensor."""
+        item = self.items[i]
+        if self.kind == "paths":
+            return decode_file(item)
+        if isinstance(item, Image.Image):
+            return to_rgb(item)
+        return _array_to_tensor(item)
+
+    def content_key(self, i):
+        """A digest of item ``i``'s content (file bytes, or pixels with shape and dtype)."""
+        h = hashlib.blake2b(digest_size=16)
+        item = self.items[i]
+        if self.kind == "paths":
+            try:
+                with open(item, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as exc:
+                raise ImageDecodeError(f"cannot read image file {item!r}: {exc}") from None
+        elif isinstance(item, Image.Image):
+            h.update(f"{item.mode}{item.size}".encode())
+            h.update(item.tobytes())
+        else:
+            h.update(f"{item.dtype}{item.shape}".encode())
+            h.update(np.ascontiguousarray(item).tobytes())
+        return h.hexdigest()
+
+    def subset(self, indices):
+        """The images at ``indices``, as a new :class:`ImageSource`."""
+        return ImageSource([self.items[i] for i in indices], self.kind)
+
+
+def _as_path(x):
+    return os.fspath(x) if isinstance(x, (str, os.PathLike)) else None
+
+
+def as_images(X):
+    """Validate X and wrap it as an :class:`ImageSource`.
+
+    Parameters
+    ----------
+    X : see the module docstring.
+
+    Returns
+    -------
+    ImageSource
+
+    Raises
+    ------
+    ValueError, TypeError, FileNotFoundError
+        Naming the problem: empty X, a bad shape or dtype, mixed kinds, or
+        every missing file.
+    """
+    if isinstance(X, ImageSource):
+        return X
+    if isinstance(X, np.ndarray) and X.dtype != object and not np.issubdtype(X.dtype, np.str_):
+        if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] not in (1, 3)):
+            raise ValueError(
+                f"X has shape {X.shape}; an image array must be (n, h, w), (n, h, w, 1) or "
+                "(n, h, w, 3) (channels last, RGB)."
+            )
+        if X.shape[0] == 0:
+            raise ValueError("X is empty: need at least one image.")
+        if min(X.shape[1:3]) == 0:
+            raise ValueError(f"X has shape {X.shape}: images with no pixels.")
+        _check_pixels(X, "X")
+        return ImageSource(X, "array")
+    if isinstance(X, (str, os.PathLike, Image.Image)):
+        raise TypeError(
+            "X must be a collection of images (a list of paths, a list of PIL images or an "
+            f"array of shape (n, h, w[, c])), got a single {_describe(X)}; wrap it in a list."
+        )
+    try:
+        items = list(X)
+    except TypeError:
+        raise TypeError(
+            f"X must be a list of image paths, a list of PIL images or an image array; "
+            f"got {_describe(X)}."
+        ) from None
+    if not items:
+        raise ValueError("X is empty: need at least one image.")
+    paths = [_as_path(x) for x in items]
+    if all(p is not None for p in paths):
+        _check_files(paths)
+        return ImageSource(paths, "paths")
+    for i, x in enumerate(items):
+        if paths[i] is not None:
+            first = next(j for j, p in enumerate(paths) if p is None)
+            raise TypeError(
+                f"X mixes file paths (X[{i}]) with other objects (X[{first}] is "
+                f"{_describe(items[first])}); pass one kind of input."
+            )
+        if isinstance(x, np.ndarray):
+            _check_single_array(x, f"X[{i}]")
+            _check_pixels(x, f"X[{i}]")
+        elif not isinstance(x, Image.Image):
+            raise TypeError(
+                f"X[{i}] is a {_describe(x)}; expected a file path, a PIL image or an image array."
+            )
+    return ImageSource(items, "objects")
+
+
+def _check_files(paths):
+    missing = [p for p in paths if not os.path.exists(p)]
+    folders = [p for p in paths if os.path.isdir(p)]
+    problems = [f"{p!r} (no such file)" for p in missing]
+    problems += [f"{p!r} (a folder, not an image file)" for p in folders]
+    if problems:
+        shown = "; ".join(problems[:10])
+        more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        cls = FileNotFoundError if missing else ValueError
+        raise cls(f"{len(problems)} of {len(paths)} image paths cannot be used: {shown}{more}.")
+
+
+class ImageDataset(Dataset):
+    """A torch ``Dataset`` of preprocessed image tensors ``(3, s, s)``.
+
+    Parameters
+    ----------
+    images : ImageSource or any X accepted by :func:`as_images`
+    transform : callable
+        PIL image or ``(3, h, w)`` tensor -> float tensor (the backbone's
+        preprocessing, e.g. :meth:`sktransfer.backbones.Backbone.transform`).
+    """
+
+    def __init__(self, images, transform):
+        self.images = as_images(images)
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.transform(self.images.image(i))
+
+
+IMAGE_EXTENSIONS = frozenset(
+    ext.lower() for ext in Image.registered_extensions() if ext.lower() not in {".pdf", ".eps", ".ps"}
+)
+
+
+def load_image_folder(root):
+    """List the images of a ``root/<class>/<image>`` folder tree.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        A folder with one sub-folder per class.  Files whose extension Pillow
+        does not know, and hidden files, are ignored.
+
+    Returns
+    -------
+    paths : list of str
+        Image paths, sorted by class then file name.
+    labels : numpy.ndarray of str
+        The class (sub-folder name) of each path.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``root`` does not exist.
+    ValueError
+        When ``root`` is not a folder or holds no class folder with images.
+    """
+    root = Path(os.fspath(root))
+    if not root.exists():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder; expected root/<class>/<image> layout.")
+    paths, labels = [], []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for f in sorted(class_dir.iterdir()):
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS:
+                paths.append(str(f))
+                labels.append(class_dir.name)
+    if not paths:
+        raise ValueError(
+            f"No images found under {root}; expected root/<class>/<image> layout "
+            "(one sub-folder per class)."
+        )
+    return paths, np.asarray(labels)

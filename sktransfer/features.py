@@ -1,0 +1,161 @@
+"""PretrainedFeatures: a frozen pretrained CNN as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from . import _validation as check
+from .backbones import build_backbone, feature_shape, make_pooling, pooled_size, resolve_name
+from .cache import compute_activations, fingerprint
+from .data import as_images
+
+
+class PretrainedFeatures(TransformerMixin, BaseEstimator):
+    """Embeddings (or ImageNet class probabilities) of a frozen pretrained CNN.
+
+    Turns images into a ``(n_samples, n_features)`` array for any
+    scikit-learn estimator -- the "linear probe" of transfer learning:
+    ``make_pipeline(PretrainedFeatures(), LogisticRegression())``.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="mobilenet"
+        As in :class:`TransferClassifier`.
+    weights : "imagenet", None, str or path, default="imagenet"
+        As in :class:`TransferClassifier`.
+    pooling : {"avg", "max", "flatten"}, default="avg"
+        How the last feature map becomes a vector.
+    include_top : bool, default=False
+        Return the 1000 ImageNet class probabilities of the original
+        classifier instead of the pooled features; their names come from
+        :meth:`get_feature_names_out`.
+    image_size : int or None, default=None
+        Network input side; None: the backbone's own.
+    batch_size : int, default=32
+    cache : bool, default=True
+        Reuse activations of images already seen (in this process).
+    cache_dir : str or path, default=None
+        Also keep them on disk there.
+    device : str, default="auto"
+    n_jobs : int, default=None
+        Threads decoding images.
+    verbose : int, default=0
+        1: a progress bar.
+
+    Attributes
+    ----------
+    n_features_out_ : int
+    weights_ : str
+        Which weights were loaded.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+    >>> PretrainedFeatures(weights=None, image_size=32).fit_transform(X).shape
+    (2, 1280)
+    """
+
+    def __init__(self, backbone="mobilenet", weights="imagenet", pooling="avg", include_top=False,
+                 image_size=None, batch_size=32, cache=True, cache_dir=None, device="auto",
+                 n_jobs=None, verbose=0):
+        self.backbone = backbone
+        self.weights = weights
+        self.pooling = pooling
+        self.include_top = include_top
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.device = device
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def fit(self, X=None, y=None):
+        """Load the backbone (nothing is learned from X).
+
+        Parameters
+        ----------
+        X : images, optional
+            Validated when given.
+        y : ignored
+
+        Returns
+        -------
+        self : PretrainedFeatures
+        """
+        self.device_ = check.check_common(self)
+        if X is not None:
+            as_images(X)
+        backbone = self.backbone
+        if isinstance(backbone, nn.Module):
+            backbone = copy.deepcopy(backbone)
+        bb = build_backbone(backbone, self.weights)
+        self.transform_ = bb.transform(self.image_size)
+        if self.include_top:
+            if bb.top is None:
+                raise ValueError(
+                    "include_top=True needs a torchvision backbone with its ImageNet "
+                    "classifier; a custom module has none."
+                )
+            self.prefix_ = [*bb.blocks, bb.top, nn.Softmax(dim=1)]
+            self.feature_names_ = np.asarray(
+                bb.categories or _default_categories(bb.name), dtype=object
+            )
+        else:
+            shape = feature_shape(bb.blocks, self.transform_.crop_size[0])
+            self.prefix_ = [*bb.blocks, make_pooling(self.pooling, len(shape))]
+            n = pooled_size(self.pooling, shape)
+            self.feature_names_ = np.asarray(
+                [f"{type(self).__name__.lower()}{i}" for i in range(n)], dtype=object
+            )
+        for module in self.prefix_:
+            module.requires_grad_(False).eval()
+        self.n_features_out_ = len(self.feature_names_)
+        self.weights_ = bb.weights_tag
+        self.prefix_key_ = fingerprint(self.prefix_, self.transform_)
+        return self
+
+    def transform(self, X):
+        """Features of each image.
+
+        Parameters
+        ----------
+        X : list of paths, list of PIL images, or array (n, h, w[, c])
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self, "prefix_")
+        acts = compute_activations(
+            self.prefix_, X, self.transform_, cache=self.cache, cache_dir=self.cache_dir,
+            batch_size=self.batch_size, device=self.device_, n_jobs=self.n_jobs,
+            verbose=self.verbose, prefix_key=self.prefix_key_,
+        )
+        return acts.numpy()
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns: ImageNet classes with ``include_top``.
+
+        Parameters
+        ----------
+        input_features : ignored
+
+        Returns
+        -------
+        ndarray of str
+        """
+        check_is_fitted(self, "feature_names_")
+        return self.feature_names_.copy()
+
+
+def _default_categories(name):
+    from torchvision import models as tv_models
+
+    return list(tv_models.get_model_weights(resolve_name(name)).DEFAULT.meta["categories"])

