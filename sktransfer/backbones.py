@@ -9,6 +9,7 @@ as ``top`` (used by ``PretrainedFeatures(include_top=True)``).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -344,6 +345,14 @@ def list_backbones():
         (of torchvision's default weights) and ``offline`` (whether ImageNet
         weights for it are on this machine).  Nothing is downloaded.
     """
+    return [{**row, "aliases": list(row["aliases"]),
+             "offline": weights_mod.imagenet_available(row["name"])}
+            for row in _describe_supported()]
+
+
+@functools.lru_cache(maxsize=1)
+def _describe_supported():
+    # Slow (RegNet builders need real tensors), and fixed for a torchvision version.
     reverse = {}
     for alias, target in ALIASES.items():
         reverse.setdefault(target, []).append(alias)
@@ -360,14 +369,13 @@ def list_backbones():
         blocks, _ = splitter(model)
         rows.append({
             "name": name,
-            "aliases": reverse.get(name, []),
+            "aliases": tuple(reverse.get(name, [])),
             "blocks": len(blocks),
             "feature_size": feature_shape(blocks, 224, device=device)[0],
             "input_size": int(enum.transforms().crop_size[0]),
             "top1": enum.meta["_metrics"]["ImageNet-1K"]["acc@1"],
-            "offline": weights_mod.imagenet_available(name),
         })
-    return rows
+    return tuple(rows)
 
 
 def make_pooling(pooling, feature_ndim):

@@ -184,7 +184,7 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
         Frozen modules run in order (in inference mode).
     X : images accepted by :func:`sktransfer.data.as_images`
     transform : callable
-        Preprocessing: PIL image or tensor -> float tensor ``(3, s, s)``.
+        Preprocessing: ``(3, h, w)`` image tensor -> float tensor ``(3, s, s)``.
     cache : bool
         Use (and fill) the in-memory store :data:`MEMORY`.
     cache_dir : path or None

@@ -61,7 +61,7 @@ def _check_pixels(arr, where):
 
 def _array_to_tensor(arr):
     """``(h, w[, c])`` uint8/float array -> ``(3, h, w)`` tensor of the same kind."""
-    t = torch.from_numpy(np.ascontiguousarray(arr))
+    t = torch.from_numpy(np.array(arr, order="C"))  # a writable copy: never alias user data
     if t.ndim == 2:
         t = t.unsqueeze(-1)
     t = t.permute(2, 0, 1)
@@ -127,13 +127,17 @@ class ImageSource:
         return f"file {self.items[i]!r}" if self.kind == "paths" else f"image {i} of X"
 
     def image(self, i):
-        """Item ``i`` as an RGB PIL image or a ``(3, h, w)`` tensor."""
+        """Item ``i`` as a ``(3, h, w)`` RGB tensor (uint8, or float32 in [0, 1]).
+
+        Every kind goes through the same tensor preprocessing afterwards, so
+        a file, its PIL image and its uint8 array give identical inputs.
+        """
         item = self.items[i]
         if self.kind == "paths":
-            return decode_file(item)
-        if isinstance(item, Image.Image):
-            return to_rgb(item)
-        return _array_to_tensor(item)
+            item = decode_file(item)
+        elif isinstance(item, Image.Image):
+            item = to_rgb(item)
+        return _array_to_tensor(np.asarray(item))
 
     def content_key(self, i):
         """A digest of item ``i``'s content (file bytes, or pixels with shape and dtype)."""
@@ -248,7 +252,7 @@ class ImageDataset(Dataset):
     ----------
     images : ImageSource or any X accepted by :func:`as_images`
     transform : callable
-        PIL image or ``(3, h, w)`` tensor -> float tensor (the backbone's
+        ``(3, h, w)`` tensor -> float tensor (the backbone's
         preprocessing, e.g. :meth:`sktransfer.backbones.Backbone.transform`).
     """
 

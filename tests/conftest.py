@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny real images, image folders, ImageNet availability."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# Keep the suite's torch single-threaded per process: CI has 2 cores and
+# GridSearchCV(n_jobs=2) tests start two workers.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _imagenet_available():
+    from sktransfer.weights import imagenet_available
+
+    try:
+        return imagenet_available("mobilenet_v2")
+    except ValueError:
+        return False
+
+
+requires_imagenet = pytest.mark.skipif(
+    not _imagenet_available(),
+    reason="ImageNet MobileNetV2 weights not found offline (run `make test`, which installs them)",
+)
+
+
+def blobs(n, size=40, seed=0):
+    """n RGB uint8 images whose class (0 or 1) is a bright square top-left or bottom-right."""
+    rng = np.random.RandomState(seed)
+    X = rng.randint(0, 60, (n, size, size, 3)).astype(np.uint8)
+    y = np.arange(n) % 2
+    half = size // 2
+    for i in range(n):
+        if y[i] == 0:
+            X[i, :half, :half] = 230
+        else:
+            X[i, half:, half:] = 230
+    return X, y
+
+
+@pytest.fixture
+def tiny():
+    """16 tiny images of two classes."""
+    return blobs(16)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """root/<class>/<image> with PNG and JPEG files of different sizes and modes."""
+    X, y = blobs(12, size=48)
+    root = tmp_path / "images"
+    for i, (img, label) in enumerate(zip(X, y)):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pil = Image.fromarray(img).resize((48 + 4 * i, 40 + 2 * i))
+        if i % 3 == 0:
+            pil.save(folder / f"img{i}.jpg", quality=95)
+        elif i % 3 == 1:
+            pil.convert("L").save(folder / f"img{i}.png")
+        else:
+            pil.convert("RGBA").save(folder / f"img{i}.png")
+    (root / "class_0" / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture
+def fresh_torch_home(tmp_path, monkeypatch):
+    """An empty torch hub cache, so that only what a test puts there is found."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    return tmp_path / "torch_home" / "hub" / "checkpoints"

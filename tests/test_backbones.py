@@ -1,0 +1,148 @@
+"""The backbone registry: the seed's five families, aliases, the generic rule, custom modules."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sktransfer import TransferClassifier, list_backbones
+from sktransfer.backbones import ALIASES, build_backbone, feature_shape, resolve_name
+
+# name -> (blocks, channels of the last feature map, input size, test image size)
+FAMILIES = {
+    "vgg16": (5, 512, 224, 32),
+    "resnet50": (5, 2048, 224, 32),
+    "inception_v3": (13, 2048, 299, 80),
+    "mobilenet_v2": (19, 1280, 224, 32),
+    "mobilenet_v3_small": (13, 576, 224, 32),
+    "mobilenet_v3_large": (17, 960, 224, 32),
+    "efficientnet_b0": (9, 1280, 224, 32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_seed_families_build_split_and_train_one_step(name, tiny):
+    n_blocks, channels, input_size, size = FAMILIES[name]
+    bb = build_backbone(name, weights=None)
+    assert bb.n_blocks == n_blocks
+    assert bb.input_size == input_size
+    assert feature_shape(bb.blocks, size)[0] == channels
+    X, y = tiny
+    X = np.stack([np.resize(x, (size, size, 3)) for x in X[:4]])
+    clf = TransferClassifier(name, weights=None, image_size=size, epochs=1, unfreeze=1,
+                             finetune_epochs=1, batch_size=4, random_state=0).fit(X, y[:4])
+    assert clf.n_blocks_ == n_blocks
+    assert len(clf.history_) == 2  # one step per phase
+    proba = clf.predict_proba(X)
+    assert proba.shape == (4, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_blocks_and_top_compose_to_the_torchvision_model(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    reference = resnet18().eval()
+    torch.save(reference.state_dict(), tmp_path / "r18.pt")
+    bb = build_backbone("resnet18", weights=tmp_path / "r18.pt")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = x
+        for block in bb.blocks:
+            out = block(out)
+        torch.testing.assert_close(bb.top(out), reference(x))
+
+
+def test_inception_has_no_aux_logits_and_uses_299px():
+    bb = build_backbone("inception", weights=None)
+    assert bb.name == "inception_v3" and bb.input_size == 299
+    assert not any("AuxLogits" in type(m).__name__ or "InceptionAux" in type(m).__name__
+                   for b in bb.blocks for m in b.modules())
+    assert bb.transform().crop_size == [299]
+
+
+def test_aliases_resolve():
+    assert {a: resolve_name(a) for a in ALIASES} == {
+        "mobilenet": "mobilenet_v2", "resnet": "resnet50", "vgg": "vgg16",
+        "inception": "inception_v3", "efficientnet": "efficientnet_b0",
+    }
+    assert resolve_name("MobileNet") == "mobilenet_v2"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "regnet_y_400mf", "mnasnet0_5",
+                                  "shufflenet_v2_x0_5", "squeezenet1_0", "alexnet"])
+def test_generic_rule_covers_other_torchvision_cnns(name):
+    bb = build_backbone(name, weights=None)
+    shape = feature_shape(bb.blocks, 64)
+    assert len(shape) == 3 and shape[0] > 0
+    out = torch.zeros(1, *shape)
+    assert bb.top(out).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name", ["vit_b_16", "no_such_net"])
+def test_unsupported_names_fail_with_the_list(name):
+    with pytest.raises(ValueError, match=name) as info:
+        build_backbone(name, weights=None)
+    assert "mobilenet_v2" in str(info.value) and "resnet50" in str(info.value)
+
+
+def test_backbone_must_be_name_or_module():
+    with pytest.raises(TypeError, match="backbone"):
+        resolve_name(42)
+
+
+class WithBlocks(nn.Module):
+    """The `blocks` form of the custom-module contract."""
+
+    input_size = 32
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(8, 16, 3, stride=2), nn.ReLU()),
+        ])
+
+
+def test_custom_module_contract(tiny):
+    X, y = tiny
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.ReLU())
+    before = {k: v.clone() for k, v in seq.state_dict().items()}
+    clf = TransferClassifier(seq, image_size=32, epochs=2, unfreeze=2, finetune_epochs=2,
+                             finetune_lr=1e-2, random_state=0).fit(X, y)
+    assert clf.n_blocks_ == 4 and clf.weights_ == "custom"
+    # The user's module is never trained in place.
+    assert all(torch.equal(before[k], v) for k, v in seq.state_dict().items())
+
+    module = WithBlocks()
+    bb = build_backbone(module)
+    assert bb.n_blocks == 2 and bb.input_size == 32
+    assert TransferClassifier(module, epochs=1).fit(X, y).predict(X).shape == (16,)
+
+
+def test_custom_module_weights_from_a_file(tmp_path):
+    source = WithBlocks()
+    path = tmp_path / "custom.pt"
+    torch.save(source.state_dict(), path)
+    bb = build_backbone(WithBlocks(), weights=path)
+    assert torch.equal(bb.blocks[0][0].weight, source.blocks[0][0].weight)
+
+
+def test_custom_module_without_blocks_is_refused():
+    class Plain(nn.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="blocks"):
+        build_backbone(Plain())
+
+
+def test_list_backbones_describes_the_registry():
+    rows = {r["name"]: r for r in list_backbones()}
+    assert {"vgg16", "resnet50", "inception_v3", "mobilenet_v2", "efficientnet_b0"} <= set(rows)
+    row = rows["mobilenet_v2"]
+    assert row["aliases"] == ["mobilenet"]
+    assert (row["blocks"], row["feature_size"], row["input_size"]) == (19, 1280, 224)
+    assert rows["inception_v3"]["input_size"] == 299
+    assert 60 < row["top1"] < 80
+    assert isinstance(row["offline"], bool)
