@@ -1,0 +1,272 @@
+"""TransferClassifier: labels, freezing, the two phases, sklearn integration, bad input."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from torchvision.models import resnet18
+
+from sktransfer import PretrainedFeatures, TransferClassifier
+from sktransfer.data import ImageDecodeError
+
+FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def r18_weights(tmp_path_factory):
+    """A fixed random ResNet-18 state_dict file: a known 'pretrained' starting point."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "r18.pt"
+    torch.save(resnet18().state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("labels", [
+    ["cat", "dog"], [3, 7], [True, False], [-1, 2], ["b", "a"],
+])
+def test_labels_of_any_type_round_trip(tiny, labels):
+    X, y01 = tiny
+    y = np.array(labels, dtype=object if isinstance(labels[0], str) else None)[y01]
+    clf = TransferClassifier(**{**FAST, "lr": 1e-2, "epochs": 5}).fit(X, list(y))
+    assert list(clf.classes_) == sorted(set(labels))
+    pred = clf.predict(X)
+    assert set(pred) <= set(labels) and type(pred[0]) is type(np.asarray(labels)[0])
+    proba = clf.predict_proba(X)
+    # columns follow classes_
+    np.testing.assert_array_equal(pred, clf.classes_[proba.argmax(axis=1)])
+    assert clf.score(X, y) >= 0.75
+
+
+def test_unfreeze_0_leaves_the_whole_backbone_bit_identical(tiny, r18_weights):
+    X, y = tiny
+    clf = TransferClassifier(**{**FAST, "weights": r18_weights, "epochs": 3}).fit(X, y)
+    reference = torch.load(r18_weights, weights_only=True)
+    fitted = _backbone_state(clf)
+    assert set(fitted) == {k for k in reference if not k.startswith("fc.")}
+    for key, value in fitted.items():
+        assert torch.equal(value, reference[key]), key
+
+
+def _backbone_state(clf):
+    """The fitted backbone's state_dict under torchvision's names."""
+    names = ["stem", "layer1", "layer2", "layer3", "layer4"]
+    blocks = list(clf.prefix_[:clf.n_blocks_ - len(clf.net_.module_.blocks)])
+    blocks += list(clf.net_.module_.blocks)
+    state = {}
+    for name, block in zip(names, blocks):
+        for key, value in block.state_dict().items():
+            if name == "stem":  # Sequential(conv1, bn1, relu, maxpool)
+                idx, rest = key.split(".", 1)
+                key, name_ = rest, ["conv1", "bn1"][int(idx)]
+                state[f"{name_}.{key}"] = value
+            else:
+                state[f"{name}.{key}"] = value
+    return state
+
+
+def test_unfreeze_2_changes_exactly_the_last_two_blocks_and_the_head(tiny, r18_weights):
+    X, y = tiny
+    clf = TransferClassifier(**{**FAST, "weights": r18_weights, "unfreeze": 2,
+                                "finetune_epochs": 2, "finetune_lr": 1e-2}).fit(X, y)
+    reference = torch.load(r18_weights, weights_only=True)
+    for key, value in _backbone_state(clf).items():
+        trainable = key.startswith(("layer3.", "layer4.")) and not key.endswith(
+            ("running_mean", "running_var", "num_batches_tracked"))
+        if trainable:
+            assert not torch.equal(value, reference[key]), f"{key} did not train"
+        else:  # earlier blocks, and every BatchNorm statistic, untouched
+            assert torch.equal(value, reference[key]), f"{key} changed"
+    assert len(clf.net_.module_.blocks) == 2
+
+
+def test_partial_unfreeze_lowers_the_learning_rate(tiny):
+    X, y = tiny
+    clf = TransferClassifier(**{**FAST, "epochs": 3, "lr": 1e-3, "unfreeze": 1,
+                                "finetune_epochs": 2, "finetune_lr": 1e-5}).fit(X, y)
+    assert clf.history_[:, "lr"] == [1e-3] * 3 + [1e-5] * 2
+    assert all(g["lr"] == 1e-5 for g in clf.net_.optimizer_.param_groups)
+    assert dict(clf.net_.callbacks_)["partial_unfreeze"].unfrozen_
+
+
+def test_unfreeze_all_and_no_phase_2_without_unfreeze(tiny):
+    X, y = tiny
+    clf = TransferClassifier(**{**FAST, "unfreeze": "all", "finetune_epochs": 1}).fit(X, y)
+    assert len(clf.net_.module_.blocks) == 5 and clf.prefix_ == []
+    assert len(clf.history_) == 3
+    assert len(TransferClassifier(**FAST).fit(X, y).history_) == 2  # finetune_epochs unused
+
+
+def test_random_state_makes_fits_reproducible(tiny):
+    X, y = tiny
+    a = TransferClassifier(**FAST, dropout=0.5).fit(X, y).predict_proba(X)
+    b = TransferClassifier(**FAST, dropout=0.5).fit(X, y).predict_proba(X)
+    c = TransferClassifier(**{**FAST, "random_state": 1}, dropout=0.5).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fit_does_not_change_the_global_torch_seed(tiny):
+    X, y = tiny
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    TransferClassifier(**FAST).fit(X, y)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_cache_off_gives_the_same_predictions(tiny):
+    X, y = tiny
+    params = {**FAST, "unfreeze": 2, "finetune_epochs": 2}
+    on = TransferClassifier(**params, cache=True).fit(X, y).predict_proba(X)
+    off = TransferClassifier(**params, cache=False).fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(on, off, atol=1e-5)
+
+
+def test_pickle_round_trip_gives_identical_probabilities(tiny):
+    X, y = tiny
+    clf = TransferClassifier(**{**FAST, "unfreeze": 1, "finetune_epochs": 1}).fit(X, ["a", "b"] * 8)
+    clone_ = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clone_.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(clone_.classes_, clf.classes_)
+
+
+def test_clone_and_params_follow_sklearn(tiny):
+    clf = TransferClassifier(**FAST, hidden_units=(8,))
+    params = clf.get_params()
+    assert params["hidden_units"] == (8,) and params["backbone"] == "resnet18"
+    assert set(params) >= {"backbone", "weights", "hidden_units", "pooling", "dropout", "epochs",
+                           "lr", "unfreeze", "finetune_epochs", "finetune_lr", "optimizer",
+                           "batch_size", "image_size", "augment", "early_stopping",
+                           "validation_fraction", "n_iter_no_change", "class_weight", "cache",
+                           "cache_dir", "device", "n_jobs", "random_state", "verbose"}
+    fitted = clf.fit(*tiny)
+    fresh = clone(fitted)
+    assert not hasattr(fresh, "net_") and fresh.get_params() == params
+    assert fresh.set_params(lr=0.5).lr == 0.5
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_grid_search_over_freeze_depth_and_learning_rate(tiny, n_jobs):
+    X, y = tiny
+    search = GridSearchCV(
+        TransferClassifier(**{**FAST, "finetune_epochs": 1}),
+        {"unfreeze": [0, 1], "lr": [1e-3, 1e-2]}, cv=2, n_jobs=n_jobs,
+    ).fit(X, y)
+    assert search.best_params_["unfreeze"] in (0, 1)
+    scores = search.cv_results_["mean_test_score"]
+    assert len(scores) == 4 and np.all((scores >= 0) & (scores <= 1))
+    if n_jobs == 2:  # the same search in parallel gives the same scores
+        serial = GridSearchCV(
+            TransferClassifier(**{**FAST, "finetune_epochs": 1}),
+            {"unfreeze": [0, 1], "lr": [1e-3, 1e-2]}, cv=2, n_jobs=1,
+        ).fit(X, y)
+        np.testing.assert_allclose(scores, serial.cv_results_["mean_test_score"])
+
+
+def test_pipelines(tiny):
+    X, y = tiny
+    probe = make_pipeline(PretrainedFeatures("resnet18", weights=None, image_size=32),
+                          LogisticRegression(max_iter=500))
+    assert cross_val_score(probe, X, y, cv=2).mean() >= 0.75
+    pipe = make_pipeline(TransferClassifier(**{**FAST, "lr": 1e-2, "epochs": 5}))
+    assert pipe.fit(X, y).score(X, y) >= 0.75
+
+
+def test_early_stopping_and_validation_data(tiny):
+    X, y = tiny
+    clf = TransferClassifier(**{**FAST, "epochs": 30, "early_stopping": True,
+                                "validation_fraction": 0.25, "n_iter_no_change": 2,
+                                "lr": 1.0}).fit(X, y)
+    assert len(clf.history_) < 30  # stopped early ...
+    assert clf.history_[-2:, "valid_loss_best"] == [False, False]  # ... after 2 bad epochs
+    clf = TransferClassifier(**FAST).fit(X[:12], y[:12], validation_data=(X[12:], y[12:]))
+    assert len(clf.history_[:, "valid_acc"]) == 2
+
+
+def test_augment_trains_from_images_and_keeps_the_stem_frozen(tiny, r18_weights):
+    X, y = tiny
+    clf = TransferClassifier(**{**FAST, "weights": r18_weights, "augment": True,
+                                "unfreeze": 1, "finetune_epochs": 1}).fit(X, y)
+    assert clf.predict_proba(X).shape == (16, 2)
+    reference = torch.load(r18_weights, weights_only=True)
+    for key, value in _augment_stem_state(clf).items():
+        assert torch.equal(value, reference[key]), key
+
+
+def _augment_stem_state(clf):
+    stem = clf.net_.module_.stem
+    return {f"layer{i}.{k}": v for i, block in enumerate(stem) if i
+            for k, v in block.state_dict().items()}
+
+
+def test_class_weight_and_optimizers(tiny):
+    X, y = tiny
+    for kwargs in ({"class_weight": "balanced"}, {"class_weight": {0: 2.0}},
+                   {"optimizer": "sgd"}, {"optimizer": torch.optim.AdamW},
+                   {"hidden_units": (16,), "pooling": "max"}, {"pooling": "flatten"}):
+        clf = TransferClassifier(**FAST, **kwargs).fit(X, y)
+        assert clf.predict(X).shape == (16,)
+    balanced = TransferClassifier(**FAST, class_weight="balanced").fit(X[:10], [0] * 8 + [1] * 2)
+    weight = balanced.net_.criterion_.weight
+    assert weight[1] > weight[0]
+
+
+# -- bad input: each error names the culprit ---------------------------------
+
+def test_bad_fit_inputs(tiny, tmp_path):
+    X, y = tiny
+    clf = TransferClassifier(**FAST)
+    with pytest.raises(ValueError, match="16 images but y has 15"):
+        clf.fit(X, y[:15])
+    with pytest.raises(ValueError, match="single class"):
+        clf.fit(X, np.zeros(16))
+    with pytest.raises(ValueError, match="empty"):
+        clf.fit([], [])
+    with pytest.raises(ValueError, match="missing label"):
+        clf.fit(X, [None, "a"] * 8)
+    with pytest.raises(ValueError, match="missing label"):
+        clf.fit(X, [np.nan, 1.0] * 8)
+    with pytest.raises(FileNotFoundError, match="nowhere.jpg"):
+        clf.fit([tmp_path / "nowhere.jpg", tmp_path / "x.jpg"], [0, 1])
+    (tmp_path / "bad.jpg").write_bytes(b"garbage")
+    (tmp_path / "bad2.png").write_bytes(b"")
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
+    with pytest.raises(ImageDecodeError) as info:
+        clf.fit([tmp_path / "bad.jpg", tmp_path / "ok.png", tmp_path / "bad2.png"], [0, 1, 0])
+    assert "bad.jpg" in str(info.value) and "bad2.png" in str(info.value)
+    with pytest.raises(ValueError, match="Unknown or unsupported backbone 'resnet9000'"):
+        TransferClassifier("resnet9000", weights=None).fit(X, y)
+
+
+@pytest.mark.parametrize("param, value", [
+    ("epochs", -1), ("epochs", 0), ("epochs", 2.5), ("lr", 0), ("lr", "fast"),
+    ("finetune_lr", -1e-5), ("unfreeze", -1), ("unfreeze", "some"), ("unfreeze", 6),
+    ("optimizer", "adamax"), ("optimizer", 3), ("pooling", "min"), ("dropout", 1.5),
+    ("dropout", 1.0), ("hidden_units", (0,)), ("hidden_units", 128), ("batch_size", 0),
+    ("image_size", -3), ("validation_fraction", 0.9), ("class_weight", "auto"),
+    ("device", "gpu"), ("n_jobs", 0), ("augment", "yes"), ("cache", None),
+])
+def test_invalid_parameters_are_named(tiny, param, value):
+    X, y = tiny
+    with pytest.raises(ValueError, match=param):
+        TransferClassifier(**{**FAST, param: value}).fit(X, y)
+
+
+def test_predict_before_fit():
+    with pytest.raises(NotFittedError):
+        TransferClassifier().predict(np.zeros((1, 8, 8, 3), np.uint8))
+
+
+def test_the_user_data_is_not_modified(tiny):
+    X, y = tiny
+    X0, y0 = X.copy(), y.copy()
+    TransferClassifier(**FAST).fit(X, y).predict(X)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
