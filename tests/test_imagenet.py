@@ -1,0 +1,69 @@
+"""The real ImageNet MobileNetV2 weights on real photos (scikit-image's)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from sktransfer import PretrainedFeatures, TransferClassifier
+
+from conftest import requires_imagenet
+
+pytestmark = [pytest.mark.imagenet, requires_imagenet]
+
+PHOTOS = {"cat": data.chelsea, "espresso": data.coffee, "rocket": data.rocket,
+          "astronaut": data.astronaut}
+
+
+def test_pretrained_top_recognises_the_photos():
+    features = PretrainedFeatures("mobilenet", include_top=True).fit()
+    proba = features.transform([data.chelsea(), data.coffee()])
+    names = features.get_feature_names_out()
+    assert proba.shape == (2, 1000) and len(names) == 1000
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-4)
+    assert names[proba[0].argmax()] in {"Egyptian cat", "tabby", "tiger cat"}
+    assert names[proba[1].argmax()] == "espresso"
+    assert features.weights_ == "IMAGENET1K_V1"
+
+
+def crops(n, seed):
+    """n random crops (30-80% of the side, random flips) of each photo, as PIL images."""
+    rng = np.random.RandomState(seed)
+    X, y = [], []
+    for label, load in PHOTOS.items():
+        img = Image.fromarray(load())
+        w, h = img.size
+        for _ in range(n):
+            frac = rng.uniform(0.3, 0.8)
+            cw, ch = int(w * frac), int(h * frac)
+            left, top = rng.randint(0, w - cw + 1), rng.randint(0, h - ch + 1)
+            crop = img.crop((left, top, left + cw, top + ch))
+            if rng.rand() < 0.5:
+                crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            X.append(crop)
+            y.append(label)
+    return X, np.array(y)
+
+
+@pytest.fixture(scope="module")
+def photo_crops():
+    return crops(8, seed=0), crops(5, seed=1)
+
+
+def test_transfer_classifier_learns_real_photos_far_above_chance(photo_crops):
+    (X, y), (X_test, y_test) = photo_crops
+    clf = TransferClassifier("mobilenet", random_state=0).fit(X, y)
+    assert clf.weights_ == "IMAGENET1K_V1"
+    assert clf.score(X_test, y_test) >= 0.85  # chance is 0.25
+    tuned = TransferClassifier("mobilenet", unfreeze=2, finetune_epochs=2, finetune_lr=1e-4,
+                               random_state=0).fit(X, y)
+    assert tuned.history_[:, "lr"][-1] == 1e-4
+    assert tuned.score(X_test, y_test) >= 0.85
+
+
+def test_linear_probe_on_real_photos(photo_crops):
+    (X, y), (X_test, y_test) = photo_crops
+    probe = make_pipeline(PretrainedFeatures("mobilenet"), LogisticRegression(max_iter=2000))
+    assert probe.fit(X, y).score(X_test, y_test) >= 0.85
