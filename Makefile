@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 
 # Check that the ImageNet weights resolve offline (sha256 prefix verified).
 weights: install
-	$(PY) -m sktransfer.weights mobilenet_v2
+	$(PY) -c "import sys, sktransfer.weights as w; sys.exit(w.main(['mobilenet_v2']))"
 
 test: weights
 	$(PY) -m pytest -q

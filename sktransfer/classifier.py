@@ -383,6 +383,13 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.weights_ = bb.weights_tag
         self.transform_ = transform
         self.device_ = device
+        if valid is None and self.early_stopping:
+            idx_train, idx_valid = train_test_split(
+                np.arange(len(y)), test_size=self.validation_fraction, stratify=y,
+                random_state=seed,
+            )
+            valid = (images.subset(idx_valid), y[idx_valid])
+            images, y = images.subset(idx_train), y[idx_train]
         if self.augment:
             # The prefix must see each freshly augmented image: it runs inside the net.
             self.prefix_, self.prefix_key_ = [], None
@@ -393,17 +400,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             self.prefix_key_ = fingerprint(prefix, transform) if self._uses_store() else None
             module = TransferNet([], bb.blocks[cut:], suffix_pool, head)
             train_data = _Labelled(self._activations(images), y)
-
-        valid_data = None
-        if valid is not None:
-            valid_data = _Labelled(self._inputs(valid[0]), valid[1])
-        elif self.early_stopping:
-            idx_train, idx_valid = train_test_split(
-                np.arange(len(y)), test_size=self.validation_fraction, stratify=y,
-                random_state=seed,
-            )
-            valid_data = _Labelled(_Subset(train_data.data, idx_valid), y[idx_valid])
-            train_data = _Labelled(_Subset(train_data.data, idx_train), y[idx_train])
+        valid_data = None if valid is None else _Labelled(self._inputs(valid[0]), valid[1])
 
         self.net_ = self._make_net(module, device, valid_data, n_unfreeze, y)
         self.net_.fit(train_data, None)
@@ -503,17 +500,6 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
-
-
-class _Subset(Dataset):
-    def __init__(self, data, indices):
-        self.data, self.indices = data, indices
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        return self.data[self.indices[i]]
 
 
 def _silent(*args, **kwargs):

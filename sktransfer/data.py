@@ -160,6 +160,8 @@ class ImageSource:
 
     def subset(self, indices):
         """The images at ``indices``, as a new :class:`ImageSource`."""
+        if isinstance(self.items, np.ndarray):
+            return ImageSource(self.items[np.asarray(indices, dtype=np.intp)], self.kind)
         return ImageSource([self.items[i] for i in indices], self.kind)
 
 

@@ -231,7 +231,18 @@ def imagenet_available(model_name):
 
 
 def main(argv=None):
-    """``python -m sktransfer.weights NAME...``: report where weights resolve offline."""
+    """Report where the ImageNet weights of each model NAME resolve offline.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Model names or aliases (default: ``sys.argv[1:]``, else ``mobilenet_v2``).
+
+    Returns
+    -------
+    int
+        0 when every model's weights were found, 1 otherwise.
+    """
     from .backbones import resolve_name
 
     names = (argv if argv is not None else sys.argv[1:]) or ["mobilenet_v2"]
