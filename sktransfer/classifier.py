@@ -56,6 +56,7 @@ class TransferNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.pool = pool
         self.head = head
+        self.from_features = False
 
     def train(self, mode=True):
         """Like ``nn.Module.train``, but the frozen stem stays in inference mode."""
@@ -63,7 +64,29 @@ class TransferNet(nn.Module):
         self.stem.eval()
         return self
 
+    @torch.inference_mode()
+    def features(self, x, batch_size=256):
+        """Pooled features of ``x`` through the frozen stem, blocks and pooling.
+
+        Phase 1 trains the head on these, computed once, instead of running
+        the (still frozen) blocks again at every epoch.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            out = []
+            for start in range(0, len(x), batch_size):
+                h = x[start:start + batch_size].to(next(self.head.parameters()).device)
+                for module in (*self.stem, *self.blocks, self.pool):
+                    h = module(h)
+                out.append(h.float().cpu())
+            return torch.cat(out)
+        finally:
+            self.train(was_training)
+
     def forward(self, x):  # noqa: D102 - torch convention
+        if self.from_features:
+            return self.head(x)
         if len(self.stem):
             with torch.no_grad():
                 for module in self.stem:
@@ -173,7 +196,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified) and stop
         when the validation loss has not improved for ``n_iter_no_change``
-        epochs, keeping the best weights.  Stopping in phase 1 skips phase 2.
+        epochs, keeping the best weights; each phase stops on its own.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=3
     class_weight : dict, "balanced" or None, default=None
@@ -403,7 +426,21 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         valid_data = None if valid is None else _Labelled(self._inputs(valid[0]), valid[1])
 
         self.net_ = self._make_net(module, device, valid_data, n_unfreeze, y)
-        self.net_.fit(train_data, None)
+        if n_unfreeze and not self.augment:
+            # Phase 1: the blocks are frozen, so run them once and train the head alone.
+            module.from_features = True
+            phase1_valid = None if valid_data is None else _Labelled(
+                module.features(valid_data.data), valid_data.y)
+            self.net_.set_params(train_split=_split(phase1_valid))
+            self.net_.fit(_Labelled(module.features(train_data.data), y), None)
+            module.from_features = False
+            self.net_.set_params(train_split=_split(valid_data))
+        else:
+            self.net_.fit(train_data, None)
+        if n_unfreeze and self.finetune_epochs:
+            # Phase 2 starts now, also when early stopping ended phase 1 sooner.
+            self.net_.set_params(callbacks__partial_unfreeze__at_epoch=len(self.net_.history))
+            self.net_.partial_fit(train_data, None, epochs=self.finetune_epochs)
         self.history_ = self.net_.history
         return self
 
@@ -430,10 +467,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             criterion=nn.CrossEntropyLoss,
             optimizer=opt_cls,
             lr=self.lr,
-            max_epochs=self.epochs + (self.finetune_epochs if n_unfreeze else 0),
+            max_epochs=self.epochs,
             batch_size=self.batch_size,
             iterator_train__shuffle=True,
-            train_split=predefined_split(valid_data) if valid_data is not None else None,
+            train_split=_split(valid_data),
             classes=list(range(self.n_classes_)),
             callbacks=callbacks,
             device=device,
@@ -500,6 +537,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _split(valid_data):
+    return None if valid_data is None else predefined_split(valid_data)
 
 
 def _silent(*args, **kwargs):
