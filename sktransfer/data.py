@@ -86,8 +86,16 @@ def to_rgb(img):
     return img.convert("RGB")
 
 
-def decode_file(path):
+def decode_file(path, min_size=None):
     """Read an image file into an RGB PIL image.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    min_size : int, optional
+        The shorter side the caller will resize to: a large JPEG is then
+        decoded at a reduced scale (Pillow's draft mode), several times
+        faster, never below ``min_size``.
 
     Raises
     ------
@@ -96,6 +104,8 @@ def decode_file(path):
     """
     try:
         with Image.open(path) as img:
+            if min_size and img.format == "JPEG" and img.mode in ("RGB", "L"):
+                img.draft(img.mode, (min_size, min_size))
             img.load()
             return to_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
@@ -126,15 +136,17 @@ class ImageSource:
         """How to name item ``i`` in an error message."""
         return f"file {self.items[i]!r}" if self.kind == "paths" else f"image {i} of X"
 
-    def image(self, i):
+    def image(self, i, min_size=None):
         """Item ``i`` as a ``(3, h, w)`` RGB tensor (uint8, or float32 in [0, 1]).
 
         Every kind goes through the same tensor preprocessing afterwards, so
-        a file, its PIL image and its uint8 array give identical inputs.
+        a file, its PIL image and its uint8 array give identical inputs
+        (large JPEG files excepted when ``min_size`` is given: see
+        :func:`decode_file`).
         """
         item = self.items[i]
         if self.kind == "paths":
-            item = decode_file(item)
+            item = decode_file(item, min_size)
         elif isinstance(item, Image.Image):
             item = to_rgb(item)
         return _array_to_tensor(np.asarray(item))
