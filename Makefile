@@ -28,7 +28,7 @@ test: weights
 	$(PY) -m pytest -q
 
 demo: weights
-	$(PY) examples/demo.py
+	$(VENV)/bin/sktransfer demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -376,11 +376,13 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             self._fit(images, y_enc, valid, encoder, seed, device)
         return self
 
-    def _fit(self, images, y, valid, encoder, seed, device):
-        backbone_arg = self.backbone
-        if isinstance(backbone_arg, nn.Module):
-            backbone_arg = copy.deepcopy(backbone_arg)  # never train the user's object
-        bb = build_backbone(backbone_arg, self.weights)
+    def _assemble(self, bb, n_classes):
+        """Cut backbone ``bb`` into the frozen prefix and the trainable net.
+
+        Sets ``prefix_``, ``transform_``, ``n_blocks_`` and ``weights_``;
+        returns the :class:`TransferNet` and the number of unfrozen blocks.
+        Shared by :meth:`fit` and :func:`sktransfer.load`.
+        """
         n_blocks = bb.n_blocks
         n_unfreeze = n_blocks if self.unfreeze == "all" else self.unfreeze
         if n_unfreeze > n_blocks:
@@ -388,8 +390,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 f"unfreeze={self.unfreeze} but backbone {bb.name!r} has only {n_blocks} blocks."
             )
         transform = bb.transform(self.image_size)
-        size = transform.crop_size[0]
-        shape = feature_shape(bb.blocks, size)
+        shape = feature_shape(bb.blocks, transform.crop_size[0])
         pool = make_pooling(self.pooling, len(shape))
         cut = n_blocks - n_unfreeze
         # The prefix never trains; with no phase 2 it includes the pooling.
@@ -397,15 +398,26 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         for module in prefix:
             module.requires_grad_(False).eval()
         head = make_head(pooled_size(self.pooling, shape), self.hidden_units, self.dropout,
-                         len(encoder.classes_))
+                         n_classes)
         suffix_pool = pool if cut < n_blocks else nn.Identity()
-
-        self.classes_ = encoder.classes_
-        self.n_classes_ = len(encoder.classes_)
+        # With augment, the prefix must see each freshly augmented image: it runs in the net.
+        module = TransferNet(prefix if self.augment else [], bb.blocks[cut:], suffix_pool, head)
+        self.prefix_ = [] if self.augment else prefix
+        self.transform_ = transform
         self.n_blocks_ = n_blocks
         self.weights_ = bb.weights_tag
-        self.transform_ = transform
+        return module, n_unfreeze
+
+    def _fit(self, images, y, valid, encoder, seed, device):
+        backbone_arg = self.backbone
+        if isinstance(backbone_arg, nn.Module):
+            backbone_arg = copy.deepcopy(backbone_arg)  # never train the user's object
+        bb = build_backbone(backbone_arg, self.weights)
+        self.classes_ = encoder.classes_
+        self.n_classes_ = len(encoder.classes_)
         self.device_ = device
+        module, n_unfreeze = self._assemble(bb, self.n_classes_)
+        self._set_prefix_key()
         if valid is None and self.early_stopping:
             idx_train, idx_valid = train_test_split(
                 np.arange(len(y)), test_size=self.validation_fraction, stratify=y,
@@ -414,18 +426,12 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             valid = (images.subset(idx_valid), y[idx_valid])
             images, y = images.subset(idx_train), y[idx_train]
         if self.augment:
-            # The prefix must see each freshly augmented image: it runs inside the net.
-            self.prefix_, self.prefix_key_ = [], None
-            module = TransferNet(prefix, bb.blocks[cut:], suffix_pool, head)
-            train_data = _Labelled(ImageDataset(images, self._augmentation(transform)), y)
+            train_data = _Labelled(ImageDataset(images, self._augmentation(self.transform_)), y)
         else:
-            self.prefix_ = prefix
-            self.prefix_key_ = fingerprint(prefix, transform) if self._uses_store() else None
-            module = TransferNet([], bb.blocks[cut:], suffix_pool, head)
             train_data = _Labelled(self._activations(images), y)
         valid_data = None if valid is None else _Labelled(self._inputs(valid[0]), valid[1])
 
-        self.net_ = self._make_net(module, device, valid_data, n_unfreeze, y)
+        self.net_ = self._make_net(module, device, n_unfreeze, self._class_weights(y))
         if n_unfreeze and not self.augment:
             # Phase 1: the blocks are frozen, so run them once and train the head alone.
             module.from_features = True
@@ -434,17 +440,27 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             self.net_.set_params(train_split=_split(phase1_valid))
             self.net_.fit(_Labelled(module.features(train_data.data), y), None)
             module.from_features = False
-            self.net_.set_params(train_split=_split(valid_data))
         else:
+            self.net_.set_params(train_split=_split(valid_data))
             self.net_.fit(train_data, None)
         if n_unfreeze and self.finetune_epochs:
             # Phase 2 starts now, also when early stopping ended phase 1 sooner.
-            self.net_.set_params(callbacks__partial_unfreeze__at_epoch=len(self.net_.history))
+            self.net_.set_params(callbacks__partial_unfreeze__at_epoch=len(self.net_.history),
+                                 train_split=_split(valid_data))
             self.net_.partial_fit(train_data, None, epochs=self.finetune_epochs)
         self.history_ = self.net_.history
         return self
 
-    def _make_net(self, module, device, valid_data, n_unfreeze, y):
+    def _class_weights(self, y):
+        if self.class_weight is None:
+            return None
+        if isinstance(self.class_weight, dict):
+            cw = np.array([self.class_weight.get(c, 1.0) for c in self.classes_], dtype=float)
+        else:
+            cw = compute_class_weight("balanced", classes=np.arange(self.n_classes_), y=y)
+        return torch.as_tensor(cw, dtype=torch.float32)
+
+    def _make_net(self, module, device, n_unfreeze, class_weights=None):
         opt_cls, opt_kwargs = self._optimizer_spec()
         callbacks = [("partial_unfreeze", PartialUnfreeze(
             n=n_unfreeze, at_epoch=self.epochs, lr=self.finetune_lr,
@@ -454,29 +470,21 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 monitor="valid_loss", patience=self.n_iter_no_change, load_best=True,
                 sink=print if self.verbose else _silent,
             )))
-        criterion_kwargs = {}
-        if self.class_weight is not None:
-            classes = np.arange(self.n_classes_)
-            if isinstance(self.class_weight, dict):
-                cw = np.array([self.class_weight.get(c, 1.0) for c in self.classes_], dtype=float)
-            else:
-                cw = compute_class_weight("balanced", classes=classes, y=y)
-            criterion_kwargs["criterion__weight"] = torch.as_tensor(cw, dtype=torch.float32)
         return NeuralNetClassifier(
             module,
             criterion=nn.CrossEntropyLoss,
+            criterion__weight=class_weights,
             optimizer=opt_cls,
             lr=self.lr,
             max_epochs=self.epochs,
             batch_size=self.batch_size,
             iterator_train__shuffle=True,
-            train_split=_split(valid_data),
+            train_split=None,
             classes=list(range(self.n_classes_)),
             callbacks=callbacks,
             device=device,
             verbose=self.verbose,
             **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
-            **criterion_kwargs,
         )
 
     @staticmethod
@@ -490,8 +498,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             T.Normalize(mean=transform.mean, std=transform.std),
         ])
 
-    def _uses_store(self):
-        return self.cache or self.cache_dir is not None
+    def _set_prefix_key(self):
+        """Fingerprint the (final) prefix once, for the activation cache."""
+        self.prefix_key_ = None
+        if self.prefix_ and (self.cache or self.cache_dir is not None):
+            self.prefix_key_ = fingerprint(self.prefix_, self.transform_)
 
     def _activations(self, images):
         return compute_activations(
@@ -523,6 +534,21 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         data = self._inputs(X)
         return self.net_.predict_proba(_Labelled(data, np.zeros(len(data), dtype=np.int64)))
+
+    def save(self, path):
+        """Save the fitted model to ``path``; read it back with :func:`sktransfer.load`.
+
+        The file is a zip of a JSON config and the weights (loaded with
+        ``torch.load(weights_only=True)``): loading it cannot run code,
+        unlike a pickle.  Custom backbone modules cannot be saved this way.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        from .persist import save
+
+        save(self, path)
 
     def predict(self, X):
         """Predicted class labels (of the same type as ``y`` in ``fit``).

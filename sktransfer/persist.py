@@ -1,0 +1,192 @@
+"""save/load without pickle: a zip of JSON config and safely loadable tensors.
+
+A model file holds ``config.json`` (format version, the estimator's
+parameters, classes, history, a sha256 of the weights) and ``state.pt`` (a
+flat state_dict written with ``torch.save`` and read with
+``torch.load(weights_only=True)``).  Loading rebuilds the architecture from
+the config and the torchvision registry, so nothing in the file can run code;
+a file from another format version, or whose weights do not match their
+recorded hash, is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch.history import History
+from torch import nn
+
+FORMAT = "sktransfer-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file cannot be loaded (wrong format, other version, tampered)."""
+
+
+def _json_params(est):
+    params = est.get_params()
+    if isinstance(params["backbone"], nn.Module):
+        raise ValueError(
+            "save() rebuilds the network from its torchvision name; a custom backbone module "
+            "cannot be saved this way. Pickle the estimator instead (trusted files only)."
+        )
+    optimizer = params["optimizer"]
+    if not isinstance(optimizer, str):
+        optimizer = f"torch.optim.{optimizer.__name__}"
+    class_weight = params["class_weight"]
+    if isinstance(class_weight, dict):
+        class_weight = [[_to_json(k), float(v)] for k, v in class_weight.items()]
+    random_state = params["random_state"]
+    return {
+        **params,
+        "weights": None if params["weights"] is None else str(params["weights"]),
+        "hidden_units": list(params["hidden_units"]),
+        "optimizer": optimizer,
+        "class_weight": class_weight,
+        "cache_dir": None if params["cache_dir"] is None else os.fspath(params["cache_dir"]),
+        "random_state": random_state if isinstance(random_state, int) else None,
+    }
+
+
+def _to_json(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _from_json_params(params):
+    params = dict(params)
+    params["hidden_units"] = tuple(params["hidden_units"])
+    if params["optimizer"].startswith("torch.optim."):
+        params["optimizer"] = getattr(torch.optim, params["optimizer"].rsplit(".", 1)[1])
+    if isinstance(params["class_weight"], list):
+        params["class_weight"] = {k: v for k, v in params["class_weight"]}
+    return params
+
+
+def _state(est):
+    state = {}
+    for i, module in enumerate(est.prefix_):
+        state.update({f"prefix.{i}.{k}": v for k, v in module.state_dict().items()})
+    state.update({f"net.{k}": v for k, v in est.net_.module_.state_dict().items()})
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def save(est, path):
+    """Write a fitted TransferClassifier to ``path`` (see the module docstring).
+
+    Parameters
+    ----------
+    est : TransferClassifier
+        Fitted, with a torchvision backbone.
+    path : str or os.PathLike
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    from . import __version__
+
+    check_is_fitted(est, "net_")
+    buffer = io.BytesIO()
+    torch.save(_state(est), buffer)
+    weights = buffer.getvalue()
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sktransfer_version": __version__,
+        "estimator": type(est).__name__,
+        "params": _json_params(est),
+        "classes": [_to_json(c) for c in est.classes_.tolist()],
+        "classes_dtype": est.classes_.dtype.str if est.classes_.dtype != object else "object",
+        "weights_loaded": est.weights_,
+        "history": json.loads(json.dumps(list(est.history_), default=_to_json)),
+        "state_sha256": hashlib.sha256(weights).hexdigest(),
+    }
+    path = Path(os.fspath(path))
+    tmp = path.with_name(path.name + ".partial")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("config.json", json.dumps(config, indent=1))
+        zf.writestr("state.pt", weights)
+    os.replace(tmp, path)  # never leave a half-written model file behind
+
+
+def _read(path):
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            config = json.loads(zf.read("config.json"))
+            weights = zf.read("state.pt")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, zlib.error) as exc:
+        raise ModelFileError(
+            f"{path} is not an sktransfer model file (or it is damaged): {exc}"
+        ) from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an sktransfer model file.")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format version {config.get('format_version')!r} (written by "
+            f"sktransfer {config.get('sktransfer_version')}); this sktransfer reads version "
+            f"{FORMAT_VERSION}. Load it with the version that wrote it and re-save."
+        )
+    if hashlib.sha256(weights).hexdigest() != config.get("state_sha256"):
+        raise ModelFileError(
+            f"{path}: the weights do not match the hash recorded in the file; it was modified "
+            "or damaged after saving. Refusing to load it."
+        )
+    return config, weights
+
+
+def load(path):
+    """Load a model written by ``TransferClassifier.save`` -- no code runs from the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    TransferClassifier
+        Fitted, ready to ``predict`` (on CPU unless CUDA is available).
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no file.
+    ModelFileError
+        When it is not a model file, comes from another format version, or
+        was tampered with.
+    """
+    from ._validation import resolve_device
+    from .backbones import build_backbone
+    from .classifier import TransferClassifier
+
+    config, weights = _read(path)
+    try:
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        est = TransferClassifier(**_from_json_params(config["params"]))
+        bb = build_backbone(est.backbone, weights=None)  # the architecture; weights follow
+        est.classes_ = np.asarray(config["classes"], dtype=config["classes_dtype"])
+        est.n_classes_ = len(est.classes_)
+        # A model fitted on a GPU still loads on a CPU-only machine.
+        est.device_ = resolve_device(est.device if torch.cuda.is_available() else "cpu")
+        module, n_unfreeze = est._assemble(bb, est.n_classes_)
+        parts = {"prefix": nn.ModuleList(est.prefix_), "net": module}
+        nn.ModuleDict(parts).load_state_dict(state)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # a config or state that does not describe a model
+        raise ModelFileError(f"{path} does not describe a loadable model: {exc}") from None
+    est.weights_ = config["weights_loaded"]
+    est._set_prefix_key()
+    est.net_ = est._make_net(module, est.device_, n_unfreeze).initialize()
+    est.net_.history = History(config["history"])
+    est.history_ = est.net_.history
+    return est

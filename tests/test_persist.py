@@ -1,0 +1,85 @@
+"""save/load: identical predictions, no pickle, tampered and foreign files refused."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from sktransfer import ModelFileError, TransferClassifier, load
+
+FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"unfreeze": 2, "finetune_epochs": 1, "hidden_units": (8,), "pooling": "max"},
+    {"augment": True, "unfreeze": 1, "finetune_epochs": 1},
+])
+def test_round_trip_gives_identical_probabilities(tiny, tmp_path, params):
+    X, y = tiny
+    clf = TransferClassifier(**FAST, **params).fit(X, np.array(["cat", "dog"])[y])
+    clf.save(tmp_path / "m.sktransfer")
+    loaded = load(tmp_path / "m.sktransfer")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    assert loaded.get_params() == clf.get_params()
+    assert loaded.history_[:, "train_loss"] == clf.history_[:, "train_loss"]
+
+
+def test_label_types_survive(tiny, tmp_path):
+    X, y = tiny
+    for labels in ([3, 7], [True, False]):
+        yy = np.array(labels)[y]
+        TransferClassifier(**FAST).fit(X, yy).save(tmp_path / "m")
+        loaded = load(tmp_path / "m")
+        assert loaded.classes_.dtype == np.unique(yy).dtype
+        assert set(loaded.predict(X)) <= set(labels)
+
+
+def test_the_file_holds_no_pickle(tiny, tmp_path):
+    X, y = tiny
+    TransferClassifier(**FAST).fit(X, y).save(tmp_path / "m")
+    with zipfile.ZipFile(tmp_path / "m") as zf:
+        assert sorted(zf.namelist()) == ["config.json", "state.pt"]
+        config = json.loads(zf.read("config.json"))
+    assert config["format_version"] == 1 and config["params"]["backbone"] == "resnet18"
+
+
+def _rewrite(path, config=None, state=None):
+    with zipfile.ZipFile(path) as zf:
+        old_config, old_state = json.loads(zf.read("config.json")), zf.read("state.pt")
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", json.dumps(config(old_config) if config else old_config))
+        zf.writestr("state.pt", state(old_state) if state else old_state)
+
+
+def test_tampered_and_foreign_files_fail_cleanly(tiny, tmp_path):
+    X, y = tiny
+    path = tmp_path / "m"
+    TransferClassifier(**FAST).fit(X, y).save(path)
+
+    _rewrite(path, state=lambda b: b[:-10] + bytes(10))
+    with pytest.raises(ModelFileError, match="hash"):
+        load(path)
+
+    TransferClassifier(**FAST).fit(X, y).save(path)
+    _rewrite(path, config=lambda c: {**c, "format_version": 99})
+    with pytest.raises(ModelFileError, match="version 99"):
+        load(path)
+
+    (tmp_path / "junk").write_bytes(b"not a zip at all")
+    with pytest.raises(ModelFileError, match="not an sktransfer model"):
+        load(tmp_path / "junk")
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        load(tmp_path / "nothing-here")
+
+
+def test_custom_modules_cannot_be_saved(tiny, tmp_path):
+    from torch import nn
+
+    X, y = tiny
+    clf = TransferClassifier(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), image_size=32,
+                             epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="custom backbone"):
+        clf.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists() and not list(tmp_path.iterdir())
