@@ -1,25 +1,35 @@
 """sktransfer: transfer learning for images as a scikit-learn estimator.
 
-Public names only; see ``DESIGN.md`` for the module layout.
+Public names only; see ``DESIGN.md`` for the module layout.  Names are
+imported on first use, so that ``sktransfer --help`` and error messages of
+the command line do not wait for torch to load.
 """
 
-from .backbones import list_backbones
-from .callbacks import PartialUnfreeze
-from .classifier import TransferClassifier
-from .data import load_image_folder
-from .features import PretrainedFeatures
-from .persist import ModelFileError, load
-from .plots import plot_confusion_matrix, plot_learning_curve
+import importlib
 
-__all__ = [
-    "ModelFileError",
-    "PartialUnfreeze",
-    "PretrainedFeatures",
-    "TransferClassifier",
-    "list_backbones",
-    "load",
-    "load_image_folder",
-    "plot_confusion_matrix",
-    "plot_learning_curve",
-]
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "ModelFileError": "persist",
+    "PartialUnfreeze": "callbacks",
+    "PretrainedFeatures": "features",
+    "TransferClassifier": "classifier",
+    "list_backbones": "backbones",
+    "load": "persist",
+    "load_image_folder": "data",
+    "plot_confusion_matrix": "plots",
+    "plot_learning_curve": "plots",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sktransfer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

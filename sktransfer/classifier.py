@@ -550,6 +550,21 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
         save(self, path)
 
+    def export_onnx(self, path):
+        """Export the fitted network to an ONNX file for deployment.
+
+        See :func:`sktransfer.persist.export_onnx`: the model eats
+        preprocessed ``(n, 3, s, s)`` images and returns probabilities in the
+        order of ``classes_``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        from .persist import export_onnx
+
+        export_onnx(self, path)
+
     def predict(self, X):
         """Predicted class labels (of the same type as ``y`` in ``fit``).
 

@@ -237,7 +237,7 @@ def cmd_demo(args):
             PretrainedFeatures("mobilenet", verbose=0 if args.quiet else 1),
             LogisticRegression(max_iter=2000)),
         'TransferClassifier(backbone="mobilenet")': TransferClassifier(
-            "mobilenet", random_state=0, verbose=0 if args.quiet else 1),
+            "mobilenet", random_state=0),
     }
     results = {}
     for name, model in models.items():
@@ -247,7 +247,9 @@ def cmd_demo(args):
         results[name] = pred
         _say(args, f"{name}: {cv.get_n_splits()}-fold CV accuracy {np.mean(scores):.3f} "
                    f"+/- {np.std(scores):.3f} ({time.perf_counter() - t:.1f} s)")
-    clf = TransferClassifier("mobilenet", random_state=0).fit(X, y)
+    _say(args, "\nfitting the final model on every image:")
+    clf = TransferClassifier("mobilenet", random_state=0, verbose=0 if args.quiet else 1)
+    clf.fit(X, y)
     _save_figure(plot_confusion_matrix(y, results['TransferClassifier(backbone="mobilenet")']),
                  out_dir / "confusion.png")
     _save_figure(plot_learning_curve(clf), out_dir / "learning_curve.png")

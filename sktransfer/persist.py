@@ -190,3 +190,57 @@ def load(path):
     est.net_.history = History(config["history"])
     est.history_ = est.net_.history
     return est
+
+
+class InferenceModel(nn.Module):
+    """The whole fitted network: normalised images ``(n, 3, s, s)`` -> class probabilities."""
+
+    def __init__(self, prefix, net):
+        super().__init__()
+        self.prefix = nn.ModuleList(prefix)
+        self.net = net
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        for module in self.prefix:
+            x = module(x)
+        return torch.softmax(self.net(x), dim=1)
+
+
+def export_onnx(est, path):
+    """Export a fitted TransferClassifier to ONNX (needs the ``onnx`` extra).
+
+    The model takes a float32 batch ``images`` of shape ``(n, 3, s, s)``,
+    already resized, center-cropped and normalised as ``est.transform_``
+    does, and returns ``probabilities`` ``(n, n_classes)`` in the order of
+    ``est.classes_``.  Both, and the preprocessing, are recorded in the
+    file's metadata (``classes``, ``mean``, ``std``, ``resize_size``,
+    ``crop_size``).
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est, "net_")
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            "export_onnx needs the onnx packages: pip install 'sktransfer[onnx]'"
+        ) from None
+    module = est.net_.module_
+    model = InferenceModel(est.prefix_, module).to("cpu").eval()
+    size = est.transform_.crop_size[0]
+    example = torch.zeros(2, 3, size, size)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(
+        model, (example,), input_names=["images"], output_names=["probabilities"],
+        dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False,
+    )
+    proto = program.model_proto
+    meta = {
+        "classes": json.dumps([_to_json(c) for c in est.classes_.tolist()]),
+        "mean": json.dumps(list(est.transform_.mean)),
+        "std": json.dumps(list(est.transform_.std)),
+        "resize_size": json.dumps(est.transform_.resize_size),
+        "crop_size": json.dumps(est.transform_.crop_size),
+    }
+    onnx.helper.set_model_props(proto, meta)
+    onnx.save(proto, os.fspath(path))

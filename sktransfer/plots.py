@@ -50,6 +50,9 @@ def plot_learning_curve(history, ax=None):
         twin.set_ylabel("accuracy")
         twin.set_ylim(0, 1)
         twin.legend(loc="center right")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend(loc="upper right")

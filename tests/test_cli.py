@@ -4,10 +4,12 @@ import csv
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from sktransfer import load
+from sktransfer.cli import main
 
 
 def run(*args, cwd=None):
@@ -15,11 +17,21 @@ def run(*args, cwd=None):
                           capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
-@pytest.mark.parametrize("command", ["", "train", "predict", "evaluate", "classify",
-                                     "backbones", "demo"])
-def test_help(command):
-    result = run(*([command] if command else []), "--help")
+def test_the_installed_command_answers_help():
+    script = Path(sys.executable).parent / "sktransfer"  # the venv's console script
+    result = subprocess.run([script, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "usage: sktransfer" in result.stdout
+    for command in ("train", "predict", "evaluate", "classify", "backbones", "demo"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "evaluate", "classify", "backbones",
+                                     "demo"])
+def test_help_of_each_command(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert f"usage: sktransfer {command}" in capsys.readouterr().out
 
 
 def test_train_predict_evaluate(image_folder, tmp_path):
@@ -73,8 +85,8 @@ def test_bad_paths_and_folders_give_a_message_not_a_trace(tmp_path, image_folder
     assert "Traceback" not in result.stderr
 
 
-def test_backbones_table():
-    result = run("backbones")
-    assert result.returncode == 0
-    line = next(l for l in result.stdout.splitlines() if l.startswith("mobilenet_v2 "))
+def test_backbones_table(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("mobilenet_v2 "))
     assert "mobilenet" in line and " 19 " in line and "1280" in line

@@ -83,3 +83,22 @@ def test_custom_modules_cannot_be_saved(tiny, tmp_path):
     with pytest.raises(ValueError, match="custom backbone"):
         clf.save(tmp_path / "m")
     assert not (tmp_path / "m").exists() and not list(tmp_path.iterdir())
+
+
+def test_onnx_export_runs_and_matches(tiny, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    import torch
+
+    from sktransfer.data import ImageDataset
+
+    X, y = tiny
+    clf = TransferClassifier(**FAST, unfreeze=1, finetune_epochs=1).fit(X, np.array(["a", "b"])[y])
+    clf.export_onnx(tmp_path / "m.onnx")
+    meta = {p.key: json.loads(p.value) for p in onnx.load(tmp_path / "m.onnx").metadata_props}
+    assert meta["classes"] == ["a", "b"] and meta["crop_size"] == [32]
+    ds = ImageDataset(X, clf.transform_)
+    images = torch.stack([ds[i] for i in range(len(ds))]).numpy()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    (proba,) = session.run(["probabilities"], {"images": images})
+    np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-5)
