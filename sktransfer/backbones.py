@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 from torchvision import models as tv_models
-from torchvision.transforms._presets import ImageClassification
+from torchvision.transforms import functional as TF
 
 from . import weights as weights_mod
 
@@ -72,20 +72,61 @@ class Backbone:
         """Number of blocks (the largest meaningful ``unfreeze``)."""
         return len(self.blocks)
 
-    def transform(self, image_size=None):
-        """The deterministic preprocessing: resize, center crop, normalise.
+    def transform(self, image_size=None, crop=False):
+        """The deterministic preprocessing of this backbone.
 
         Parameters
         ----------
         image_size : int or None
-            Crop side in pixels; ``None`` uses the weights' own ``input_size``.
-            The resize side keeps the weights' resize/crop ratio.
+            Network input side in pixels; ``None`` uses the weights' own
+            ``input_size``.
+        crop : bool, default=False
+            ``True``: torchvision's preset (resize the shorter side, keeping
+            the weights' resize/crop ratio, then center-crop).  ``False``:
+            resize the whole image to a square, so nothing at the borders is
+            lost (better on wide photos; see docs/benchmarks.md).
+
+        Returns
+        -------
+        Preprocess
         """
-        crop = self.input_size if image_size is None else int(image_size)
-        resize = round(crop * self.resize_size / self.input_size)
-        return ImageClassification(
-            crop_size=crop, resize_size=resize, mean=self.mean, std=self.std, antialias=True
-        )
+        size = self.input_size if image_size is None else int(image_size)
+        resize = round(size * self.resize_size / self.input_size) if crop else size
+        return Preprocess(size, resize, self.mean, self.std, crop)
+
+
+class Preprocess(nn.Module):
+    """Image tensor ``(3, h, w)`` (uint8 or float in [0, 1]) -> normalised ``(3, s, s)``.
+
+    Attributes
+    ----------
+    crop_size : list of int
+        ``[s]``, the output side.
+    resize_size : list of int
+        The resize before cropping (``[r]``: shorter side), or ``[s, s]``
+        when the whole image is resized without cropping.
+    mean, std : tuple of float
+    crop : bool
+    """
+
+    def __init__(self, size, resize, mean, std, crop):
+        super().__init__()
+        self.crop = bool(crop)
+        self.crop_size = [int(size)]
+        self.resize_size = [int(resize)] if crop else [int(size), int(size)]
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(v) for v in std)
+
+    def forward(self, img):  # noqa: D102 - torch convention
+        img = TF.resize(img, self.resize_size, antialias=True)
+        if self.crop:
+            img = TF.center_crop(img, self.crop_size)
+        img = TF.convert_image_dtype(img, torch.float32)
+        return TF.normalize(img, self.mean, self.std)
+
+    def extra_repr(self):  # the cache fingerprint relies on repr naming every setting
+        return (f"crop_size={self.crop_size}, resize_size={self.resize_size}, crop={self.crop}, "
+                f"mean={self.mean}, std={self.std}, antialias=True")
 
 
 class InceptionInput(nn.Module):

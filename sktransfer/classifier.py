@@ -169,10 +169,13 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         Dense(128) head.
     pooling : {"avg", "max", "flatten"}, default="avg"
         How the last feature map becomes a vector.
-    dropout : float, default=0.2
+    dropout : float, default=0.5
         Dropout rate before the output layer, in [0, 1).
-    epochs : int, default=5
-        Phase 1 epochs (backbone frozen, head trains).
+    label_smoothing : float, default=0.1
+        Label smoothing of the cross-entropy loss, in [0, 1).
+    epochs : int, default=30
+        Phase 1 epochs (backbone frozen, head trains).  Cheap: with the
+        cache, the head trains on features computed once.
     lr : float, default=1e-3
         Phase 1 learning rate.
     unfreeze : int or "all", default=0
@@ -188,6 +191,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     image_size : int or None, default=None
         Side of the network input in pixels; None: the backbone's own (224,
         299 for inception).
+    crop : bool, default=False
+        False: resize the whole image to the input square.  True:
+        torchvision's preset (resize, then center-crop), which cuts the
+        sides of wide photos.
     augment : bool, default=False
         Random resized crops and horizontal flips during training.  The
         frozen part must then run on every image at every epoch, so the
@@ -243,8 +250,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         weights="imagenet",
         hidden_units=(),
         pooling="avg",
-        dropout=0.2,
-        epochs=5,
+        dropout=0.5,
+        label_smoothing=0.1,
+        epochs=30,
         lr=1e-3,
         unfreeze=0,
         finetune_epochs=3,
@@ -252,6 +260,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         optimizer="adam",
         batch_size=32,
         image_size=None,
+        crop=False,
         augment=False,
         early_stopping=False,
         validation_fraction=0.1,
@@ -269,6 +278,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.hidden_units = hidden_units
         self.pooling = pooling
         self.dropout = dropout
+        self.label_smoothing = label_smoothing
         self.epochs = epochs
         self.lr = lr
         self.unfreeze = unfreeze
@@ -277,6 +287,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.batch_size = batch_size
         self.image_size = image_size
+        self.crop = crop
         self.augment = augment
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -297,12 +308,14 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         check.check_int("finetune_epochs", self.finetune_epochs, 0)
         check.check_float("lr", self.lr)
         check.check_float("finetune_lr", self.finetune_lr)
-        check.check_float("dropout", self.dropout, 0.0, 1.0, low_inclusive=True)
-        if self.dropout == 1.0:
-            raise ValueError("dropout must be < 1 (1 drops everything).")
+        for name in ("dropout", "label_smoothing"):
+            value = getattr(self, name)
+            check.check_float(name, value, 0.0, 1.0, low_inclusive=True)
+            if value == 1.0:
+                raise ValueError(f"{name} must be < 1; got 1.0.")
         check.check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
         check.check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        for name in ("augment", "early_stopping"):
+        for name in ("augment", "early_stopping", "crop"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
         units = self.hidden_units
@@ -389,7 +402,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"unfreeze={self.unfreeze} but backbone {bb.name!r} has only {n_blocks} blocks."
             )
-        transform = bb.transform(self.image_size)
+        transform = bb.transform(self.image_size, self.crop)
         shape = feature_shape(bb.blocks, transform.crop_size[0])
         pool = make_pooling(self.pooling, len(shape))
         cut = n_blocks - n_unfreeze
@@ -474,6 +487,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             module,
             criterion=nn.CrossEntropyLoss,
             criterion__weight=class_weights,
+            criterion__label_smoothing=self.label_smoothing,
             optimizer=opt_cls,
             lr=self.lr,
             max_epochs=self.epochs,

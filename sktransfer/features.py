@@ -36,6 +36,9 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         :meth:`get_feature_names_out`.
     image_size : int or None, default=None
         Network input side; None: the backbone's own.
+    crop : bool, default=False
+        As in :class:`TransferClassifier`: False resizes the whole image,
+        True uses torchvision's resize and center crop.
     batch_size : int, default=32
     cache : bool, default=True
         Reuse activations of images already seen (in this process).
@@ -62,13 +65,14 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, backbone="mobilenet", weights="imagenet", pooling="avg", include_top=False,
-                 image_size=None, batch_size=32, cache=True, cache_dir=None, device="auto",
-                 n_jobs=None, verbose=0):
+                 image_size=None, crop=False, batch_size=32, cache=True, cache_dir=None,
+                 device="auto", n_jobs=None, verbose=0):
         self.backbone = backbone
         self.weights = weights
         self.pooling = pooling
         self.include_top = include_top
         self.image_size = image_size
+        self.crop = crop
         self.batch_size = batch_size
         self.cache = cache
         self.cache_dir = cache_dir
@@ -96,7 +100,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         if isinstance(backbone, nn.Module):
             backbone = copy.deepcopy(backbone)
         bb = build_backbone(backbone, self.weights)
-        self.transform_ = bb.transform(self.image_size)
+        self.transform_ = bb.transform(self.image_size, self.crop)
         if self.include_top:
             if bb.top is None:
                 raise ValueError(

@@ -214,7 +214,7 @@ def export_onnx(est, path):
     does, and returns ``probabilities`` ``(n, n_classes)`` in the order of
     ``est.classes_``.  Both, and the preprocessing, are recorded in the
     file's metadata (``classes``, ``mean``, ``std``, ``resize_size``,
-    ``crop_size``).
+    ``crop_size``, ``crop``).
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -241,6 +241,7 @@ def export_onnx(est, path):
         "std": json.dumps(list(est.transform_.std)),
         "resize_size": json.dumps(est.transform_.resize_size),
         "crop_size": json.dumps(est.transform_.crop_size),
+        "crop": json.dumps(est.transform_.crop),
     }
     onnx.helper.set_model_props(proto, meta)
     onnx.save(proto, os.fspath(path))

@@ -146,3 +146,18 @@ def test_list_backbones_describes_the_registry():
     assert rows["inception_v3"]["input_size"] == 299
     assert 60 < row["top1"] < 80
     assert isinstance(row["offline"], bool)
+
+
+def test_preprocessing_crop_matches_torchvision_and_default_keeps_the_whole_image():
+    from torchvision.models import MobileNet_V2_Weights
+
+    bb = build_backbone("mobilenet_v2", weights=None)
+    bb.resize_size = 256  # the V1 weights' preset
+    img = torch.randint(0, 256, (3, 180, 320), dtype=torch.uint8)
+    torch.testing.assert_close(bb.transform(crop=True)(img),
+                               MobileNet_V2_Weights.IMAGENET1K_V1.transforms()(img))
+    wide = torch.zeros(3, 100, 300, dtype=torch.uint8)
+    wide[:, :, :50] = 255  # a white band at the left border
+    assert bb.transform(crop=True)(wide)[:, :, :20].max() < 0  # cut off by the center crop
+    assert bb.transform(crop=False)(wide)[:, :, :20].min() > 2  # kept, squeezed
+    assert bb.transform(64).crop_size == [64] and "crop=False" in repr(bb.transform())

@@ -140,7 +140,8 @@ def test_clone_and_params_follow_sklearn(tiny):
     clf = TransferClassifier(**FAST, hidden_units=(8,))
     params = clf.get_params()
     assert params["hidden_units"] == (8,) and params["backbone"] == "resnet18"
-    assert set(params) >= {"backbone", "weights", "hidden_units", "pooling", "dropout", "epochs",
+    assert set(params) >= {"backbone", "weights", "hidden_units", "pooling", "dropout",
+                           "label_smoothing", "crop", "epochs",
                            "lr", "unfreeze", "finetune_epochs", "finetune_lr", "optimizer",
                            "batch_size", "image_size", "augment", "early_stopping",
                            "validation_fraction", "n_iter_no_change", "class_weight", "cache",
@@ -249,7 +250,8 @@ def test_bad_fit_inputs(tiny, tmp_path):
     ("epochs", -1), ("epochs", 0), ("epochs", 2.5), ("lr", 0), ("lr", "fast"),
     ("finetune_lr", -1e-5), ("unfreeze", -1), ("unfreeze", "some"), ("unfreeze", 6),
     ("optimizer", "adamax"), ("optimizer", 3), ("pooling", "min"), ("dropout", 1.5),
-    ("dropout", 1.0), ("hidden_units", (0,)), ("hidden_units", 128), ("batch_size", 0),
+    ("dropout", 1.0), ("label_smoothing", -0.1), ("label_smoothing", 1.0), ("crop", "yes"),
+    ("hidden_units", (0,)), ("hidden_units", 128), ("batch_size", 0),
     ("image_size", -3), ("validation_fraction", 0.9), ("class_weight", "auto"),
     ("device", "gpu"), ("n_jobs", 0), ("augment", "yes"), ("cache", None),
 ])
