@@ -125,6 +125,12 @@ def worker_ours(args):
 
 def worker_naive(args):
     """The skorch tutorial: full model, Freezer, every image through every layer every epoch."""
+    X, X_test, y, y_test = split(*load_data(args.data)[:2])
+    return tutorial_fit(X, y, X_test, y_test, args.epochs, args.finetune_epochs)
+
+
+def tutorial_fit(X, y, X_test, y_test, epochs, finetune_epochs):
+    """Fit and score the skorch-tutorial loop; returns fit seconds and test accuracy."""
     import torch
     from skorch import NeuralNetClassifier
     from skorch.callbacks import Freezer, LRScheduler, Unfreezer
@@ -136,7 +142,6 @@ def worker_naive(args):
     from sktransfer.data import decode_file
     from sktransfer.weights import find_weights_file, load_state_dict_file
 
-    X, X_test, y, y_test = split(*load_data(args.data)[:2])
     enc = LabelEncoder().fit(y)
     weights = MobileNet_V2_Weights.IMAGENET1K_V1
     transform = weights.transforms()
@@ -159,14 +164,13 @@ def worker_naive(args):
     ratio = 1e-4 / 1e-3
     net = NeuralNetClassifier(
         model, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
-        max_epochs=args.epochs + args.finetune_epochs, batch_size=32,
+        max_epochs=epochs + finetune_epochs, batch_size=32,
         iterator_train__shuffle=True, train_split=None, verbose=0,
         callbacks=[
             Freezer("features.*"),
-            Unfreezer([f"features.{last - 2}.*", f"features.{last - 1}.*"],
-                      at=args.epochs + 1),
+            Unfreezer([f"features.{last - 2}.*", f"features.{last - 1}.*"], at=epochs + 1),
             LRScheduler(torch.optim.lr_scheduler.LambdaLR,
-                        lr_lambda=lambda e, n=args.epochs: 1.0 if e < n else ratio),
+                        lr_lambda=lambda e, n=epochs: 1.0 if e < n else ratio),
         ],
     )
     t = time.perf_counter()

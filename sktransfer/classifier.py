@@ -149,7 +149,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     drop its classifier, freeze it, train a new head (phase 1, ``epochs`` at
     ``lr``), then optionally unfreeze the last ``unfreeze`` blocks and train
     them with the head at a lower rate (phase 2, ``finetune_epochs`` at
-    ``finetune_lr``).  BatchNorm layers stay in inference mode throughout.
+    ``finetune_lr``).  BatchNorm layers of pretrained weights stay in
+    inference mode throughout (with ``weights=None`` the trained blocks' own
+    BatchNorm layers learn their statistics, as training from scratch needs).
 
     With ``cache=True`` (and ``augment=False``) the frozen part runs once per
     image: its activations are cached and both phases train from them, so
@@ -475,8 +477,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
     def _make_net(self, module, device, n_unfreeze, class_weights=None):
         opt_cls, opt_kwargs = self._optimizer_spec()
+        # Pretrained BatchNorm statistics must not drift; random ones (weights=None,
+        # training from scratch) mean nothing and have to be learned.
         callbacks = [("partial_unfreeze", PartialUnfreeze(
             n=n_unfreeze, at_epoch=self.epochs, lr=self.finetune_lr,
+            freeze_batchnorm=self.weights is not None,
         ))]
         if self.early_stopping:
             callbacks.append(("early_stopping", EarlyStopping(
