@@ -211,7 +211,8 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
     Raises
     ------
     ImageDecodeError
-        Listing every image that could not be decoded.
+        Listing every image that could not be decoded (``indices`` holds
+        their positions in X).
     """
     images = as_images(X)
     n = len(images)
@@ -244,7 +245,7 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
         for start in range(0, len(pending), batch_size):
             batch = pending[start:start + batch_size]
             decoded = _decode_batch(images, transform, batch, n_jobs)
-            errors += [err for _, err in decoded if err is not None]
+            errors += [(i, err) for i, (_, err) in zip(batch, decoded) if err is not None]
             if errors:  # keep decoding only, to report every bad file at once
                 progress.update(len(batch))
                 continue
@@ -265,9 +266,7 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
             progress.update(len(batch))
     progress.close()
     if errors:
-        shown = "\n  ".join(errors[:20])
-        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        raise ImageDecodeError(f"{len(errors)} image(s) could not be read:\n  {shown}{more}")
+        raise ImageDecodeError.listing(errors)
     if use_store:
         for i, key in enumerate(keys):
             if results[i] is None:  # a duplicate of an image computed above

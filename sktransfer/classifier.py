@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import numbers
+import signal
+import threading
+import warnings
 
 import numpy as np
 import torch
@@ -26,7 +30,7 @@ from . import _validation as check
 from .backbones import build_backbone, feature_shape, make_pooling, pooled_size
 from .cache import compute_activations, fingerprint
 from .callbacks import PartialUnfreeze
-from .data import ImageDataset, as_images
+from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
 
 OPTIMIZERS = {
     "adam": (torch.optim.Adam, {}),
@@ -218,6 +222,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         ``"auto"``: CUDA when available, else CPU.
     n_jobs : int, default=None
         Threads decoding images.
+    on_error : {"raise", "skip"}, default="raise"
+        Image files ``fit`` cannot read: ``"raise"`` lists every one of them
+        in one error; ``"skip"`` fits without them (and their labels) and
+        warns.  ``predict`` always raises: its output must align with X.
     random_state : int, RandomState or None, default=None
         Seeds head initialisation, shuffling, dropout and the validation split.
     verbose : int, default=0
@@ -272,6 +280,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         cache_dir=None,
         device="auto",
         n_jobs=None,
+        on_error="raise",
         random_state=None,
         verbose=0,
     ):
@@ -299,6 +308,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.device = device
         self.n_jobs = n_jobs
+        self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
 
@@ -317,6 +327,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be < 1; got 1.0.")
         check.check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
         check.check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        check.check_choice("on_error", self.on_error, ("raise", "skip"))
         for name in ("augment", "early_stopping", "crop"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
@@ -386,9 +397,18 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             valid = (valid_images, encoder.transform(y_val).astype(np.int64))
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         cuda = device.startswith("cuda")
-        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if cuda else []):
-            torch.manual_seed(seed)
-            self._fit(images, y_enc, valid, encoder, seed, device)
+        previous = dict(self.__dict__)
+        try:
+            with _interrupt_guard(), torch.random.fork_rng(
+                    devices=range(torch.cuda.device_count()) if cuda else []):
+                torch.manual_seed(seed)
+                self._fit(images, y_enc, valid, encoder, seed, device)
+        except BaseException:
+            # An error or Ctrl-C leaves the estimator as it was: fitted with its old
+            # state, or clearly unfitted -- never half-updated.
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
         return self
 
     def _assemble(self, bb, n_classes):
@@ -433,18 +453,33 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.device_ = device
         module, n_unfreeze = self._assemble(bb, self.n_classes_)
         self._set_prefix_key()
+        if self.augment:
+            # Training decodes lazily: find unreadable files now, not in epoch 3.
+            bad = find_unreadable(images) if images.kind == "paths" else []
+            if bad:
+                images, y = self._drop_unreadable(images, y, ImageDecodeError.listing(bad))
+            data = images
+        else:
+            try:
+                data = self._activations(images)
+            except ImageDecodeError as exc:
+                images, y = self._drop_unreadable(images, y, exc)
+                data = self._activations(images)
         if valid is None and self.early_stopping:
             idx_train, idx_valid = train_test_split(
                 np.arange(len(y)), test_size=self.validation_fraction, stratify=y,
                 random_state=seed,
             )
-            valid = (images.subset(idx_valid), y[idx_valid])
-            images, y = images.subset(idx_train), y[idx_train]
+            valid = (_take(data, idx_valid), y[idx_valid])
+            data, y = _take(data, idx_train), y[idx_train]
         if self.augment:
-            train_data = _Labelled(ImageDataset(images, self._augmentation(self.transform_)), y)
+            train_data = _Labelled(ImageDataset(data, self._augmentation(self.transform_)), y)
         else:
-            train_data = _Labelled(self._activations(images), y)
-        valid_data = None if valid is None else _Labelled(self._inputs(valid[0]), valid[1])
+            train_data = _Labelled(data, y)
+        valid_data = None
+        if valid is not None:
+            inputs = valid[0] if torch.is_tensor(valid[0]) else self._inputs(valid[0])
+            valid_data = _Labelled(inputs, valid[1])
 
         self.net_ = self._make_net(module, device, n_unfreeze, self._class_weights(y))
         if n_unfreeze and not self.augment:
@@ -465,6 +500,18 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             self.net_.partial_fit(train_data, None, epochs=self.finetune_epochs)
         self.history_ = self.net_.history
         return self
+
+    def _drop_unreadable(self, images, y, error):
+        """``on_error="skip"``: drop unreadable images and their labels, with a warning."""
+        if self.on_error != "skip":
+            raise error
+        bad = set(error.indices)
+        keep = [i for i in range(len(images)) if i not in bad]
+        warnings.warn(f"on_error='skip': fitting without {len(bad)} image(s). {error}",
+                      UserWarning, stacklevel=4)
+        if len(np.unique(y[keep])) < 2:
+            raise ValueError("Fewer than two classes are left after skipping unreadable images.")
+        return images.subset(keep), y[keep]
 
     def _class_weights(self, y):
         if self.class_weight is None:
@@ -597,6 +644,37 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _take(data, indices):
+    """Rows of cached activations, or images of an ImageSource."""
+    return data[torch.as_tensor(indices)] if torch.is_tensor(data) else data.subset(indices)
+
+
+@contextlib.contextmanager
+def _interrupt_guard():
+    """Make Ctrl-C during ``fit`` raise, even where skorch's loop swallows it.
+
+    skorch ends training quietly on KeyboardInterrupt (its early stopping uses
+    that too); a fit the user interrupted must not look finished.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    interrupted = []
+
+    def handler(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interrupted:
+        raise KeyboardInterrupt("fit was interrupted")
 
 
 def _split(valid_data):

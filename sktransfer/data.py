@@ -24,7 +24,36 @@ from torch.utils.data import Dataset
 
 
 class ImageDecodeError(ValueError):
-    """An image file could not be read or decoded; the message names the file."""
+    """Images could not be read or decoded; the message names every file.
+
+    Attributes
+    ----------
+    indices : list of int
+        Positions in X of the unreadable images (when known).
+    """
+
+    def __init__(self, message, indices=()):
+        super().__init__(message)
+        self.indices = list(indices)
+
+    @classmethod
+    def listing(cls, errors):
+        """One error for ``[(index, message), ...]``, listing them all."""
+        shown = "\n  ".join(msg for _, msg in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        return cls(f"{len(errors)} image(s) could not be read:\n  {shown}{more}",
+                   [i for i, _ in errors])
+
+
+def find_unreadable(images):
+    """Decode every image once; return ``[(index, message), ...]`` of those that fail."""
+    bad = []
+    for i in range(len(images)):
+        try:
+            images.image(i)
+        except ImageDecodeError as exc:
+            bad.append((i, str(exc)))
+    return bad
 
 
 def _describe(x):
