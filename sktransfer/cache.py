@@ -130,6 +130,10 @@ class DiskStore:
     def _path(self, prefix, key):
         return self.root / prefix / f"{key}.npy"
 
+    def has(self, prefix, key):
+        """Whether an entry file exists (not checked for damage)."""
+        return self._path(prefix, key).is_file()
+
     def get(self, prefix, key):
         """The stored tensor, or ``None`` if absent or damaged (with a warning)."""
         path = self._path(prefix, key)
@@ -227,6 +231,8 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
         first_of = {}
         for i, key in enumerate(keys):
             hit = MEMORY.get(f"{prefix_key}/{key}") if cache else None
+            if hit is not None and disk is not None and not disk.has(prefix_key, key):
+                disk.put(prefix_key, key, hit)  # computed before cache_dir was given
             if hit is None and disk is not None:
                 hit = disk.get(prefix_key, key)
                 if hit is not None and cache:
@@ -259,10 +265,10 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
                 row = row.clone()
                 results[i] = row
                 if use_store:
-                    if cache:
-                        MEMORY.put(f"{prefix_key}/{keys[i]}", row)
                     if disk is not None:
                         disk.put(prefix_key, keys[i], row)
+                    if cache:
+                        MEMORY.put(f"{prefix_key}/{keys[i]}", row)
             progress.update(len(batch))
     progress.close()
     if errors:

@@ -140,7 +140,7 @@ def _check_labels(y, n_samples):
     if len(missing):
         raise ValueError(
             f"y has {len(missing)} missing label(s) (NaN or None), first at position(s) "
-            f"{list(missing[:10])}; drop those images or give them a class."
+            f"{np.asarray(missing[:10]).tolist()}; drop those images or give them a class."
         )
     check_classification_targets(y)
     return y
