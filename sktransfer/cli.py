@@ -20,6 +20,7 @@ class CLIError(Exception):
 # -- helpers ------------------------------------------------------------------
 
 def _say(args, *text):
+    """Progress and context; results are printed even with --quiet."""
     if not args.quiet:
         print(*text, flush=True)
 
@@ -75,8 +76,8 @@ def _save_figure(ax_or_display, path):
 def _report(y_true, y_pred, args):
     from sklearn.metrics import accuracy_score, classification_report
 
-    _say(args, f"accuracy: {accuracy_score(y_true, y_pred):.3f}")
-    _say(args, classification_report(y_true, y_pred, zero_division=0))
+    print(f"accuracy: {accuracy_score(y_true, y_pred):.3f}")
+    print(classification_report(y_true, y_pred, zero_division=0))
 
 
 def _classifier(args):
@@ -113,8 +114,8 @@ def cmd_train(args):
         quiet = _classifier(args).set_params(verbose=0)
         pred = cross_val_predict(quiet, paths, labels, cv=cv)
         fold_scores = [np.mean(pred[test] == labels[test]) for _, test in cv.split(paths, labels)]
-        _say(args, f"{args.cv}-fold CV accuracy: {np.mean(fold_scores):.3f} "
-                   f"+/- {np.std(fold_scores):.3f}")
+        print(f"{args.cv}-fold CV accuracy: {np.mean(fold_scores):.3f} "
+              f"+/- {np.std(fold_scores):.3f}")
         _report(labels, pred, args)
         y_true, y_pred = labels, pred
         clf.fit(paths, labels)  # the saved model sees every image
@@ -124,13 +125,13 @@ def cmd_train(args):
             random_state=args.random_state)
         clf.fit(X_train, y_train, validation_data=(X_test, y_test))
         y_true, y_pred = y_test, clf.predict(X_test)
-        _say(args, f"held-out accuracy ({len(X_test)} images, test size {args.test_size}):")
+        print(f"held-out accuracy ({len(X_test)} images, test size {args.test_size}):")
         _report(y_true, y_pred, args)
     clf.save(out)
     _save_figure(plot_confusion_matrix(y_true, y_pred, labels=clf.classes_), confusion_png)
     _save_figure(plot_learning_curve(clf), curve_png)
     _say(args, f"saved {out}, {confusion_png}, {curve_png}")
-    _say(args, f"time: {time.perf_counter() - start:.1f} s")
+    print(f"time: {time.perf_counter() - start:.1f} s")
 
 
 def cmd_predict(args):
@@ -245,8 +246,8 @@ def cmd_demo(args):
         pred = cross_val_predict(model, X, y, cv=cv)
         scores = [np.mean(pred[test] == np.asarray(y)[test]) for _, test in cv.split(X, y)]
         results[name] = pred
-        _say(args, f"{name}: {cv.get_n_splits()}-fold CV accuracy {np.mean(scores):.3f} "
-                   f"+/- {np.std(scores):.3f} ({time.perf_counter() - t:.1f} s)")
+        print(f"{name}: {cv.get_n_splits()}-fold CV accuracy {np.mean(scores):.3f} "
+              f"+/- {np.std(scores):.3f} ({time.perf_counter() - t:.1f} s)", flush=True)
     _say(args, "\nfitting the final model on every image:")
     clf = TransferClassifier("mobilenet", random_state=0, verbose=0 if args.quiet else 1)
     clf.fit(X, y)
@@ -255,7 +256,7 @@ def cmd_demo(args):
     _save_figure(plot_learning_curve(clf), out_dir / "learning_curve.png")
     clf.save(out_dir / "model.sktransfer")
     _say(args, f"wrote {out_dir}/confusion.png, learning_curve.png, model.sktransfer")
-    _say(args, f"total time: {time.perf_counter() - start:.1f} s")
+    print(f"total time: {time.perf_counter() - start:.1f} s")
 
 
 # -- argument parsing -----------------------------------------------------------

@@ -11,6 +11,8 @@ import pytest
 from sktransfer import load
 from sktransfer.cli import main
 
+from conftest import requires_imagenet
+
 
 def run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "sktransfer.cli", *map(str, args)],
@@ -90,3 +92,19 @@ def test_backbones_table(capsys):
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if l.startswith("mobilenet_v2 "))
     assert "mobilenet" in line and " 19 " in line and "1280" in line
+
+
+@requires_imagenet
+def test_demo_falls_back_to_digits_without_npm(tmp_path):
+    env = {"PATH": str(Path(sys.executable).parent), "SKTRANSFER_DATA": str(tmp_path / "data"),
+           "HOME": str(tmp_path), "MPLBACKEND": "Agg"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sktransfer.cli", "demo", "--quick", "--quiet",
+         "--out-dir", tmp_path / "demo"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "Falling back to scikit-learn's bundled digits" in result.stderr
+    assert "CV accuracy" in result.stdout
+    accuracy = float(result.stdout.split("CV accuracy ")[-1].split()[0])
+    assert accuracy > 0.5  # 10 classes: chance is 0.1
+    assert (tmp_path / "demo" / "confusion.png").exists()
+    assert (tmp_path / "demo" / "model.sktransfer").exists()
