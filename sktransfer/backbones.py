@@ -349,30 +349,40 @@ def build_backbone(backbone="mobilenet", weights="imagenet"):
     )
 
 
-def feature_shape(blocks, image_size, device="cpu"):
-    """Shape of one image's output of ``blocks`` at ``image_size``, by a dry run.
+def feature_shape(blocks, image_size, device="meta"):
+    """Shape of one image's output of ``blocks`` at ``image_size``.
 
-    ``device="meta"`` computes shapes without any arithmetic.
+    Computed on the meta device (shapes only, no arithmetic, weights left
+    where they are), or by a dry run on ``device`` for modules meta tensors
+    cannot go through.
 
     Raises
     ------
     ValueError
         When the image size is too small for the network.
     """
+    model = nn.Sequential(*blocks)
     x = torch.zeros(1, 3, image_size, image_size, device=device)
+    state = None
+    if device == "meta":
+        state = {k: torch.empty_like(v, device="meta") for k, v in
+                 [*model.named_parameters(), *model.named_buffers()]}
+    was_training = [m.training for m in blocks]
+    model.eval()
     try:
         with torch.inference_mode():
-            for block in blocks:
-                was_training = block.training
-                block.eval()
-                x = block(x)
-                block.train(was_training)
-    except RuntimeError as exc:
+            out = torch.func.functional_call(model, state, (x,)) if state else model(x)
+    except (NotImplementedError, RuntimeError) as exc:
+        if device == "meta" and "meta" in str(exc).lower():
+            return feature_shape(blocks, image_size, device="cpu")
         raise ValueError(
             f"image_size={image_size} is too small for this backbone "
             f"({str(exc).splitlines()[0]}); use a larger image_size."
         ) from None
-    return tuple(x.shape[1:])
+    finally:
+        for block, mode in zip(blocks, was_training):
+            block.train(mode)
+    return tuple(out.shape[1:])
 
 
 def list_backbones():
@@ -404,15 +414,14 @@ def _describe_supported():
         try:
             with torch.device("meta"):  # shapes only: no memory, no arithmetic
                 model = tv_models.get_model(name, weights=None, **kwargs)
-            device = "meta"
         except NotImplementedError:  # RegNet's builder computes widths with tensors
-            model, device = tv_models.get_model(name, weights=None, **kwargs), "cpu"
+            model = tv_models.get_model(name, weights=None, **kwargs)
         blocks, _ = splitter(model)
         rows.append({
             "name": name,
             "aliases": tuple(reverse.get(name, [])),
             "blocks": len(blocks),
-            "feature_size": feature_shape(blocks, 224, device=device)[0],
+            "feature_size": feature_shape(blocks, 224)[0],
             "input_size": int(enum.transforms().crop_size[0]),
             "top1": enum.meta["_metrics"]["ImageNet-1K"]["acc@1"],
         })

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
@@ -130,6 +131,12 @@ class DiskStore:
     def _path(self, prefix, key):
         return self.root / prefix / f"{key}.npy"
 
+    def lock(self, prefix):
+        """An exclusive lock for computing entries under ``prefix``, across processes."""
+        folder = self.root / prefix
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(folder / ".lock")
+
     def has(self, prefix, key):
         """Whether an entry file exists (not checked for damage)."""
         return self._path(prefix, key).is_file()
@@ -220,33 +227,60 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
     """
     images = as_images(X)
     n = len(images)
-    use_store = cache or cache_dir is not None
     results = [None] * n
-    pending = list(range(n))
-    if use_store:
-        prefix_key = prefix_key or fingerprint(prefix, transform)
-        disk = DiskStore(cache_dir) if cache_dir is not None else None
-        keys = [images.content_key(i) for i in range(n)]
-        pending = []
-        first_of = {}
-        for i, key in enumerate(keys):
-            hit = MEMORY.get(f"{prefix_key}/{key}") if cache else None
-            if hit is not None and disk is not None and not disk.has(prefix_key, key):
-                disk.put(prefix_key, key, hit)  # computed before cache_dir was given
-            if hit is None and disk is not None:
-                hit = disk.get(prefix_key, key)
-                if hit is not None and cache:
-                    MEMORY.put(f"{prefix_key}/{key}", hit)
-            if hit is not None:
-                results[i] = hit
-            elif key not in first_of:  # identical images are computed once
-                first_of[key] = i
-                pending.append(i)
+    if not (cache or cache_dir is not None):
+        _compute(prefix, images, transform, range(n), results, batch_size, device, n_jobs,
+                 verbose, store=None)
+        return torch.stack(results) if n else torch.empty(0)
+    prefix_key = prefix_key or fingerprint(prefix, transform)
+    disk = DiskStore(cache_dir) if cache_dir is not None else None
+    keys = [images.content_key(i) for i in range(n)]
+    first_of = {}  # identical images are computed once
+    for i, key in enumerate(keys):
+        first_of.setdefault(key, i)
+    pending = [i for i in first_of.values() if not _lookup(prefix_key, keys[i], i, results,
+                                                           cache, disk)]
+    if pending and disk is not None:
+        # One process computes an entry; the others wait, then read it from disk.
+        with disk.lock(prefix_key):
+            pending = [i for i in pending if not _lookup(prefix_key, keys[i], i, results,
+                                                         cache, disk)]
+            _compute(prefix, images, transform, pending, results, batch_size, device, n_jobs,
+                     verbose, store=(prefix_key, keys, cache, disk))
+    elif pending:
+        _compute(prefix, images, transform, pending, results, batch_size, device, n_jobs,
+                 verbose, store=(prefix_key, keys, cache, disk))
+    for i, key in enumerate(keys):
+        if results[i] is None:  # a duplicate of an image computed above
+            results[i] = results[first_of[key]]
+    if stats is not None:
+        stats["computed"] = len(pending)
+        stats["reused"] = n - len(pending)
+    return torch.stack(results) if n else torch.empty(0)
+
+
+def _lookup(prefix_key, key, i, results, cache, disk):
+    """Fill ``results[i]`` from memory or disk; whether it was found."""
+    hit = MEMORY.get(f"{prefix_key}/{key}") if cache else None
+    if hit is not None and disk is not None and not disk.has(prefix_key, key):
+        disk.put(prefix_key, key, hit)  # computed before cache_dir was given
+    if hit is None and disk is not None:
+        hit = disk.get(prefix_key, key)
+        if hit is not None and cache:
+            MEMORY.put(f"{prefix_key}/{key}", hit)
+    results[i] = hit
+    return hit is not None
+
+
+def _compute(prefix, images, transform, pending, results, batch_size, device, n_jobs, verbose,
+             store):
+    """Run ``pending`` images through the prefix into ``results`` (and the stores)."""
     errors = []
     progress = tqdm(total=len(pending), desc="Extracting features", unit="img",
                     disable=verbose < 1 or not pending, leave=False)
     # channels_last: about twice the CPU throughput of NCHW for these CNNs (measured).
     modules = [m.to(device, memory_format=torch.channels_last).eval() for m in prefix]
+    cuda = torch.device(device).type == "cuda"
     with torch.inference_mode():
         for start in range(0, len(pending), batch_size):
             batch = pending[start:start + batch_size]
@@ -255,17 +289,20 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
             if errors:  # keep decoding only, to report every bad file at once
                 progress.update(len(batch))
                 continue
-            x = torch.stack([t for t, _ in decoded]).to(device)
+            x = torch.stack([t for t, _ in decoded])
+            if cuda:
+                x = x.pin_memory()
+            x = x.to(device, non_blocking=True)
             if x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             for module in modules:
                 x = module(x)
             x = x.float().cpu().contiguous()
             for i, row in zip(batch, x):
-                row = row.clone()
-                results[i] = row
-                if use_store:
-                    if disk is not None:
+                results[i] = row = row.clone()
+                if store is not None:
+                    prefix_key, keys, cache, disk = store
+                    if disk is not None:  # disk first: an interrupted write leaves neither
                         disk.put(prefix_key, keys[i], row)
                     if cache:
                         MEMORY.put(f"{prefix_key}/{keys[i]}", row)
@@ -273,11 +310,3 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
     progress.close()
     if errors:
         raise ImageDecodeError.listing(errors)
-    if use_store:
-        for i, key in enumerate(keys):
-            if results[i] is None:  # a duplicate of an image computed above
-                results[i] = results[first_of[key]]
-    if stats is not None:
-        stats["computed"] = len(pending)
-        stats["reused"] = n - len(pending)
-    return torch.stack(results) if n else torch.empty(0)

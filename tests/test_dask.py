@@ -1,0 +1,53 @@
+"""GridSearchCV on a real dask.distributed LocalCluster, sharing one cache_dir."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+from joblib import parallel_backend
+from sklearn.model_selection import GridSearchCV
+
+from sktransfer import TransferClassifier
+
+from dask_helpers import computed, counting_backbone
+
+distributed = pytest.importorskip("dask.distributed")
+
+GRID = {"lr": [1e-3, 1e-2], "epochs": [1, 3]}
+
+
+def _search(X, y, cache_dir, log, n_jobs):
+    est = TransferClassifier(counting_backbone(log), image_size=32, random_state=0,
+                             cache_dir=cache_dir)
+    return GridSearchCV(est, GRID, cv=3, n_jobs=n_jobs).fit(X, y)
+
+
+def test_grid_search_on_local_cluster_matches_sequential_and_computes_once(tiny, tmp_path):
+    X, y = tiny
+    serial = _search(X, y, tmp_path / "serial", tmp_path / "serial.log", n_jobs=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        threads = client.run(lambda: __import__("torch").get_num_threads())
+        assert sum(threads.values()) <= max(os.cpu_count(), 2)  # no oversubscription
+        with parallel_backend("dask"):
+            parallel = _search(X, y, tmp_path / "shared", tmp_path / "dask.log", n_jobs=-1)
+        assert len(client.run(os.getpid)) == 2
+    assert parallel.best_params_ == serial.best_params_
+    np.testing.assert_allclose(parallel.cv_results_["mean_test_score"],
+                               serial.cv_results_["mean_test_score"])
+    # 12 fits and the refit, two worker processes, one shared folder: each image once.
+    assert computed(tmp_path / "dask.log") == len(X)
+    assert len(list((tmp_path / "shared").rglob("*.npy"))) == len(X)
+
+
+def test_estimators_pickle_small(tiny):
+    X, y = tiny
+    est = TransferClassifier("resnet18", weights=None, image_size=32, epochs=1)
+    assert len(pickle.dumps(est)) < 2_000  # parameters only: what travels to the workers
+    fitted = est.fit(X, y)
+    size = len(pickle.dumps(fitted))
+    weights = sum(p.numel() * 4 for p in fitted.net_.module_.parameters()) + sum(
+        p.numel() * 4 for m in fitted.prefix_ for p in m.parameters())
+    assert size < 1.3 * weights  # the network, not its cached activations or optimizer extras
