@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2 as T
 
 from . import _validation as check
+from ._portable import PortablePrefixMixin
 from .backbones import build_backbone, feature_shape, make_pooling, pooled_size
 from .cache import compute_activations, fingerprint
 from .callbacks import PartialUnfreeze
@@ -146,7 +147,7 @@ def _check_labels(y, n_samples):
     return y
 
 
-class TransferClassifier(ClassifierMixin, BaseEstimator):
+class TransferClassifier(PortablePrefixMixin, ClassifierMixin, BaseEstimator):
     """Transfer learning for images: a pretrained CNN, a new head, frozen then fine-tuned.
 
     The standard recipe as one scikit-learn estimator: take an ImageNet CNN,
@@ -220,6 +221,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         Also keep activations on disk there, shared by processes and later runs.
     device : str, default="auto"
         ``"auto"``: CUDA when available, else CPU.
+    mixed_precision : bool, default=False
+        On CUDA, run the frozen part under ``torch.autocast`` (float16):
+        faster extraction on tensor cores.  Ignored on CPU.
     n_jobs : int, default=None
         Threads decoding images.
     on_error : {"raise", "skip"}, default="raise"
@@ -279,6 +283,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         cache=True,
         cache_dir=None,
         device="auto",
+        mixed_precision=False,
         n_jobs=None,
         on_error="raise",
         random_state=None,
@@ -307,6 +312,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.cache = cache
         self.cache_dir = cache_dir
         self.device = device
+        self.mixed_precision = mixed_precision
         self.n_jobs = n_jobs
         self.on_error = on_error
         self.random_state = random_state
@@ -327,6 +333,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be < 1; got 1.0.")
         check.check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
         check.check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        if not isinstance(self.mixed_precision, bool):
+            raise ValueError(f"mixed_precision must be True or False; got {self.mixed_precision!r}.")
         check.check_choice("on_error", self.on_error, ("raise", "skip"))
         for name in ("augment", "early_stopping", "crop"):
             if not isinstance(getattr(self, name), bool):
@@ -545,6 +553,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             max_epochs=self.epochs,
             batch_size=self.batch_size,
             iterator_train__shuffle=True,
+            # pinned host memory lets batches copy to the GPU asynchronously
+            iterator_train__pin_memory=device.startswith("cuda"),
+            iterator_valid__pin_memory=device.startswith("cuda"),
             train_split=None,
             classes=list(range(self.n_classes_)),
             callbacks=callbacks,
@@ -575,6 +586,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             self.prefix_, images, self.transform_, cache=self.cache, cache_dir=self.cache_dir,
             batch_size=self.batch_size, device=self.device_, n_jobs=self.n_jobs,
             verbose=self.verbose, prefix_key=self.prefix_key_,
+            mixed_precision=self.mixed_precision,
         )
 
     def _inputs(self, X):

@@ -10,12 +10,13 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import _validation as check
+from ._portable import PortablePrefixMixin
 from .backbones import build_backbone, feature_shape, make_pooling, pooled_size, resolve_name
 from .cache import compute_activations, fingerprint
 from .data import as_images
 
 
-class PretrainedFeatures(TransformerMixin, BaseEstimator):
+class PretrainedFeatures(PortablePrefixMixin, TransformerMixin, BaseEstimator):
     """Embeddings (or ImageNet class probabilities) of a frozen pretrained CNN.
 
     Turns images into a ``(n_samples, n_features)`` array for any
@@ -45,6 +46,8 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
     cache_dir : str or path, default=None
         Also keep them on disk there.
     device : str, default="auto"
+    mixed_precision : bool, default=False
+        On CUDA, run the network under ``torch.autocast`` (float16).
     n_jobs : int, default=None
         Threads decoding images.
     verbose : int, default=0
@@ -66,7 +69,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
 
     def __init__(self, backbone="mobilenet", weights="imagenet", pooling="avg", include_top=False,
                  image_size=None, crop=False, batch_size=32, cache=True, cache_dir=None,
-                 device="auto", n_jobs=None, verbose=0):
+                 device="auto", mixed_precision=False, n_jobs=None, verbose=0):
         self.backbone = backbone
         self.weights = weights
         self.pooling = pooling
@@ -77,6 +80,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
         self.cache = cache
         self.cache_dir = cache_dir
         self.device = device
+        self.mixed_precision = mixed_precision
         self.n_jobs = n_jobs
         self.verbose = verbose
 
@@ -141,6 +145,7 @@ class PretrainedFeatures(TransformerMixin, BaseEstimator):
             self.prefix_, X, self.transform_, cache=self.cache, cache_dir=self.cache_dir,
             batch_size=self.batch_size, device=self.device_, n_jobs=self.n_jobs,
             verbose=self.verbose, prefix_key=self.prefix_key_,
+            mixed_precision=self.mixed_precision,
         )
         return acts.numpy()
 

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One short check (< 5 minutes) on a machine with a GPU: the GPU-marked tests and
+# images/s on CPU vs GPU. Run from the repository root after `make install`
+# (or with PY pointing at a Python that has sktransfer installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+"$PY" -m pytest -q -m gpu tests/test_gpu.py
+"$PY" benchmarks/bench_device.py --n "${N:-512}"
