@@ -1,4 +1,7 @@
-"""Every ```python block of the README and docs/ runs, in order, on tiny photos."""
+"""Every ```python block of the README and docs/ runs, in order, on tiny photos.
+
+Blocks fenced ```python no-run (they need a cluster) are left out.
+"""
 
 import re
 from pathlib import Path
