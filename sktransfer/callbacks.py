@@ -25,7 +25,8 @@ def freeze_batchnorm(modules):
     """
     for block in modules:
         for m in block.modules():
-            if isinstance(m, _BATCHNORM) and _keep_inference_mode not in m._forward_pre_hooks.values():
+            hooks = m._forward_pre_hooks.values()
+            if isinstance(m, _BATCHNORM) and _keep_inference_mode not in hooks:
                 m.register_forward_pre_hook(_keep_inference_mode)
                 m.eval()
 

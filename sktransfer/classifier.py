@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import numbers
 import signal
@@ -27,9 +26,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2 as T
 
 from . import _validation as check
-from ._portable import PortablePrefixMixin
-from .backbones import build_backbone, feature_shape, make_pooling, pooled_size
-from .cache import compute_activations, fingerprint
+from ._prefix import FrozenPrefixMixin
+from .backbones import feature_shape, make_pooling, pooled_size
 from .callbacks import PartialUnfreeze
 from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
 
@@ -147,7 +145,7 @@ def _check_labels(y, n_samples):
     return y
 
 
-class TransferClassifier(PortablePrefixMixin, ClassifierMixin, BaseEstimator):
+class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
     """Transfer learning for images: a pretrained CNN, a new head, frozen then fine-tuned.
 
     The standard recipe as one scikit-learn estimator: take an ImageNet CNN,
@@ -334,7 +332,8 @@ class TransferClassifier(PortablePrefixMixin, ClassifierMixin, BaseEstimator):
         check.check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
         check.check_int("n_iter_no_change", self.n_iter_no_change, 1)
         if not isinstance(self.mixed_precision, bool):
-            raise ValueError(f"mixed_precision must be True or False; got {self.mixed_precision!r}.")
+            raise ValueError(
+                f"mixed_precision must be True or False; got {self.mixed_precision!r}.")
         check.check_choice("on_error", self.on_error, ("raise", "skip"))
         for name in ("augment", "early_stopping", "crop"):
             if not isinstance(getattr(self, name), bool):
@@ -452,10 +451,7 @@ class TransferClassifier(PortablePrefixMixin, ClassifierMixin, BaseEstimator):
         return module, n_unfreeze
 
     def _fit(self, images, y, valid, encoder, seed, device):
-        backbone_arg = self.backbone
-        if isinstance(backbone_arg, nn.Module):
-            backbone_arg = copy.deepcopy(backbone_arg)  # never train the user's object
-        bb = build_backbone(backbone_arg, self.weights)
+        bb = self._build_backbone()
         self.classes_ = encoder.classes_
         self.n_classes_ = len(encoder.classes_)
         self.device_ = device
@@ -574,20 +570,6 @@ class TransferClassifier(PortablePrefixMixin, ClassifierMixin, BaseEstimator):
             T.ToDtype(torch.float32, scale=True),
             T.Normalize(mean=transform.mean, std=transform.std),
         ])
-
-    def _set_prefix_key(self):
-        """Fingerprint the (final) prefix once, for the activation cache."""
-        self.prefix_key_ = None
-        if self.prefix_ and (self.cache or self.cache_dir is not None):
-            self.prefix_key_ = fingerprint(self.prefix_, self.transform_)
-
-    def _activations(self, images):
-        return compute_activations(
-            self.prefix_, images, self.transform_, cache=self.cache, cache_dir=self.cache_dir,
-            batch_size=self.batch_size, device=self.device_, n_jobs=self.n_jobs,
-            verbose=self.verbose, prefix_key=self.prefix_key_,
-            mixed_precision=self.mixed_precision,
-        )
 
     def _inputs(self, X):
         """What the net eats: cached activations, or preprocessed images with ``augment``."""

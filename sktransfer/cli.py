@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -311,7 +311,8 @@ class ImageDataset(Dataset):
 
 
 IMAGE_EXTENSIONS = frozenset(
-    ext.lower() for ext in Image.registered_extensions() if ext.lower() not in {".pdf", ".eps", ".ps"}
+    ext.lower() for ext in Image.registered_extensions()
+    if ext.lower() not in {".pdf", ".eps", ".ps"}  # documents, not photos
 )
 
 

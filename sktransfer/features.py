@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import _validation as check
-from ._portable import PortablePrefixMixin
-from .backbones import build_backbone, feature_shape, make_pooling, pooled_size, resolve_name
-from .cache import compute_activations, fingerprint
+from ._prefix import FrozenPrefixMixin
+from .backbones import feature_shape, make_pooling, pooled_size, resolve_name
 from .data import as_images
 
 
-class PretrainedFeatures(PortablePrefixMixin, TransformerMixin, BaseEstimator):
+class PretrainedFeatures(FrozenPrefixMixin, TransformerMixin, BaseEstimator):
     """Embeddings (or ImageNet class probabilities) of a frozen pretrained CNN.
 
     Turns images into a ``(n_samples, n_features)`` array for any
@@ -100,10 +97,7 @@ class PretrainedFeatures(PortablePrefixMixin, TransformerMixin, BaseEstimator):
         self.device_ = check.check_common(self)
         if X is not None:
             as_images(X)
-        backbone = self.backbone
-        if isinstance(backbone, nn.Module):
-            backbone = copy.deepcopy(backbone)
-        bb = build_backbone(backbone, self.weights)
+        bb = self._build_backbone()
         self.transform_ = bb.transform(self.image_size, self.crop)
         if self.include_top:
             if bb.top is None:
@@ -126,7 +120,7 @@ class PretrainedFeatures(PortablePrefixMixin, TransformerMixin, BaseEstimator):
             module.requires_grad_(False).eval()
         self.n_features_out_ = len(self.feature_names_)
         self.weights_ = bb.weights_tag
-        self.prefix_key_ = fingerprint(self.prefix_, self.transform_)
+        self._set_prefix_key()
         return self
 
     def transform(self, X):
@@ -141,12 +135,7 @@ class PretrainedFeatures(PortablePrefixMixin, TransformerMixin, BaseEstimator):
         ndarray of shape (n_samples, n_features_out_), float32
         """
         check_is_fitted(self, "prefix_")
-        acts = compute_activations(
-            self.prefix_, X, self.transform_, cache=self.cache, cache_dir=self.cache_dir,
-            batch_size=self.batch_size, device=self.device_, n_jobs=self.n_jobs,
-            verbose=self.verbose, prefix_key=self.prefix_key_,
-            mixed_precision=self.mixed_precision,
-        )
+        acts = self._activations(X)
         return acts.numpy()
 
     def get_feature_names_out(self, input_features=None):
