@@ -183,17 +183,19 @@ def tutorial_fit(X, y, X_test, y_test, epochs, finetune_epochs):
 def worker_extract(args):
     import torch
 
-    from sktransfer.backbones import build_backbone
+    from sktransfer.backbones import build_backbone, make_pooling
     from sktransfer.cache import compute_activations
 
     paths = load_data(args.data)[0][:args.n]
     bb = build_backbone("mobilenet")
     transform = bb.transform()
+    # What a fit with unfreeze=0 runs: every block, then the average pooling.
+    prefix = [*bb.blocks, make_pooling("avg", 3)]
     x = torch.randn(len(paths), 3, 224, 224)
     out = {}
     with torch.inference_mode():  # raw torchvision forward, as torchvision lays it out
         for layout in ("nchw", "channels_last"):
-            blocks = [b.eval() for b in bb.blocks]
+            blocks = [b.eval() for b in prefix]
             if layout == "channels_last":
                 blocks = [b.to(memory_format=torch.channels_last) for b in blocks]
             for rep in range(2):  # first pass warms up
@@ -206,7 +208,7 @@ def worker_extract(args):
                         h = b(h)
                 out[f"raw_{layout}_img_s"] = len(x) / (time.perf_counter() - t)
     t = time.perf_counter()
-    compute_activations(bb.blocks, paths, transform, cache=False, n_jobs=args.n_jobs)
+    compute_activations(prefix, paths, transform, cache=False, n_jobs=args.n_jobs)
     out["extract_img_s"] = len(paths) / (time.perf_counter() - t)
     return out
 
