@@ -9,6 +9,7 @@ as ``top`` (used by ``PretrainedFeatures(include_top=True)``).
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from dataclasses import dataclass, field
@@ -442,3 +443,41 @@ def make_pooling(pooling, feature_ndim):
 def pooled_size(pooling, shape):
     """Length of the vector ``make_pooling`` makes from a feature map of ``shape``."""
     return int(np.prod(shape)) if pooling == "flatten" or len(shape) == 1 else int(shape[0])
+
+
+def _fusable(conv, bn):
+    return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+            and bn.track_running_stats and conv.out_channels == bn.num_features)
+
+
+# torchvision blocks whose forward applies ``bnX`` right after ``convX``.
+_CONV_BN_ATTRIBUTES = (tv_models.resnet.BasicBlock, tv_models.resnet.Bottleneck,
+                       tv_models.inception.BasicConv2d)
+
+
+def fuse_conv_bn(modules):
+    """Copies of frozen ``modules`` with every Conv2d -> BatchNorm2d pair folded into the conv.
+
+    In inference mode a BatchNorm is an affine map, so folding it into the
+    preceding convolution gives the same result (up to float rounding) for
+    about a third less CPU time.  For extraction only: the originals are left
+    untouched, so training and the cache fingerprint never see the fused copy.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = [copy.deepcopy(m).eval() for m in modules]
+    for root in fused:
+        for m in root.modules():
+            names = list(m._modules)
+            if isinstance(m, nn.Sequential):
+                pairs = zip(names, names[1:])
+            elif isinstance(m, _CONV_BN_ATTRIBUTES):
+                pairs = [(n, "bn" + n[4:]) for n in names if n.startswith("conv")]
+            else:
+                continue
+            for conv_name, bn_name in pairs:
+                conv, bn = m._modules.get(conv_name), m._modules.get(bn_name)
+                if _fusable(conv, bn):
+                    m._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
+                    m._modules[bn_name] = nn.Identity()
+    return fused

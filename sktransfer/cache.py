@@ -29,6 +29,7 @@ from filelock import FileLock
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from .backbones import fuse_conv_bn
 from .data import ImageDecodeError, as_images
 
 
@@ -279,6 +280,28 @@ def _lookup(prefix_key, key, i, results, cache, disk):
     return hit is not None
 
 
+_FUSED = OrderedDict()  # (prefix key, device) -> fused modules, for repeated calls
+
+
+def _inference_modules(prefix, device, prefix_key):
+    """The prefix as extraction runs it: BatchNorm folded into convolutions, channels_last.
+
+    Both measured on 2 CPU cores with MobileNetV2: folding about 1.3x,
+    channels_last about 2x over torchvision's NCHW layout.
+    """
+    key = (prefix_key, str(device))
+    if prefix_key is not None and key in _FUSED:
+        _FUSED.move_to_end(key)
+        return _FUSED[key]
+    modules = [m.to(device, memory_format=torch.channels_last)
+               for m in fuse_conv_bn([m.cpu() for m in prefix])]
+    if prefix_key is not None:
+        _FUSED[key] = modules
+        while len(_FUSED) > 2:
+            _FUSED.popitem(last=False)
+    return modules
+
+
 def _use_amp(device, mixed_precision):
     return bool(mixed_precision) and torch.device(device).type == "cuda"
 
@@ -289,8 +312,7 @@ def _compute(prefix, images, transform, pending, results, batch_size, device, n_
     errors = []
     progress = tqdm(total=len(pending), desc="Extracting features", unit="img",
                     disable=verbose < 1 or not pending, leave=False)
-    # channels_last: about twice the CPU throughput of NCHW for these CNNs (measured).
-    modules = [m.to(device, memory_format=torch.channels_last).eval() for m in prefix]
+    modules = _inference_modules(prefix, device, store[0] if store else None)
     cuda = torch.device(device).type == "cuda"
     with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=amp):
         for start in range(0, len(pending), batch_size):

@@ -161,3 +161,27 @@ def test_preprocessing_crop_matches_torchvision_and_default_keeps_the_whole_imag
     assert bb.transform(crop=True)(wide)[:, :, :20].max() < 0  # cut off by the center crop
     assert bb.transform(crop=False)(wide)[:, :, :20].min() > 2  # kept, squeezed
     assert bb.transform(64).crop_size == [64] and "crop=False" in repr(bb.transform())
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50", "inception_v3", "efficientnet_b0",
+                                  "mobilenet_v3_small"])
+def test_folding_batchnorm_keeps_the_output_and_the_originals(name):
+    from sktransfer.backbones import fuse_conv_bn
+
+    bb = build_backbone(name, weights=None)
+    torch.manual_seed(0)
+    for m in (mm for b in bb.blocks for mm in b.modules()):
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    before = [{k: v.clone() for k, v in b.state_dict().items()} for b in bb.blocks]
+    fused = fuse_conv_bn(bb.blocks)
+    assert not any(isinstance(m, nn.BatchNorm2d) for f in fused for m in f.modules())
+    x = torch.randn(2, 3, 80, 80)
+    with torch.inference_mode():
+        a, b = x, x
+        for block, fast in zip(bb.blocks, fused):
+            a, b = block.eval()(a), fast(b)
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+    for block, state in zip(bb.blocks, before):  # the originals are untouched
+        assert all(torch.equal(v, state[k]) for k, v in block.state_dict().items())
