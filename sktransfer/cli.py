@@ -211,8 +211,7 @@ def cmd_demo(args):
     start = time.perf_counter()
     try:
         X, y = fetch_ifct2017()
-        names = {k: v for k, v in IFCT_GROUPS.items()}
-        y = np.array([names[c] for c in y])
+        y = np.array([IFCT_GROUPS[c] for c in y])
         what = f"IFCT 2017 food photos: {len(X)} photos, {len(np.unique(y))} food groups"
     except DatasetUnavailable as exc:
         from sklearn.datasets import load_digits

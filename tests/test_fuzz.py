@@ -22,17 +22,22 @@ def _png_bytes():
 PNG = _png_bytes()
 
 
+def assert_decodes_or_names_the_file(path):
+    """Either an RGB image comes out, or our documented error naming the file."""
+    try:
+        img = decode_file(path)
+    except ImageDecodeError as exc:
+        assert path.name in str(exc)
+    else:
+        assert img.mode == "RGB"
+
+
 @SETTINGS
 @given(st.binary(max_size=2048))
 def test_random_bytes_decode_or_raise_image_decode_error(tmp_path, blob):
     path = tmp_path / "x.img"
     path.write_bytes(blob)
-    try:
-        img = decode_file(path)
-    except ImageDecodeError as exc:
-        assert "x.img" in str(exc)
-    else:
-        assert img.mode == "RGB"
+    assert_decodes_or_names_the_file(path)
 
 
 @SETTINGS
@@ -40,12 +45,7 @@ def test_random_bytes_decode_or_raise_image_decode_error(tmp_path, blob):
 def test_damaged_png_decodes_or_raises_image_decode_error(tmp_path, cut, junk, where):
     path = tmp_path / "damaged.png"
     path.write_bytes(PNG[:where] + junk + PNG[where:cut] if where < cut else PNG[:cut] + junk)
-    try:
-        img = decode_file(path)
-    except ImageDecodeError as exc:
-        assert "damaged.png" in str(exc)
-    else:
-        assert img.mode == "RGB"
+    assert_decodes_or_names_the_file(path)
 
 
 dtypes = st.sampled_from([np.uint8, np.float32, np.float64, np.int16, np.uint16, bool,
