@@ -134,13 +134,21 @@ class InceptionInput(nn.Module):
     """Re-normalise ImageNet-normalised input as torchvision's InceptionV3 weights expect.
 
     torchvision's ``inception_v3(transform_input=True)`` does this inside
-    ``forward``; splitting the model into blocks skips that ``forward``.
+    ``forward``; splitting the model into blocks skips that ``forward``.  The
+    per-channel affine map is kept in buffers (identity when disabled), so a
+    saved state_dict says whether it applies.
     """
 
+    def __init__(self, enabled=True):
+        super().__init__()
+        mean = torch.tensor(IMAGENET_MEAN)
+        std = torch.tensor(IMAGENET_STD)
+        enabled = bool(enabled)
+        self.register_buffer("scale", std / 0.5 if enabled else torch.ones(3))
+        self.register_buffer("shift", (mean - 0.5) / 0.5 if enabled else torch.zeros(3))
+
     def forward(self, x):  # noqa: D102 - torch convention
-        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x * std + mean - 0.5) / 0.5
+        return x * self.scale.view(1, 3, 1, 1) + self.shift.view(1, 3, 1, 1)
 
 
 def _pool_top(model, *parts):
@@ -173,11 +181,9 @@ def _split_resnet(model):
 
 def _split_inception(model):
     stem1 = nn.Sequential(
-        InceptionInput(), model.Conv2d_1a_3x3, model.Conv2d_2a_3x3, model.Conv2d_2b_3x3,
-        model.maxpool1,
+        InceptionInput(model.transform_input), model.Conv2d_1a_3x3, model.Conv2d_2a_3x3,
+        model.Conv2d_2b_3x3, model.maxpool1,
     )
-    if not model.transform_input:
-        stem1 = nn.Sequential(*list(stem1)[1:])
     stem2 = nn.Sequential(model.Conv2d_3b_1x1, model.Conv2d_4a_3x3, model.maxpool2)
     mixed = [getattr(model, n) for n in (
         "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
