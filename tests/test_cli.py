@@ -108,3 +108,19 @@ def test_demo_falls_back_to_digits_without_npm(tmp_path):
     assert accuracy > 0.5  # 10 classes: chance is 0.1
     assert (tmp_path / "demo" / "confusion.png").exists()
     assert (tmp_path / "demo" / "model.sktransfer").exists()
+
+
+@requires_imagenet
+def test_classify_names_the_photos(tmp_path, capsys):
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.chelsea()).save(tmp_path / "cat.png")
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.jpg")
+    assert main(["classify", str(tmp_path / "cat.png"), str(tmp_path / "coffee.jpg"),
+                 "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(str(tmp_path / "cat.png"))
+    assert lines[0].split(": ", 1)[1].split(" (")[0] in {"Egyptian cat", "tabby", "tiger cat"}
+    assert lines[1].split(": ", 1)[1].startswith("espresso")
+    assert main(["classify", str(tmp_path / "missing.jpg")]) == 2
