@@ -183,7 +183,9 @@ def resolve_weights(model_name, weights="imagenet"):
         offline.  The name of a member of the model's weights enum
         (``"IMAGENET1K_V1"``) or the member itself: exactly those.  ``None``:
         random initialisation.  Any other string or path: a local state_dict
-        file.
+        file; one named like torchvision's file (``mobilenet_v2-b0353104.pth``)
+        is hash-checked and treated as those weights (their preprocessing and
+        class names).
 
     Returns
     -------
@@ -208,6 +210,14 @@ def resolve_weights(model_name, weights="imagenet"):
     elif isinstance(weights, str) and weights.upper() in enum_cls.__members__:
         enums = [enum_cls[weights.upper()]]
     elif isinstance(weights, (str, os.PathLike)):
+        path = Path(os.fspath(weights))
+        known = [e for e in enum_cls if _file_name(e) == path.name]
+        if known and path.is_file():
+            # A copy of torchvision's own file: verify it and use what it is.
+            _verify(path, path.name)
+            enum = known[0]
+            return ResolvedWeights(load_state_dict_file(path), enum, enum.name,
+                                   enum.transforms(), list(enum.meta.get("categories", [])))
         state = load_state_dict_file(weights)
         return ResolvedWeights(state, None, os.fspath(weights), default_preset, None)
     else:

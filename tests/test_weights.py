@@ -88,3 +88,16 @@ def test_bad_weight_files_give_clear_errors(tmp_path):
 def test_weights_of_another_model_are_refused():
     with pytest.raises(ValueError, match="resnet18"):
         resolve_weights("resnet18", V1)
+
+
+@requires_imagenet
+def test_a_copy_of_torchvisions_file_is_recognised_and_checked(tmp_path):
+    target = tmp_path / "mobilenet_v2-b0353104.pth"
+    shutil.copy(find_weights_file(V1), target)
+    resolved = resolve_weights("mobilenet_v2", target)
+    assert resolved.enum is V1 and resolved.categories[281] == "tabby"
+    data = bytearray(target.read_bytes())
+    data[2000] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256"):
+        resolve_weights("mobilenet_v2", target)
