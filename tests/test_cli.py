@@ -90,7 +90,7 @@ def test_bad_paths_and_folders_give_a_message_not_a_trace(tmp_path, image_folder
 def test_backbones_table(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith("mobilenet_v2 "))
+    line = next(row for row in out.splitlines() if row.startswith("mobilenet_v2 "))
     assert "mobilenet" in line and " 19 " in line and "1280" in line
 
 
