@@ -14,6 +14,7 @@ recomputed, never used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -248,16 +249,14 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
         first_of.setdefault(key, i)
     pending = [i for i in first_of.values() if not _lookup(prefix_key, keys[i], i, results,
                                                            cache, disk)]
-    if pending and disk is not None:
+    if pending:
         # One process computes an entry; the others wait, then read it from disk.
-        with disk.lock(prefix_key):
-            pending = [i for i in pending if not _lookup(prefix_key, keys[i], i, results,
-                                                         cache, disk)]
+        with disk.lock(prefix_key) if disk is not None else contextlib.nullcontext():
+            if disk is not None:
+                pending = [i for i in pending if not _lookup(prefix_key, keys[i], i, results,
+                                                             cache, disk)]
             _compute(prefix, images, transform, pending, results, batch_size, device, n_jobs,
                      verbose, store=(prefix_key, keys, cache, disk), amp=amp)
-    elif pending:
-        _compute(prefix, images, transform, pending, results, batch_size, device, n_jobs,
-                 verbose, store=(prefix_key, keys, cache, disk), amp=amp)
     for i, key in enumerate(keys):
         if results[i] is None:  # a duplicate of an image computed above
             results[i] = results[first_of[key]]
