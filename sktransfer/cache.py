@@ -191,7 +191,7 @@ def _decode_batch(images, transform, indices, n_jobs):
 
 
 def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, batch_size=32,
-                        device="cpu", n_jobs=None, verbose=0, prefix_key=None, stats=None,
+                        device="cpu", n_jobs=None, verbose=0, prefix_key=None,
                         mixed_precision=False):
     """Run images through the frozen ``prefix`` once, reusing cached results.
 
@@ -214,8 +214,6 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
         ``>= 1`` shows a progress bar for the images computed.
     prefix_key : str or None
         Precomputed :func:`fingerprint` of ``prefix`` and ``transform``.
-    stats : dict or None
-        When given, receives ``computed`` and ``reused`` counts.
     mixed_precision : bool
         On CUDA, run the prefix under ``torch.autocast`` (float16); results
         are stored as float32.  Part of the cache key.
@@ -234,12 +232,12 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
     images = as_images(X)
     n = len(images)
     results = [None] * n
+    amp = bool(mixed_precision) and torch.device(device).type == "cuda"
     if not (cache or cache_dir is not None):
         _compute(prefix, images, transform, range(n), results, batch_size, device, n_jobs,
-                 verbose, store=None, amp=_use_amp(device, mixed_precision))
+                 verbose, store=None, amp=amp)
         return torch.stack(results) if n else torch.empty(0)
     prefix_key = prefix_key or fingerprint(prefix, transform)
-    amp = _use_amp(device, mixed_precision)
     if amp:
         prefix_key += "-amp"
     disk = DiskStore(cache_dir) if cache_dir is not None else None
@@ -260,9 +258,6 @@ def compute_activations(prefix, X, transform, *, cache=True, cache_dir=None, bat
     for i, key in enumerate(keys):
         if results[i] is None:  # a duplicate of an image computed above
             results[i] = results[first_of[key]]
-    if stats is not None:
-        stats["computed"] = len(pending)
-        stats["reused"] = n - len(pending)
     return torch.stack(results) if n else torch.empty(0)
 
 
@@ -299,10 +294,6 @@ def _inference_modules(prefix, device, prefix_key):
         while len(_FUSED) > 2:
             _FUSED.popitem(last=False)
     return modules
-
-
-def _use_amp(device, mixed_precision):
-    return bool(mixed_precision) and torch.device(device).type == "cuda"
 
 
 def _compute(prefix, images, transform, pending, results, batch_size, device, n_jobs, verbose,

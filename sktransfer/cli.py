@@ -37,15 +37,13 @@ def _load_folder(directory):
 
 
 def _collect_images(inputs):
-    from .data import IMAGE_EXTENSIONS
+    from .data import is_image_file
 
     paths = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                           and not f.name.startswith("."))
+            found = sorted(str(f) for f in p.rglob("*") if is_image_file(f))
             if not found:
                 raise CLIError(f"no images found in folder {p}")
             paths += found

@@ -161,10 +161,6 @@ class ImageSource:
     def __len__(self):
         return len(self.items)
 
-    def describe(self, i):
-        """How to name item ``i`` in an error message."""
-        return f"file {self.items[i]!r}" if self.kind == "paths" else f"image {i} of X"
-
     def image(self, i, min_size=None):
         """Item ``i`` as a ``(3, h, w)`` RGB tensor (uint8, or float32 in [0, 1]).
 
@@ -316,6 +312,13 @@ IMAGE_EXTENSIONS = frozenset(
 )
 
 
+def is_image_file(path):
+    """Whether ``path`` is a visible file with an extension Pillow can read."""
+    path = Path(path)
+    return (path.is_file() and not path.name.startswith(".")
+            and path.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def load_image_folder(root):
     """List the images of a ``root/<class>/<image>`` folder tree.
 
@@ -347,7 +350,7 @@ def load_image_folder(root):
     paths, labels = [], []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for f in sorted(class_dir.iterdir()):
-            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS:
+            if is_image_file(f):
                 paths.append(str(f))
                 labels.append(class_dir.name)
     if not paths:
