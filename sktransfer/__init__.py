@@ -1,13 +1,13 @@
 """sktransfer: transfer learning for images as a scikit-learn estimator.
 
-Public names only; see ``DESIGN.md`` for the module layout.  Names are
+Public names only; see ``docs/architecture.md`` for the module layout.  Names are
 imported on first use, so that ``sktransfer --help`` and error messages of
 the command line do not wait for torch to load.
 """
 
 import importlib
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 _PUBLIC = {
     "ModelFileError": "persist",
@@ -15,7 +15,7 @@ _PUBLIC = {
     "PretrainedFeatures": "features",
     "TransferClassifier": "classifier",
     "list_backbones": "backbones",
-    "load": "persist",
+    "load": "classifier",
     "load_image_folder": "data",
     "plot_confusion_matrix": "plots",
     "plot_learning_curve": "plots",

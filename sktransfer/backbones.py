@@ -9,7 +9,6 @@ as ``top`` (used by ``PretrainedFeatures(include_top=True)``).
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from dataclasses import dataclass, field
@@ -151,12 +150,12 @@ class InceptionInput(nn.Module):
         return x * self.scale.view(1, 3, 1, 1) + self.shift.view(1, 3, 1, 1)
 
 
-def _pool_top(model, *parts):
+def _pooled_classifier(*parts):
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *parts)
 
 
 def _split_features(model):
-    return list(model.features), _pool_top(model, model.classifier)
+    return list(model.features), _pooled_classifier(model.classifier)
 
 
 def _split_at_maxpool(model):
@@ -176,7 +175,7 @@ def _split_at_maxpool(model):
 def _split_resnet(model):
     stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
     blocks = [stem, model.layer1, model.layer2, model.layer3, model.layer4]
-    return blocks, _pool_top(model, model.fc)
+    return blocks, _pooled_classifier(model.fc)
 
 
 def _split_inception(model):
@@ -189,26 +188,26 @@ def _split_inception(model):
         "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
         "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
     )]
-    return [stem1, stem2, *mixed], _pool_top(model, model.dropout, model.fc)
+    return [stem1, stem2, *mixed], _pooled_classifier(model.dropout, model.fc)
 
 
 def _split_densenet(model):
     # torchvision's DenseNet applies a ReLU after `features` in forward().
-    return list(model.features) + [nn.ReLU()], _pool_top(model, model.classifier)
+    return list(model.features) + [nn.ReLU()], _pooled_classifier(model.classifier)
 
 
 def _split_regnet(model):
-    return [model.stem, *model.trunk_output], _pool_top(model, model.fc)
+    return [model.stem, *model.trunk_output], _pooled_classifier(model.fc)
 
 
 def _split_shufflenet(model):
     stem = nn.Sequential(model.conv1, model.maxpool)
     blocks = [stem, model.stage2, model.stage3, model.stage4, model.conv5]
-    return blocks, _pool_top(model, model.fc)
+    return blocks, _pooled_classifier(model.fc)
 
 
 def _split_mnasnet(model):
-    return list(model.layers), _pool_top(model, model.classifier)
+    return list(model.layers), _pooled_classifier(model.classifier)
 
 
 def _split_squeezenet(model):
@@ -335,7 +334,7 @@ def build_backbone(backbone="mobilenet", weights="imagenet"):
             raise ValueError(
                 f"The weights {resolved.tag!r} do not fit torchvision's {name}: "
                 f"{str(exc).splitlines()[0]}"
-            ) from None
+            ) from exc
     if name == "inception_v3":
         # Only ImageNet weights expect the [-1, 1] input; torchvision flips this too.
         model.transform_input = resolved.enum is not None
@@ -449,41 +448,3 @@ def make_pooling(pooling, feature_ndim):
 def pooled_size(pooling, shape):
     """Length of the vector ``make_pooling`` makes from a feature map of ``shape``."""
     return int(np.prod(shape)) if pooling == "flatten" or len(shape) == 1 else int(shape[0])
-
-
-def _fusable(conv, bn):
-    return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
-            and bn.track_running_stats and conv.out_channels == bn.num_features)
-
-
-# torchvision blocks whose forward applies ``bnX`` right after ``convX``.
-_CONV_BN_ATTRIBUTES = (tv_models.resnet.BasicBlock, tv_models.resnet.Bottleneck,
-                       tv_models.inception.BasicConv2d)
-
-
-def fuse_conv_bn(modules):
-    """Copies of frozen ``modules`` with every Conv2d -> BatchNorm2d pair folded into the conv.
-
-    In inference mode a BatchNorm is an affine map, so folding it into the
-    preceding convolution gives the same result (up to float rounding) for
-    about a third less CPU time.  For extraction only: the originals are left
-    untouched, so training and the cache fingerprint never see the fused copy.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    fused = [copy.deepcopy(m).eval() for m in modules]
-    for root in fused:
-        for m in root.modules():
-            names = list(m._modules)
-            if isinstance(m, nn.Sequential):
-                pairs = zip(names, names[1:])
-            elif isinstance(m, _CONV_BN_ATTRIBUTES):
-                pairs = [(n, "bn" + n[4:]) for n in names if n.startswith("conv")]
-            else:
-                continue
-            for conv_name, bn_name in pairs:
-                conv, bn = m._modules.get(conv_name), m._modules.get(bn_name)
-                if _fusable(conv, bn):
-                    m._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
-                    m._modules[bn_name] = nn.Identity()
-    return fused

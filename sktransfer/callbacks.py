@@ -34,9 +34,14 @@ def freeze_batchnorm(modules):
 class PartialUnfreeze(Callback):
     """Train only the head first, then also the last ``n`` blocks at a lower rate.
 
-    At the start of training every block is frozen (``requires_grad=False``);
-    at the start of epoch ``at_epoch + 1`` the last ``n`` blocks become
-    trainable and every optimizer parameter group gets learning rate ``lr``.
+    This callback is the whole two-phase schedule.  When training starts,
+    every block is frozen (``requires_grad=False``): phase 1 trains the rest
+    of the module (the head).  :meth:`unfreeze` starts phase 2: the last
+    ``n`` blocks become trainable and every optimizer parameter group gets
+    learning rate ``lr``.  It runs by itself at the start of epoch
+    ``at_epoch + 1``, or when called (``TransferClassifier`` calls it after
+    phase 1 has ended, early-stopped or not, then continues with
+    ``partial_fit``; a ``partial_fit`` never re-freezes the blocks).
     BatchNorm layers inside the blocks stay in inference mode throughout, so
     their running statistics never drift (the Keras fine-tuning advice).  The
     learning rate in force is recorded each epoch in ``net.history`` under
@@ -48,8 +53,9 @@ class PartialUnfreeze(Callback):
     ----------
     n : int or "all", default=2
         How many of the last blocks to unfreeze in phase 2.
-    at_epoch : int, default=5
-        Number of phase-1 epochs (head only) before unfreezing.
+    at_epoch : int or None, default=5
+        Number of phase-1 epochs (head only) before unfreezing by itself;
+        ``None``: only when :meth:`unfreeze` is called.
     lr : float, default=1e-5
         Learning rate of phase 2.
     blocks : str or callable, default="blocks"
@@ -58,6 +64,11 @@ class PartialUnfreeze(Callback):
         torchvision's ``features`` works), or a callable ``module -> list``.
     freeze_batchnorm : bool, default=True
         Keep BatchNorm layers of the blocks in inference mode.
+
+    Attributes
+    ----------
+    unfrozen_ : bool
+        Whether phase 2 has started.
 
     Examples
     --------
@@ -76,34 +87,40 @@ class PartialUnfreeze(Callback):
         self.blocks = blocks
         self.freeze_batchnorm = freeze_batchnorm
 
+    def initialize(self):
+        """Reset to phase 1 (skorch calls this when the net is (re)initialised)."""
+        self.unfrozen_ = False
+        return self
+
     def _get_blocks(self, module):
         if callable(self.blocks):
             return list(self.blocks(module))
         return list(getattr(module, self.blocks))
 
-    def _unfrozen_blocks(self, blocks):
-        if self.n == "all":
-            return blocks
-        return blocks[len(blocks) - self.n:] if self.n > 0 else []
-
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        """Freeze every block (phase 1)."""
+        """Freeze every block, unless phase 2 has started (a later ``partial_fit``)."""
         blocks = self._get_blocks(net.module_)
         if self.n != "all" and not 0 <= self.n <= len(blocks):
             raise ValueError(f"PartialUnfreeze(n={self.n}): the module has {len(blocks)} blocks.")
-        for block in blocks:
-            block.requires_grad_(False)
         if self.freeze_batchnorm:
             freeze_batchnorm(blocks)
-        self.unfrozen_ = False
+        if not self.unfrozen_:
+            for block in blocks:
+                block.requires_grad_(False)
+
+    def unfreeze(self, net):
+        """Start phase 2 now: the last ``n`` blocks train, at learning rate ``lr``."""
+        blocks = self._get_blocks(net.module_)
+        n = len(blocks) if self.n == "all" else self.n
+        for block in blocks[len(blocks) - n:] if n else []:
+            block.requires_grad_(True)
+        for group in net.optimizer_.param_groups:
+            group["lr"] = self.lr
+        self.unfrozen_ = True
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Start phase 2 when its epoch comes; record the learning rate."""
         epoch = len(net.history)  # skorch has already opened this epoch's row
-        if not self.unfrozen_ and epoch > self.at_epoch:
-            for block in self._unfrozen_blocks(self._get_blocks(net.module_)):
-                block.requires_grad_(True)
-            for group in net.optimizer_.param_groups:
-                group["lr"] = self.lr
-            self.unfrozen_ = True
+        if not self.unfrozen_ and self.at_epoch is not None and epoch > self.at_epoch:
+            self.unfreeze(net)
         net.history.record("lr", net.optimizer_.param_groups[0]["lr"])

@@ -14,6 +14,7 @@ import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
+from skorch.history import History
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
@@ -26,10 +27,10 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2 as T
 
 from . import _validation as check
-from ._prefix import FrozenPrefixMixin
-from .backbones import feature_shape, make_pooling, pooled_size
 from .callbacks import PartialUnfreeze
 from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
+from .extractor import Extractor, ExtractorMixin, cut_backbone
+from .persist import ModelFileError, export_onnx, read_model, save
 
 OPTIMIZERS = {
     "adam": (torch.optim.Adam, {}),
@@ -40,47 +41,51 @@ OPTIMIZERS = {
 
 
 class TransferNet(nn.Module):
-    """The trainable part: a frozen stem, the blocks that may train, pooling and head.
+    """The trainable part: frozen modules (with ``augment``), the blocks that may train,
+    pooling and head.
 
     Parameters
     ----------
-    stem : list of torch.nn.Module
-        Frozen modules run first, without gradients and in inference mode
-        (used when ``augment=True``; empty when the input is cached activations).
+    frozen : list of torch.nn.Module
+        Modules run first, without gradients and in inference mode (the
+        frozen prefix when ``augment=True``; empty when the input is cached
+        activations).
     blocks : list of torch.nn.Module
         The backbone blocks that phase 2 trains (frozen in phase 1).
     pool : torch.nn.Module
     head : torch.nn.Module
+
+    Attributes
+    ----------
+    head_only : bool
+        When True, the input is already pooled features: only the head runs
+        (phase 1 trains on features computed once).
     """
 
-    def __init__(self, stem, blocks, pool, head):
+    def __init__(self, frozen, blocks, pool, head):
         super().__init__()
-        self.stem = nn.ModuleList(stem)
+        self.frozen = nn.ModuleList(frozen)
         self.blocks = nn.ModuleList(blocks)
         self.pool = pool
         self.head = head
-        self.from_features = False
+        self.head_only = False
 
     def train(self, mode=True):
-        """Like ``nn.Module.train``, but the frozen stem stays in inference mode."""
+        """Like ``nn.Module.train``, but the frozen modules stay in inference mode."""
         super().train(mode)
-        self.stem.eval()
+        self.frozen.eval()
         return self
 
     @torch.inference_mode()
     def features(self, x, batch_size=256):
-        """Pooled features of ``x`` through the frozen stem, blocks and pooling.
-
-        Phase 1 trains the head on these, computed once, instead of running
-        the (still frozen) blocks again at every epoch.
-        """
+        """Pooled features of ``x`` through the frozen modules, blocks and pooling."""
         was_training = self.training
         self.eval()
         try:
             out = []
             for start in range(0, len(x), batch_size):
                 h = x[start:start + batch_size].to(next(self.head.parameters()).device)
-                for module in (*self.stem, *self.blocks, self.pool):
+                for module in (*self.frozen, *self.blocks, self.pool):
                     h = module(h)
                 out.append(h.float().cpu())
             return torch.cat(out)
@@ -88,11 +93,11 @@ class TransferNet(nn.Module):
             self.train(was_training)
 
     def forward(self, x):  # noqa: D102 - torch convention
-        if self.from_features:
+        if self.head_only:
             return self.head(x)
-        if len(self.stem):
+        if len(self.frozen):
             with torch.no_grad():
-                for module in self.stem:
+                for module in self.frozen:
                     x = module(x)
         for block in self.blocks:
             x = block(x)
@@ -145,7 +150,7 @@ def _check_labels(y, n_samples):
     return y
 
 
-class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
+class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     """Transfer learning for images: a pretrained CNN, a new head, frozen then fine-tuned.
 
     The standard recipe as one scikit-learn estimator: take an ImageNet CNN,
@@ -418,45 +423,106 @@ class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
             raise
         return self
 
-    def _assemble(self, bb, n_classes):
-        """Cut backbone ``bb`` into the frozen prefix and the trainable net.
+    def _build(self, n_classes, device, weights):
+        """Build the network: the extractor (frozen prefix) and the trainable module.
 
-        Sets ``prefix_``, ``transform_``, ``n_blocks_`` and ``weights_``;
-        returns the :class:`TransferNet` and the number of unfrozen blocks.
-        Shared by :meth:`fit` and :func:`sktransfer.load`.
+        The one construction path of a fitted classifier, shared by
+        :meth:`fit` (``weights`` from the parameters) and
+        :meth:`from_fitted_state` (architecture only; the weights follow).
+        Sets ``extractor_``, ``transform_``, ``n_blocks_``, ``weights_``,
+        ``device_`` and ``net_`` (not yet trained); returns the number of
+        blocks phase 2 trains.
         """
-        n_blocks = bb.n_blocks
-        n_unfreeze = n_blocks if self.unfreeze == "all" else self.unfreeze
-        if n_unfreeze > n_blocks:
-            raise ValueError(
-                f"unfreeze={self.unfreeze} but backbone {bb.name!r} has only {n_blocks} blocks."
-            )
-        transform = bb.transform(self.image_size, self.crop)
-        shape = feature_shape(bb.blocks, transform.crop_size[0])
-        pool = make_pooling(self.pooling, len(shape))
-        cut = n_blocks - n_unfreeze
-        # The prefix never trains; with no phase 2 it includes the pooling.
-        prefix = bb.blocks[:cut] + ([pool] if cut == n_blocks else [])
-        for module in prefix:
-            module.requires_grad_(False).eval()
-        head = make_head(pooled_size(self.pooling, shape), self.hidden_units, self.dropout,
-                         n_classes)
-        suffix_pool = pool if cut < n_blocks else nn.Identity()
-        # With augment, the prefix must see each freshly augmented image: it runs in the net.
-        module = TransferNet(prefix if self.augment else [], bb.blocks[cut:], suffix_pool, head)
-        self.prefix_ = [] if self.augment else prefix
-        self.transform_ = transform
-        self.n_blocks_ = n_blocks
+        bb = self._backbone(weights)
+        n_unfreeze = bb.n_blocks if self.unfreeze == "all" else self.unfreeze
+        cut = cut_backbone(bb, n_unfreeze, self.pooling, self.image_size, self.crop)
+        head = make_head(cut.n_features, self.hidden_units, self.dropout, n_classes)
+        # With augment the prefix must see each freshly augmented image: it runs in the net.
+        module = TransferNet(cut.frozen if self.augment else [], cut.trainable, cut.pool, head)
+        self.extractor_ = Extractor([] if self.augment else cut.frozen, cut.transform, device,
+                                    self.mixed_precision)
+        self.transform_ = cut.transform
+        self.n_blocks_ = bb.n_blocks
         self.weights_ = bb.weights_tag
-        return module, n_unfreeze
+        self.device_ = device
+        self.net_ = self._make_net(module, device, n_unfreeze)
+        return n_unfreeze
+
+    def fitted_state(self):
+        """The fitted network's tensors, as :meth:`from_fitted_state` takes them back.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            ``"prefix.<i>.<name>"`` for the frozen prefix run by the
+            extractor, ``"net.<name>"`` for the trainable module; on the CPU.
+        """
+        check_is_fitted(self, "net_")
+        state = {}
+        for i, module in enumerate(self.extractor_.modules):
+            state.update({f"prefix.{i}.{k}": v for k, v in module.state_dict().items()})
+        state.update({f"net.{k}": v for k, v in self.net_.module_.state_dict().items()})
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    @classmethod
+    def from_fitted_state(cls, params, classes, state, history=(), weights_loaded="unknown"):
+        """Rebuild a fitted classifier from its parameters and :meth:`fitted_state`.
+
+        The architecture is built from the backbone registry exactly as
+        :meth:`fit` builds it, then ``state`` is loaded into it: nothing in
+        ``state`` can run code.  This is how :func:`sktransfer.load` reads a
+        model file.
+
+        Parameters
+        ----------
+        params : dict
+            Constructor parameters (``get_params()`` of the fitted model).
+        classes : array-like
+            ``classes_`` of the fitted model.
+        state : dict of str to torch.Tensor
+            As returned by :meth:`fitted_state`.
+        history : list of dict, default=()
+            The per-epoch records of ``history_``.
+        weights_loaded : str, default="unknown"
+            ``weights_`` of the fitted model.
+
+        Returns
+        -------
+        TransferClassifier
+            Fitted, on CUDA when available (and asked for), else the CPU.
+
+        Raises
+        ------
+        ValueError
+            When ``state`` does not fit the architecture ``params`` describe.
+        """
+        est = cls(**params)
+        est.classes_ = np.asarray(classes)
+        est.n_classes_ = len(est.classes_)
+        device = check.resolve_device(est.device if torch.cuda.is_available() else "cpu")
+        est._build(est.n_classes_, device, weights=None)  # the architecture; weights follow
+        # Files written before the frozen modules of the net were renamed.
+        state = {("net.frozen." + k[len("net.stem."):] if k.startswith("net.stem.") else k): v
+                 for k, v in state.items()}
+        parts = nn.ModuleDict({"prefix": nn.ModuleList(est.extractor_.modules),
+                               "net": est.net_.module})
+        try:
+            parts.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The saved weights do not fit a {est.backbone!r} classifier with these "
+                f"parameters: {str(exc).splitlines()[0]}"
+            ) from exc
+        est.weights_ = weights_loaded
+        est.net_.initialize()
+        est.net_.history = History(list(history))
+        est.history_ = est.net_.history
+        return est
 
     def _fit(self, images, y, valid, encoder, seed, device):
-        bb = self._build_backbone()
         self.classes_ = encoder.classes_
         self.n_classes_ = len(encoder.classes_)
-        self.device_ = device
-        module, n_unfreeze = self._assemble(bb, self.n_classes_)
-        self._set_prefix_key()
+        n_unfreeze = self._build(self.n_classes_, device, self.weights)
         if self.augment:
             # Training decodes lazily: find unreadable files now, not in epoch 3.
             bad = find_unreadable(images) if images.kind == "paths" else []
@@ -465,10 +531,10 @@ class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
             data = images
         else:
             try:
-                data = self._activations(images)
+                data = self._extract(images)
             except ImageDecodeError as exc:
                 images, y = self._drop_unreadable(images, y, exc)
-                data = self._activations(images)
+                data = self._extract(images)
         if valid is None and self.early_stopping:
             idx_train, idx_valid = train_test_split(
                 np.arange(len(y)), test_size=self.validation_fraction, stratify=y,
@@ -484,26 +550,40 @@ class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
         if valid is not None:
             inputs = valid[0] if torch.is_tensor(valid[0]) else self._inputs(valid[0])
             valid_data = _Labelled(inputs, valid[1])
-
-        self.net_ = self._make_net(module, device, n_unfreeze, self._class_weights(y))
-        if n_unfreeze and not self.augment:
-            # Phase 1: the blocks are frozen, so run them once and train the head alone.
-            module.from_features = True
-            phase1_valid = None if valid_data is None else _Labelled(
-                module.features(valid_data.data), valid_data.y)
-            self.net_.set_params(train_split=_split(phase1_valid))
-            self.net_.fit(_Labelled(module.features(train_data.data), y), None)
-            module.from_features = False
-        else:
-            self.net_.set_params(train_split=_split(valid_data))
-            self.net_.fit(train_data, None)
-        if n_unfreeze and self.finetune_epochs:
-            # Phase 2 starts now, also when early stopping ended phase 1 sooner.
-            self.net_.set_params(callbacks__partial_unfreeze__at_epoch=len(self.net_.history),
-                                 train_split=_split(valid_data))
-            self.net_.partial_fit(train_data, None, epochs=self.finetune_epochs)
+        self.net_.set_params(criterion__weight=self._class_weights(y))
+        self._train(train_data, valid_data, n_unfreeze)
         self.history_ = self.net_.history
         return self
+
+    def _train(self, train_data, valid_data, n_unfreeze):
+        """The two-phase schedule, all of it.
+
+        Phase 1 (``epochs`` at ``lr``): every backbone block is frozen and the
+        head trains.  Frozen blocks give the same output at every epoch, so
+        unless ``augment`` needs fresh images, the head trains on pooled
+        features computed once.  Phase 2 (``finetune_epochs``): the
+        ``partial_unfreeze`` callback unfreezes the last ``n_unfreeze``
+        blocks at ``finetune_lr`` -- right after phase 1 ends, also when
+        early stopping ended it sooner -- and training continues from the
+        cut activations.  Each phase early-stops on its own.
+        """
+        net, module = self.net_, self.net_.module
+        if n_unfreeze and not self.augment:
+            module.head_only = True
+            try:
+                phase1_valid = None if valid_data is None else _Labelled(
+                    module.features(valid_data.data), valid_data.y)
+                net.set_params(train_split=_split(phase1_valid))
+                net.fit(_Labelled(module.features(train_data.data), train_data.y), None)
+            finally:
+                module.head_only = False
+        else:
+            net.set_params(train_split=_split(valid_data))
+            net.fit(train_data, None)
+        if n_unfreeze and self.finetune_epochs:
+            dict(net.callbacks_)["partial_unfreeze"].unfreeze(net)
+            net.set_params(train_split=_split(valid_data))
+            net.partial_fit(train_data, None, epochs=self.finetune_epochs)
 
     def _drop_unreadable(self, images, y, error):
         """``on_error="skip"``: drop unreadable images and their labels, with a warning."""
@@ -526,12 +606,12 @@ class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
             cw = compute_class_weight("balanced", classes=np.arange(self.n_classes_), y=y)
         return torch.as_tensor(cw, dtype=torch.float32)
 
-    def _make_net(self, module, device, n_unfreeze, class_weights=None):
+    def _make_net(self, module, device, n_unfreeze):
         opt_cls, opt_kwargs = self._optimizer_spec()
         # Pretrained BatchNorm statistics must not drift; random ones (weights=None,
         # training from scratch) mean nothing and have to be learned.
         callbacks = [("partial_unfreeze", PartialUnfreeze(
-            n=n_unfreeze, at_epoch=self.epochs, lr=self.finetune_lr,
+            n=n_unfreeze, at_epoch=None, lr=self.finetune_lr,
             freeze_batchnorm=self.weights is not None,
         ))]
         if self.early_stopping:
@@ -542,7 +622,7 @@ class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
         return NeuralNetClassifier(
             module,
             criterion=nn.CrossEntropyLoss,
-            criterion__weight=class_weights,
+            criterion__weight=None,
             criterion__label_smoothing=self.label_smoothing,
             optimizer=opt_cls,
             lr=self.lr,
@@ -576,7 +656,7 @@ class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
         images = as_images(X)
         if self.augment:
             return ImageDataset(images, self.transform_)
-        return self._activations(images)
+        return self._extract(images)
 
     # -- prediction ---------------------------------------------------------
 
@@ -606,8 +686,6 @@ class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
         ----------
         path : str or os.PathLike
         """
-        from .persist import save
-
         save(self, path)
 
     def export_onnx(self, path):
@@ -621,8 +699,6 @@ class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
         ----------
         path : str or os.PathLike
         """
-        from .persist import export_onnx
-
         export_onnx(self, path)
 
     def predict(self, X):
@@ -638,6 +714,33 @@ class TransferClassifier(FrozenPrefixMixin, ClassifierMixin, BaseEstimator):
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def load(path):
+    """Load a model written by :meth:`TransferClassifier.save` -- no code runs from the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    TransferClassifier
+        Fitted, ready to ``predict`` (on CPU unless CUDA is available).
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no file.
+    ModelFileError
+        When it is not a model file, comes from another format version, was
+        tampered with, or its weights do not fit the architecture it names.
+    """
+    parts = read_model(path)
+    try:
+        return TransferClassifier.from_fitted_state(**parts)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelFileError(f"{path} does not describe a loadable model: {exc}") from exc
 
 
 def _take(data, indices):

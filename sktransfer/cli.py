@@ -132,7 +132,7 @@ def cmd_train(args):
 
 def cmd_predict(args):
     """Write a CSV: path, predicted label, probability of each class."""
-    from .persist import load
+    from .classifier import load
 
     model = load(args.model)
     paths = _collect_images(args.images)
@@ -152,7 +152,7 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     """Accuracy, classification report and confusion matrix of MODEL on DIR."""
-    from .persist import load
+    from .classifier import load
     from .plots import plot_confusion_matrix
 
     model = load(args.model)
@@ -203,7 +203,7 @@ def cmd_demo(args):
     from sklearn.pipeline import make_pipeline
 
     from . import PretrainedFeatures, TransferClassifier
-    from .datasets import IFCT_GROUPS, DatasetUnavailable, fetch_ifct2017
+    from .demo_data import IFCT_GROUPS, DatasetUnavailable, fetch_ifct2017
     from .plots import plot_confusion_matrix, plot_learning_curve
 
     start = time.perf_counter()
@@ -319,6 +319,10 @@ def build_parser():
 def main(argv=None):
     """Run the ``sktransfer`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "evaluate", "demo"):
+        import matplotlib
+
+        matplotlib.use("Agg")  # the command line writes figures to files, never to windows
     try:
         args.func(args)
     except CLIError as exc:

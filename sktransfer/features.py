@@ -8,12 +8,12 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import _validation as check
-from ._prefix import FrozenPrefixMixin
-from .backbones import feature_shape, make_pooling, pooled_size, resolve_name
+from .backbones import resolve_name
 from .data import as_images
+from .extractor import Extractor, ExtractorMixin, cut_backbone
 
 
-class PretrainedFeatures(FrozenPrefixMixin, TransformerMixin, BaseEstimator):
+class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
     """Embeddings (or ImageNet class probabilities) of a frozen pretrained CNN.
 
     Turns images into a ``(n_samples, n_features)`` array for any
@@ -97,30 +97,29 @@ class PretrainedFeatures(FrozenPrefixMixin, TransformerMixin, BaseEstimator):
         self.device_ = check.check_common(self)
         if X is not None:
             as_images(X)
-        bb = self._build_backbone()
-        self.transform_ = bb.transform(self.image_size, self.crop)
+        bb = self._backbone(self.weights)
         if self.include_top:
             if bb.top is None:
                 raise ValueError(
                     "include_top=True needs a torchvision backbone with its ImageNet "
                     "classifier; a custom module has none."
                 )
-            self.prefix_ = [*bb.blocks, bb.top, nn.Softmax(dim=1)]
+            transform = bb.transform(self.image_size, self.crop)
+            modules = [*bb.blocks, bb.top, nn.Softmax(dim=1)]
             self.feature_names_ = np.asarray(
                 bb.categories or _default_categories(bb.name), dtype=object
             )
         else:
-            shape = feature_shape(bb.blocks, self.transform_.crop_size[0])
-            self.prefix_ = [*bb.blocks, make_pooling(self.pooling, len(shape))]
-            n = pooled_size(self.pooling, shape)
+            cut = cut_backbone(bb, 0, self.pooling, self.image_size, self.crop)
+            transform, modules = cut.transform, cut.frozen
             self.feature_names_ = np.asarray(
-                [f"{type(self).__name__.lower()}{i}" for i in range(n)], dtype=object
+                [f"{type(self).__name__.lower()}{i}" for i in range(cut.n_features)],
+                dtype=object,
             )
-        for module in self.prefix_:
-            module.requires_grad_(False).eval()
+        self.extractor_ = Extractor(modules, transform, self.device_, self.mixed_precision)
+        self.transform_ = transform
         self.n_features_out_ = len(self.feature_names_)
         self.weights_ = bb.weights_tag
-        self._set_prefix_key()
         return self
 
     def transform(self, X):
@@ -134,9 +133,8 @@ class PretrainedFeatures(FrozenPrefixMixin, TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_features_out_), float32
         """
-        check_is_fitted(self, "prefix_")
-        acts = self._activations(X)
-        return acts.numpy()
+        check_is_fitted(self, "extractor_")
+        return self._extract(X).numpy()
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: ImageNet classes with ``include_top``.

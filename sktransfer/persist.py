@@ -1,10 +1,10 @@
-"""save/load without pickle: a zip of JSON config and safely loadable tensors.
+"""The model file, without pickle: a zip of JSON config and safely loadable tensors.
 
 A model file holds ``config.json`` (format version, the estimator's
 parameters, classes, history, a sha256 of the weights) and ``state.pt`` (a
 flat state_dict written with ``torch.save`` and read with
-``torch.load(weights_only=True)``).  Loading rebuilds the architecture from
-the config and the torchvision registry, so nothing in the file can run code;
+``torch.load(weights_only=True)``).  Loading (:func:`sktransfer.load`) rebuilds the architecture from
+the config and the backbone registry, so nothing in the file can run code;
 a file from another format version, or whose weights do not match their
 recorded hash, is refused with a clear error.
 """
@@ -15,13 +15,13 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
-from skorch.history import History
 from torch import nn
 
 FORMAT = "sktransfer-model"
@@ -71,14 +71,6 @@ def _from_json_params(params):
     return params
 
 
-def _state(est):
-    state = {}
-    for i, module in enumerate(est.prefix_):
-        state.update({f"prefix.{i}.{k}": v for k, v in module.state_dict().items()})
-    state.update({f"net.{k}": v for k, v in est.net_.module_.state_dict().items()})
-    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
-
-
 def save(est, path):
     """Write a fitted TransferClassifier to ``path`` (see the module docstring).
 
@@ -90,11 +82,11 @@ def save(est, path):
     """
     from sklearn.utils.validation import check_is_fitted
 
-    from . import __version__
+    from ._version import __version__
 
     check_is_fitted(est, "net_")
     buffer = io.BytesIO()
-    torch.save(_state(est), buffer)
+    torch.save(est.fitted_state(), buffer)
     weights = buffer.getvalue()
     config = {
         "format": FORMAT,
@@ -127,7 +119,7 @@ def _read(path):
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, zlib.error) as exc:
         raise ModelFileError(
             f"{path} is not an sktransfer model file (or it is damaged): {exc}"
-        ) from None
+        ) from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an sktransfer model file.")
     if config.get("format_version") != FORMAT_VERSION:
@@ -144,8 +136,8 @@ def _read(path):
     return config, weights
 
 
-def load(path):
-    """Load a model written by ``TransferClassifier.save`` -- no code runs from the file.
+def read_model(path):
+    """Read and check a model file; return what :meth:`TransferClassifier.from_fitted_state` takes.
 
     Parameters
     ----------
@@ -153,8 +145,8 @@ def load(path):
 
     Returns
     -------
-    TransferClassifier
-        Fitted, ready to ``predict`` (on CPU unless CUDA is available).
+    dict
+        ``params``, ``classes``, ``state``, ``history`` and ``weights_loaded``.
 
     Raises
     ------
@@ -164,32 +156,19 @@ def load(path):
         When it is not a model file, comes from another format version, or
         was tampered with.
     """
-    from ._validation import resolve_device
-    from .backbones import build_backbone
-    from .classifier import TransferClassifier
-
     config, weights = _read(path)
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-        est = TransferClassifier(**_from_json_params(config["params"]))
-        bb = build_backbone(est.backbone, weights=None)  # the architecture; weights follow
-        est.classes_ = np.asarray(config["classes"], dtype=config["classes_dtype"])
-        est.n_classes_ = len(est.classes_)
-        # A model fitted on a GPU still loads on a CPU-only machine.
-        est.device_ = resolve_device(est.device if torch.cuda.is_available() else "cpu")
-        module, n_unfreeze = est._assemble(bb, est.n_classes_)
-        parts = {"prefix": nn.ModuleList(est.prefix_), "net": module}
-        nn.ModuleDict(parts).load_state_dict(state)
-    except ModelFileError:
-        raise
-    except Exception as exc:  # a config or state that does not describe a model
-        raise ModelFileError(f"{path} does not describe a loadable model: {exc}") from None
-    est.weights_ = config["weights_loaded"]
-    est._set_prefix_key()
-    est.net_ = est._make_net(module, est.device_, n_unfreeze).initialize()
-    est.net_.history = History(config["history"])
-    est.history_ = est.net_.history
-    return est
+        return {
+            "params": _from_json_params(config["params"]),
+            "classes": np.asarray(config["classes"], dtype=config["classes_dtype"]),
+            "state": state,
+            "history": config["history"],
+            "weights_loaded": config["weights_loaded"],
+        }
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError,
+            pickle.UnpicklingError) as exc:
+        raise ModelFileError(f"{path} does not describe a loadable model: {exc}") from exc
 
 
 class InferenceModel(nn.Module):
@@ -225,8 +204,7 @@ def export_onnx(est, path):
         raise ImportError(
             "export_onnx needs the onnx packages: pip install 'sktransfer[onnx]'"
         ) from None
-    module = est.net_.module_
-    model = InferenceModel(est.prefix_, module).to("cpu").eval()
+    model = InferenceModel(est.extractor_.modules, est.net_.module_).to("cpu").eval()
     size = est.transform_.crop_size[0]
     example = torch.zeros(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1)

@@ -1,18 +1,12 @@
-"""Plots of a fit: learning curves from ``history_`` and the confusion matrix."""
+"""Plots of a fit: learning curves from ``history_`` and the confusion matrix.
+
+Like scikit-learn's Displays, these draw with pyplot and leave the matplotlib
+backend to the user (the command line chooses ``Agg`` for itself).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def _pyplot():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg", force=False)  # files, not windows, unless the user chose
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_learning_curve(history, ax=None):
@@ -29,7 +23,8 @@ def plot_learning_curve(history, ax=None):
     matplotlib.axes.Axes
     """
     history = getattr(history, "history_", history)
-    plt = _pyplot()
+    import matplotlib.pyplot as plt
+
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     epochs = [row["epoch"] for row in history]
@@ -76,7 +71,8 @@ def plot_confusion_matrix(y_true, y_pred, labels=None, ax=None):
     """
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    plt = _pyplot()
+    import matplotlib.pyplot as plt
+
     if ax is None:
         n = len(labels) if labels is not None else len(np.unique(np.concatenate(
             [np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)])))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 import sys
 from dataclasses import dataclass
@@ -143,11 +144,13 @@ def load_state_dict_file(path):
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        # What torch.load raises for a damaged file, a non-zip file or a pickle
+        # that weights_only refuses.
         raise ValueError(
             f"Could not load weights from {path}: it is not a torch state_dict file "
             f"that loads safely with weights_only=True ({type(exc).__name__})."
-        ) from None
+        ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state_dict (a dict of tensors).")
     return state
@@ -246,19 +249,16 @@ def main(argv=None):
     Parameters
     ----------
     argv : list of str, optional
-        Model names or aliases (default: ``sys.argv[1:]``, else ``mobilenet_v2``).
+        torchvision model names (default: ``sys.argv[1:]``, else ``mobilenet_v2``).
 
     Returns
     -------
     int
         0 when every model's weights were found, 1 otherwise.
     """
-    from .backbones import resolve_name
-
     names = (argv if argv is not None else sys.argv[1:]) or ["mobilenet_v2"]
     status = 0
     for name in names:
-        name = resolve_name(name)
         found = [(e, find_weights_file(e)) for e in _imagenet_candidates(name)]
         hits = [(e, p) for e, p in found if p is not None]
         if hits:

@@ -166,7 +166,7 @@ def test_preprocessing_crop_matches_torchvision_and_default_keeps_the_whole_imag
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50", "inception_v3", "efficientnet_b0",
                                   "mobilenet_v3_small"])
 def test_folding_batchnorm_keeps_the_output_and_the_originals(name):
-    from sktransfer.backbones import fuse_conv_bn
+    from sktransfer.extractor import fuse_conv_bn
 
     bb = build_backbone(name, weights=None)
     torch.manual_seed(0)

@@ -10,7 +10,9 @@ from torch import nn
 from sktransfer import TransferClassifier
 from sktransfer import cache as cache_mod
 from sktransfer.backbones import build_backbone
-from sktransfer.cache import MEMORY, DiskStore, MemoryStore, compute_activations, fingerprint
+from sktransfer import extractor as extractor_mod
+from sktransfer.cache import MEMORY, DiskStore, MemoryStore
+from sktransfer.extractor import Extractor, fingerprint
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
 
@@ -19,16 +21,20 @@ FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_s
 def decoded(monkeypatch):
     """Counts images decoded (= pushed through the frozen prefix)."""
     counter = {"n": 0}
-    original = cache_mod._decode_batch
+    original = extractor_mod.decode_batch
 
     def counting(images, transform, indices, n_jobs):
         counter["n"] += len(indices)
         return original(images, transform, indices, n_jobs)
 
-    monkeypatch.setattr(cache_mod, "_decode_batch", counting)
+    monkeypatch.setattr(extractor_mod, "decode_batch", counting)
     MEMORY.clear()
     yield counter
     MEMORY.clear()
+
+
+def compute_activations(prefix, X, transform, **kwargs):
+    return Extractor(prefix, transform).run(X, **kwargs)
 
 
 def _prefix():
@@ -58,7 +64,9 @@ def test_identical_images_are_computed_once(decoded):
     X[3:] = 200
     out = compute_activations(_prefix(), X, TRANSFORM)
     assert decoded["n"] == 2
-    torch.testing.assert_close(out[0], out[2]) and torch.testing.assert_close(out[3], out[5])
+    torch.testing.assert_close(out[0], out[2])
+    torch.testing.assert_close(out[3], out[5])
+    assert not torch.equal(out[0], out[3])
 
 
 def test_key_changes_with_content_weights_structure_and_preprocessing():
@@ -133,8 +141,13 @@ def test_concurrent_writers_leave_valid_entries(tmp_path):
     key = fingerprint(_prefix(), TRANSFORM)
     from sktransfer.data import as_images
     source = as_images(X)
-    for i in range(8):
-        entry = store.get(key, source.content_key(i))
+    entries = [store.get(key, source.content_key(i)) for i in range(8)]
+    assert sum(e is not None for e in entries) == len(list(tmp_path.rglob("*.npy")))
+    for entry, expected in zip(entries, outs[0]):
         if entry is not None:  # never partial: a complete, checksummed entry
-            np.testing.assert_allclose(entry.numpy(), outs[0][i])
+            np.testing.assert_allclose(entry.numpy(), expected)
+    # A later run finds the survivors and completes the rest.
+    final = compute_activations(_prefix(), X, TRANSFORM, cache=False, cache_dir=tmp_path)
+    np.testing.assert_allclose(final.numpy(), outs[0])
+    assert all(store.get(key, source.content_key(i)) is not None for i in range(8))
     assert not list(tmp_path.rglob(".tmp-*"))

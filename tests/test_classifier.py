@@ -56,7 +56,7 @@ def test_unfreeze_0_leaves_the_whole_backbone_bit_identical(tiny, r18_weights):
 def _backbone_state(clf):
     """The fitted backbone's state_dict under torchvision's names."""
     names = ["stem", "layer1", "layer2", "layer3", "layer4"]
-    blocks = list(clf.prefix_[:clf.n_blocks_ - len(clf.net_.module_.blocks)])
+    blocks = list(clf.extractor_.modules[:clf.n_blocks_ - len(clf.net_.module_.blocks)])
     blocks += list(clf.net_.module_.blocks)
     state = {}
     for name, block in zip(names, blocks):
@@ -97,7 +97,7 @@ def test_partial_unfreeze_lowers_the_learning_rate(tiny):
 def test_unfreeze_all_and_no_phase_2_without_unfreeze(tiny):
     X, y = tiny
     clf = TransferClassifier(**{**FAST, "unfreeze": "all", "finetune_epochs": 1}).fit(X, y)
-    assert len(clf.net_.module_.blocks) == 5 and clf.prefix_ == []
+    assert len(clf.net_.module_.blocks) == 5 and clf.extractor_.modules == []
     assert len(clf.history_) == 3
     assert len(TransferClassifier(**FAST).fit(X, y).history_) == 2  # finetune_epochs unused
 
@@ -159,8 +159,12 @@ def test_grid_search_over_freeze_depth_and_learning_rate(tiny, n_jobs):
         TransferClassifier(**{**FAST, "finetune_epochs": 1}),
         {"unfreeze": [0, 1], "lr": [1e-3, 1e-2]}, cv=2, n_jobs=n_jobs,
     ).fit(X, y)
-    assert search.best_params_["unfreeze"] in (0, 1)
     scores = search.cv_results_["mean_test_score"]
+    assert search.best_params_ == search.cv_results_["params"][int(np.argmax(scores))]
+    # the refitted model has the searched freeze depth
+    best = search.best_estimator_
+    assert len(best.net_.module_.blocks) == search.best_params_["unfreeze"]
+    assert best.lr == search.best_params_["lr"]
     assert len(scores) == 4 and np.all((scores >= 0) & (scores <= 1))
     if n_jobs == 2:  # the same search in parallel gives the same scores
         serial = GridSearchCV(
@@ -201,7 +205,7 @@ def test_augment_trains_from_images_and_keeps_the_stem_frozen(tiny, r18_weights)
 
 
 def _augment_stem_state(clf):
-    stem = clf.net_.module_.stem
+    stem = clf.net_.module_.frozen
     return {f"layer{i}.{k}": v for i, block in enumerate(stem) if i
             for k, v in block.state_dict().items()}
 

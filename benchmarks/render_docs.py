@@ -1,0 +1,209 @@
+"""Write every measured number in docs/ from the results JSON the benchmarks saved.
+
+Each measured part of a Markdown page sits between two markers::
+
+    <!-- generated: speed (benchmarks/render_docs.py; do not edit by hand) -->
+    ...
+    <!-- end generated: speed -->
+
+and is rendered here from ``benchmarks/results/<name>.json``; the prose
+around the markers holds no measured numbers.  The benchmarks call
+:func:`update` after writing their JSON; ``make docs`` runs it on its own, and
+``python benchmarks/render_docs.py --check`` (run by the test suite) fails
+when a page is out of sync with its JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+
+
+# -- speed: docs/performance.md --------------------------------------------------
+
+SPEED_TARGETS = {
+    "fit(epochs=30) / fit(epochs=3), cached, fresh processes": "<= 1.3",
+    "GridSearchCV(cv=3, 4 learning rates) / one fit": "<= 2.0",
+    "skorch tutorial (Freezer) / TransferClassifier, 5+3 epochs, unfreeze=2": ">= 5",
+    "accuracy: TransferClassifier - skorch tutorial (points)": ">= -2",
+    "extraction from JPEG files / raw channels_last forward": ">= 0.85",
+    "peak memory above the model": "< 1500",
+}
+
+
+def _target(report, name):
+    targets = report.get("targets") or SPEED_TARGETS
+    return next((t for key, t in targets.items() if name.startswith(key)), "-")
+
+
+def render_speed(report):
+    """The measured part of docs/performance.md."""
+    r = report["runs"]
+    rows = "\n".join(f"| {name} | {value:.2f} | {_target(report, name)} |"
+                     for name, value in report["ratios"].items())
+    return f"""Measured by `python benchmarks/bench_speed.py` on {report['machine']['cores']} CPU cores
+({report['machine']['platform']}), MobileNetV2 `{report['weights']}` weights,
+{report['data']}. Every number comes from a fresh process; the ratios are
+measured side by side in one run (raw numbers in `benchmarks/results/speed.json`).
+
+| measure | value | target |
+|---|---|---|
+{rows}
+
+Seconds: fit(epochs=3) {r['fit3']['seconds']:.1f}, fit(epochs=30) {r['fit30']['seconds']:.1f},
+fit(epochs=5) {r['fit5']['seconds']:.1f}, GridSearchCV {r['grid']['seconds']:.1f};
+5+3 epochs with `unfreeze=2`: TransferClassifier {r['ours']['seconds']:.1f}
+(accuracy {r['ours']['accuracy']:.3f}) vs skorch tutorial {r['naive']['seconds']:.1f}
+(accuracy {r['naive']['accuracy']:.3f}).
+Throughput: extraction {r['extract']['extract_img_s']:.1f} images/s from JPEG files;
+raw forward {r['extract']['raw_channels_last_img_s']:.1f} (channels_last) and
+{r['extract']['raw_nchw_img_s']:.1f} (NCHW) images/s on decoded tensors."""
+
+
+# -- accuracy: docs/benchmarks.md ------------------------------------------------
+
+def _table(results):
+    lines = ["| model | accuracy % (mean ± std) | fit time (s, all folds) | training images/s |",
+             "|---|---|---|---|"]
+    for name, r in results.items():
+        spread = f" ± {100 * r['std']:.1f}" if len(r["scores"]) > 1 else ""  # one split: none
+        lines.append(f"| {name} | {100 * r['mean']:.1f}{spread} | "
+                     f"{r['fit_seconds']:.1f} | {r['images_per_second']:.0f} |")
+    return "\n".join(lines)
+
+
+def _targets(report):
+    lines = ["### Targets\n"]
+    if "ifct" in report:
+        ifct = {k: 100 * v["mean"] for k, v in report["ifct"].items()}
+        anchor = ifct["linear probe, torchvision preprocessing (anchor 1)"]
+        probe = ifct["linear probe, whole image"]
+        default = ifct["TransferClassifier() defaults"]
+        best_name = max((k for k in ifct if k.startswith("search")), key=ifct.get, default=None)
+        lines.append(f"- IFCT, defaults vs linear probe: {default:.1f} vs {anchor:.1f} "
+                     f"(torchvision preprocessing) and {probe:.1f} (whole image).")
+        if best_name:
+            lines.append(f"- IFCT, best of the search ({best_name[8:]}): {ifct[best_name]:.1f}, "
+                         f"linear probe {anchor:.1f} {ifct[best_name] - anchor:+.1f} points "
+                         "(selected on the same folds it is reported on: optimistic by the "
+                         "selection).")
+    for n, results in report.get("fashion_mnist", {}).items():
+        acc = {k: 100 * v["mean"] for k, v in results.items()}
+        probe = max(acc["linear probe, torchvision preprocessing (anchor 1)"],
+                    acc["linear probe, whole image"])
+        best = max(acc.values())
+        lines.append(f"- Fashion-MNIST, {n} training images: best {best:.1f} vs best linear "
+                     f"probe {probe:.1f}; defaults {acc['TransferClassifier() defaults']:.1f}.")
+    return "\n".join(lines)
+
+
+def render_accuracy(report):
+    """The measured part of docs/benchmarks.md."""
+    data = report.get("ifct_data", "IFCT 2017 food photos, 11 groups, 476 photos "
+                                   "(duplicates not removed)")
+    parts = [f"""Measured by `python benchmarks/bench_accuracy.py` on {report['machine']['cores']} CPU
+cores in {report['total_seconds'] / 60:.0f} minutes; MobileNetV2 with torchvision's
+ImageNet `IMAGENET1K_V1` weights (found offline). Raw numbers:
+`benchmarks/results/accuracy.json`. Every model of a table sees the same folds.
+"""]
+    if "ifct" in report:
+        parts.append(f"### {data}, 5-fold CV\n\n" + _table(report["ifct"]) + "\n")
+    for n, results in report.get("fashion_mnist", {}).items():
+        parts.append(f"### Fashion-MNIST, {n} training images, 2,000 test images\n\n"
+                     + _table(results) + "\n")
+    parts.append(_targets(report))
+    return "\n".join(parts)
+
+
+# -- device: docs/scaling.md -----------------------------------------------------
+
+def render_device(report):
+    """The measured part of docs/scaling.md."""
+    rows = []
+    for run in report["runs"]:
+        where = run["device_name"]
+        rows.append(f"| {where}, MobileNetV2 {run['image_size']} px, {run['n_images']} images"
+                    f"{', mixed precision' if run.get('mixed_precision') else ''} | "
+                    f"{run['extract_img_s']:.0f} | {run['finetune_img_s']:.0f} |")
+    if not any(run["device"].startswith("cuda") for run in report["runs"]):
+        rows.append("| GPU | not measured yet: run `benchmarks/device_check.sh` on a "
+                    "machine with CUDA | |")
+    return (f"Measured by `python benchmarks/bench_device.py` "
+            f"(raw numbers in `benchmarks/results/device.json`).\n\n"
+            "| machine | extraction (images/s) | fine-tuning, unfreeze=2 (images/s) |\n"
+            "|---|---|---|\n" + "\n".join(rows))
+
+
+# (page, section name = results JSON name, renderer)
+SECTIONS = [
+    ("docs/performance.md", "speed", render_speed),
+    ("docs/benchmarks.md", "accuracy", render_accuracy),
+    ("docs/scaling.md", "device", render_device),
+]
+
+
+def _pattern(name):
+    return re.compile(
+        rf"(<!-- generated: {name} [^\n]*-->\n)(.*?)(\n<!-- end generated: {name} -->)", re.S)
+
+
+def rendered(page_text, name, renderer):
+    """``page_text`` with section ``name`` rendered from its results JSON."""
+    pattern = _pattern(name)
+    if not pattern.search(page_text):
+        raise ValueError(f"no '<!-- generated: {name} ... -->' markers in the page")
+    report = json.loads((RESULTS / f"{name}.json").read_text())
+    body = renderer(report)
+    return pattern.sub(lambda m: m.group(1) + body + m.group(3), page_text)
+
+
+def update(check=False, names=None):
+    """Render the sections (only ``names`` when given); return the pages out of sync.
+
+    Parameters
+    ----------
+    check : bool, default=False
+        Only compare, write nothing.
+    names : iterable of str, optional
+
+    Returns
+    -------
+    list of str
+        Pages whose text differed from the rendering (and were rewritten
+        unless ``check``).
+    """
+    stale = []
+    for page, name, renderer in SECTIONS:
+        if names is not None and name not in names:
+            continue
+        path = ROOT / page
+        text = path.read_text()
+        new = rendered(text, name, renderer)
+        if new != text:
+            stale.append(page)
+            if not check:
+                path.write_text(new)
+    return stale
+
+
+def main(argv=None):
+    """``render_docs.py [--check]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="fail when a page differs from its results JSON; write nothing")
+    args = parser.parse_args(argv)
+    stale = update(check=args.check)
+    for page in stale:
+        print(f"{page}: {'out of sync with its results JSON' if args.check else 'rewritten'}")
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
