@@ -270,10 +270,20 @@ def resolve_name(backbone):
     return name
 
 
+def _weights_bound(model):
+    """The most bytes a weights file for ``model`` may reasonably hold (before reading it).
+
+    Its tensors at 8 bytes an element, twice over (other dtypes, leftovers), plus room
+    for the container; anything larger is refused unread.
+    """
+    tensors = [*model.state_dict().values()]
+    return 2 * sum(t.numel() * 8 for t in tensors) + (16 << 20)
+
+
 def _from_module(module, weights):
     """Wrap a user's module under the documented contract (see ``build_backbone``)."""
     if weights not in (None, "imagenet"):
-        state = weights_mod.load_state_dict_file(weights)
+        state = weights_mod.load_state_dict_file(weights, _weights_bound(module))
         module.load_state_dict(state)
     if hasattr(module, "blocks"):
         blocks = list(module.blocks)
@@ -325,8 +335,8 @@ def build_backbone(backbone="mobilenet", weights="imagenet"):
         return _from_module(backbone, weights)
     name = resolve_name(backbone)
     splitter, kwargs = _family(name)
-    resolved = weights_mod.resolve_weights(name, weights)
     model = tv_models.get_model(name, weights=None, **kwargs)
+    resolved = weights_mod.resolve_weights(name, weights, max_bytes=_weights_bound(model))
     if resolved.state_dict is not None:
         try:
             model.load_state_dict(resolved.state_dict)

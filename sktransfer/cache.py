@@ -18,16 +18,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
+
+from ._validation import parse_bytes
 
 
 class MemoryStore:
@@ -88,6 +92,18 @@ class MemoryStore:
 MEMORY = MemoryStore(int(os.environ.get("SKTRANSFER_CACHE_BYTES", 2 << 30)))
 
 _MAGIC = b"SKTA1\n"
+# The magic, the checksum, and room for the .npy header of an entry.
+_ENTRY_OVERHEAD = len(_MAGIC) + 32 + 4096
+# Temporary files older than this were left by a process that died mid-write.
+_STALE_SECONDS = 3600
+#: How long a process waits for another one computing the same entries, in
+#: seconds, before it computes them itself (``SKTRANSFER_CACHE_LOCK_TIMEOUT``).
+LOCK_TIMEOUT = float(os.environ.get("SKTRANSFER_CACHE_LOCK_TIMEOUT", 600))
+
+
+def _env_max_bytes():
+    text = os.environ.get("SKTRANSFER_CACHE_DIR_BYTES")
+    return parse_bytes(text) if text else None
 
 
 class DiskStore:
@@ -95,29 +111,60 @@ class DiskStore:
 
     Writes go to a temporary file in the same folder and are renamed into
     place (atomic on POSIX and Windows), so readers never see a partial entry
-    and concurrent writers of the same entry are harmless.
+    and concurrent writers of the same entry are harmless.  Reading an entry
+    marks it used (its modification time), so pruning drops the least
+    recently used entries first.
+
+    Parameters
+    ----------
+    root : path
+    max_bytes : int or None, default=None
+        Keep the folder under this size, pruning the least recently used
+        entries after writes; ``None``: ``SKTRANSFER_CACHE_DIR_BYTES`` (e.g.
+        ``"5G"``), else unbounded.
     """
 
-    def __init__(self, root):
+    def __init__(self, root, max_bytes=None):
         self.root = Path(os.fspath(root))
+        self.max_bytes = _env_max_bytes() if max_bytes is None else int(max_bytes)
+        self._size = None  # bytes under root, scanned on the first write when bounded
 
     def _path(self, prefix, key):
         return self.root / prefix / f"{key}.npy"
 
-    def lock(self, prefix):
-        """An exclusive lock for computing entries under ``prefix``, across processes."""
+    def lock(self, prefix, timeout=None):
+        """An exclusive lock for computing entries under ``prefix``, across processes.
+
+        An OS-level lock: the kernel releases it when its holder dies, so a
+        killed process never leaves a stale lock behind.
+        """
         folder = self.root / prefix
         folder.mkdir(parents=True, exist_ok=True)
-        return FileLock(folder / ".lock")
+        return FileLock(folder / ".lock", timeout=LOCK_TIMEOUT if timeout is None else timeout)
 
     def has(self, prefix, key):
         """Whether an entry file exists (not checked for damage)."""
         return self._path(prefix, key).is_file()
 
-    def get(self, prefix, key):
-        """The stored tensor, or ``None`` if absent or damaged (with a warning)."""
+    def get(self, prefix, key, max_nbytes=None):
+        """The stored tensor, or ``None`` if absent or damaged (with a warning).
+
+        Parameters
+        ----------
+        prefix, key : str
+        max_nbytes : int, optional
+            The size of the tensor an entry of this prefix holds: a larger
+            file is not read (it is not an entry of ours).
+        """
         path = self._path(prefix, key)
         try:
+            size = path.stat().st_size
+            if max_nbytes is not None and size > max_nbytes + _ENTRY_OVERHEAD:
+                warnings.warn(
+                    f"Cache file {path} is {size} bytes, more than an entry of this network "
+                    f"holds ({max_nbytes} bytes); ignored and recomputed.", RuntimeWarning,
+                    stacklevel=3)
+                return None
             blob = path.read_bytes()
         except FileNotFoundError:
             return None
@@ -127,23 +174,128 @@ class DiskStore:
             warnings.warn(f"Damaged cache file {path} ignored; recomputing it.", RuntimeWarning,
                           stacklevel=3)
             return None
+        with contextlib.suppress(OSError):  # a read-only cache is still read
+            os.utime(path)
         return torch.from_numpy(np.load(io.BytesIO(payload), allow_pickle=False))
 
-    def put(self, prefix, key, value):
-        """Write one entry atomically."""
+    def put(self, prefix, key, value, description=None):
+        """Write one entry atomically (and ``meta.json`` describing a new prefix)."""
         folder = self.root / prefix
         folder.mkdir(parents=True, exist_ok=True)
+        if description is not None and not (folder / "meta.json").exists():
+            self._write(folder / "meta.json", json.dumps(description).encode())
         buffer = io.BytesIO()
         np.save(buffer, value.numpy(), allow_pickle=False)
         payload = buffer.getvalue()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npy")
+        blob = _MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
+        self._write(self._path(prefix, key), blob)
+        if self.max_bytes is not None:
+            if self._size is None:
+                self._size = self.info()["bytes"]
+            else:
+                self._size += len(blob)
+            if self._size > self.max_bytes:
+                # Prune below the bound, so that pruning does not run at every write.
+                self._size = self.prune(int(self.max_bytes * 0.9))["bytes"]
+
+    @staticmethod
+    def _write(path, blob):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(_MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload)
-            os.replace(tmp, self._path(prefix, key))
+                fh.write(blob)
+            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _entries(self):
+        """``(path, size, last used)`` of every entry file."""
+        out = []
+        if not self.root.is_dir():
+            return out
+        for folder in self.root.iterdir():
+            if not folder.is_dir():
+                continue
+            for path in folder.glob("*.npy"):
+                if path.name.startswith(".tmp-"):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # pruned by another process
+                    st = path.stat()
+                    out.append((path, st.st_size, st.st_mtime))
+        return out
+
+    def info(self):
+        """What the folder holds.
+
+        Returns
+        -------
+        dict
+            ``entries``, ``bytes``, and ``networks``: one row per prefix with
+            its ``key``, ``description`` (the backbone, cut and preprocessing,
+            when known), ``entries`` and ``bytes``, largest first.
+        """
+        rows = {}
+        for path, size, _ in self._entries():
+            row = rows.setdefault(path.parent.name, {"key": path.parent.name, "entries": 0,
+                                                      "bytes": 0, "description": None})
+            row["entries"] += 1
+            row["bytes"] += size
+        for key, row in rows.items():
+            with contextlib.suppress(OSError, ValueError):
+                row["description"] = json.loads((self.root / key / "meta.json").read_text())
+        networks = sorted(rows.values(), key=lambda r: -r["bytes"])
+        return {"entries": sum(r["entries"] for r in networks),
+                "bytes": sum(r["bytes"] for r in networks), "networks": networks}
+
+    def prune(self, max_bytes):
+        """Delete the least recently used entries until the folder holds at most ``max_bytes``.
+
+        Temporary files left by processes that died mid-write are deleted too.
+
+        Returns
+        -------
+        dict
+            ``removed`` entries and the ``bytes`` that remain.
+        """
+        now = time.time()
+        for tmp in self.root.glob("*/.tmp-*"):
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime > _STALE_SECONDS:
+                    tmp.unlink()
+        entries = sorted(self._entries(), key=lambda e: e[2])  # oldest use first
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for path, size, _ in entries:
+            if total <= max_bytes:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+            total -= size
+        return {"removed": removed, "bytes": total}
+
+    def clear(self):
+        """Delete every entry and every file this store made; other files stay.
+
+        Returns
+        -------
+        int
+            The number of entries deleted.
+        """
+        removed = self.prune(0)["removed"]
+        for folder in (p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []:
+            for name in ("meta.json", ".lock"):
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / name).unlink()
+            for tmp in folder.glob(".tmp-*"):
+                tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: files that are not ours
+                folder.rmdir()
+        return removed
+
+
+_WARNED = set()  # cache folders whose failure was reported in this process
 
 
 class ActivationStore:
@@ -153,41 +305,100 @@ class ActivationStore:
     memory, and an entry computed before ``cache_dir`` was given onto disk);
     writes go to disk first, so an interrupted write leaves neither.
 
+    The disk is an optimisation: when it fails (full, read-only, vanished,
+    no permission) this warns once and carries on in memory; a fit never
+    fails because of its cache.
+
     Parameters
     ----------
     memory : bool
         Use the process-wide :data:`MEMORY`.
     cache_dir : path or None
         Also use a :class:`DiskStore` there.
+    entry_nbytes : int or None
+        The size of one entry's tensor, when known: larger files on disk are
+        not read.
+    description : dict or None
+        What the entries are (backbone, cut, preprocessing), for ``sktransfer
+        cache info``.
     """
 
-    def __init__(self, memory=True, cache_dir=None):
+    def __init__(self, memory=True, cache_dir=None, entry_nbytes=None, description=None):
         self.memory = MEMORY if memory else None
         self.disk = DiskStore(cache_dir) if cache_dir is not None else None
+        self.entry_nbytes = entry_nbytes
+        self.description = description
 
     @property
     def enabled(self):
         """Whether anything is stored at all."""
         return self.memory is not None or self.disk is not None
 
+    def _disk_failed(self, exc, doing):
+        # Once per folder and process: each later run retries the disk quietly.
+        if self.disk.root not in _WARNED:
+            _WARNED.add(self.disk.root)
+            warnings.warn(
+                f"The disk cache in {self.disk.root} failed while {doing} ({exc}); continuing "
+                "without it (activations stay in memory). Check the folder, or pass another "
+                "cache_dir.", RuntimeWarning, stacklevel=4)
+        self.disk = None
+
     def get(self, prefix, key):
         """The entry, or ``None``."""
         hit = self.memory.get(f"{prefix}/{key}") if self.memory is not None else None
-        if hit is not None and self.disk is not None and not self.disk.has(prefix, key):
-            self.disk.put(prefix, key, hit)
-        if hit is None and self.disk is not None:
-            hit = self.disk.get(prefix, key)
-            if hit is not None and self.memory is not None:
-                self.memory.put(f"{prefix}/{key}", hit)
+        if self.disk is None:
+            return hit
+        if hit is not None:
+            if not self.disk.has(prefix, key):  # computed before cache_dir was given
+                self._put_on_disk(prefix, key, hit)
+            return hit
+        try:
+            hit = self.disk.get(prefix, key, self.entry_nbytes)
+        except OSError as exc:
+            self._disk_failed(exc, "reading an entry")
+        if hit is not None and self.memory is not None:
+            self.memory.put(f"{prefix}/{key}", hit)
         return hit
+
+    def _put_on_disk(self, prefix, key, value):
+        try:
+            self.disk.put(prefix, key, value, self.description)
+        except OSError as exc:
+            self._disk_failed(exc, "writing an entry")
 
     def put(self, prefix, key, value):
         """Store one entry (disk first)."""
         if self.disk is not None:
-            self.disk.put(prefix, key, value)
+            self._put_on_disk(prefix, key, value)
         if self.memory is not None:
             self.memory.put(f"{prefix}/{key}", value)
 
+    @contextlib.contextmanager
     def lock(self, prefix):
-        """A cross-process lock for computing entries under ``prefix`` (a no-op without disk)."""
-        return self.disk.lock(prefix) if self.disk is not None else contextlib.nullcontext()
+        """A cross-process lock for computing entries under ``prefix`` (a no-op without disk).
+
+        When the lock cannot be had (an unusable folder, or another process
+        holding it longer than :data:`LOCK_TIMEOUT`), this warns and computes
+        without it: entries are written atomically, so the worst case is
+        computing an entry twice.
+        """
+        lock = None
+        if self.disk is not None:
+            try:
+                lock = self.disk.lock(prefix)
+                lock.acquire()
+            except Timeout:
+                warnings.warn(
+                    f"Another process has held the cache lock in {self.disk.root / prefix} "
+                    f"for over {LOCK_TIMEOUT:.0f} s; computing without waiting for it.",
+                    RuntimeWarning, stacklevel=4)
+                lock = None
+            except OSError as exc:
+                self._disk_failed(exc, "taking its lock")
+                lock = None
+        try:
+            yield
+        finally:
+            if lock is not None:
+                lock.release()

@@ -29,7 +29,7 @@ from torchvision.transforms import v2 as T
 from . import _validation as check
 from .callbacks import PartialUnfreeze
 from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
-from .extractor import Extractor, ExtractorMixin, cut_backbone
+from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
 from .persist import ModelFileError, export_onnx, read_model, save
 
 OPTIMIZERS = {
@@ -439,8 +439,9 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         head = make_head(cut.n_features, self.hidden_units, self.dropout, n_classes)
         # With augment the prefix must see each freshly augmented image: it runs in the net.
         module = TransferNet(cut.frozen if self.augment else [], cut.trainable, cut.pool, head)
-        self.extractor_ = Extractor([] if self.augment else cut.frozen, cut.transform, device,
-                                    self.mixed_precision)
+        self.extractor_ = Extractor(
+            [] if self.augment else cut.frozen, cut.transform, device, self.mixed_precision,
+            describe(bb, 0 if self.augment else bb.n_blocks - n_unfreeze, cut.transform))
         self.transform_ = cut.transform
         self.n_blocks_ = bb.n_blocks
         self.weights_ = bb.weights_tag

@@ -196,6 +196,40 @@ def cmd_backbones(args):
               f"{'yes' if r['offline'] else 'no'}")
 
 
+def _size(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def cmd_cache(args):
+    """Inspect, prune or clear an activation cache folder (a cache_dir)."""
+    from .cache import DiskStore
+    from ._validation import parse_bytes
+
+    root = Path(args.directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"cache folder not found: {root}")
+    store = DiskStore(root)
+    if args.action == "info":
+        info = store.info()
+        print(f"{root}: {info['entries']} entries, {_size(info['bytes'])}")
+        for row in info["networks"]:
+            d = row["description"] or {}
+            what = (f"{d.get('backbone', '?')} ({d.get('weights', '?')}), {d.get('frozen', '?')},"
+                    f" {d.get('input', '?')}") if d else "(no description)"
+            print(f"  {row['key'][:12]}  {row['entries']:>7} entries  {_size(row['bytes']):>10}"
+                  f"  {what}")
+    elif args.action == "prune":
+        if args.max_bytes is None:
+            raise CLIError("prune needs --max-bytes SIZE (e.g. 500M, 2G)")
+        result = store.prune(parse_bytes(args.max_bytes))
+        print(f"{root}: removed {result['removed']} entries, {_size(result['bytes'])} left")
+    else:
+        print(f"{root}: removed {store.clear()} entries")
+
+
 def cmd_demo(args):
     """The main job: IFCT 2017 food photos (or digits), cross-validated, with plots."""
     from sklearn.linear_model import LogisticRegression
@@ -309,6 +343,13 @@ def build_parser():
     p.add_argument("--top", type=int, default=5)
 
     command("backbones", cmd_backbones, "list the supported backbones")
+
+    p = command("cache", cmd_cache, "inspect, prune or clear an activation cache folder")
+    p.add_argument("action", choices=("info", "prune", "clear"))
+    p.add_argument("directory", metavar="DIR", help="the cache_dir")
+    p.add_argument("--max-bytes", metavar="SIZE",
+                   help="prune: least recently used entries go until the folder holds at most "
+                        "SIZE (e.g. 500M, 2G)")
 
     p = command("demo", cmd_demo, "train on real food photos and report accuracy")
     p.add_argument("--quick", action="store_true", help="120 images, 3 folds")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -136,6 +137,9 @@ class Extractor:
     mixed_precision : bool, default=False
         On CUDA, run under ``torch.autocast`` (float16); results are stored
         as float32 and keyed apart from full-precision ones.
+    description : dict or None, default=None
+        What this prefix is (backbone, weights, cut), written next to its
+        entries on disk for ``sktransfer cache info``.
 
     Attributes
     ----------
@@ -143,14 +147,17 @@ class Extractor:
         The fingerprint addressing this prefix's activations in the stores.
     """
 
-    def __init__(self, modules, transform, device="cpu", mixed_precision=False):
+    def __init__(self, modules, transform, device="cpu", mixed_precision=False,
+                 description=None):
         self.modules = list(modules)
         for module in self.modules:
             module.requires_grad_(False).eval()
         self.transform = transform
         self.device = str(device)
         self.mixed_precision = bool(mixed_precision)
+        self.description = description
         self._key = None
+        self._entry_nbytes = None
 
     @property
     def amp(self):
@@ -163,6 +170,18 @@ class Extractor:
         if self._key is None:
             self._key = fingerprint(self.modules, self.transform)
         return self._key + ("-amp" if self.amp else "")
+
+    @property
+    def entry_nbytes(self):
+        """Bytes of one image's activations (float32), or ``None`` if it cannot be inferred."""
+        if self._entry_nbytes is None:
+            size = self.transform.crop_size[0]
+            try:
+                shape = feature_shape(self.modules, size) if self.modules else (3, size, size)
+            except ValueError:
+                return None
+            self._entry_nbytes = 4 * math.prod(shape)
+        return self._entry_nbytes
 
     def _inference_modules(self):
         """The prefix as extraction runs it: BatchNorm folded, channels_last, on the device.
@@ -211,7 +230,9 @@ class Extractor:
         images = as_images(X)
         n = len(images)
         results = [None] * n
-        store = ActivationStore(cache, cache_dir)
+        store = ActivationStore(
+            cache, cache_dir, entry_nbytes=self.entry_nbytes if cache_dir is not None else None,
+            description=self.description)
         run = dict(batch_size=batch_size, n_jobs=n_jobs, verbose=verbose)
         if not store.enabled:
             self._compute(images, range(n), results, **run)
@@ -349,6 +370,15 @@ def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
     for module in frozen:
         module.requires_grad_(False).eval()
     return Cut(frozen, trainable, pool_after, pooled_size(pooling, shape), transform)
+
+
+def describe(bb, n_frozen, transform, top=False):
+    """What an extractor runs, for people reading ``sktransfer cache info``."""
+    what = "blocks + ImageNet classifier" if top else (
+        "blocks + pooling" if n_frozen == bb.n_blocks else "blocks")
+    return {"backbone": bb.name, "weights": bb.weights_tag,
+            "frozen": f"{n_frozen} of {bb.n_blocks} {what}",
+            "input": f"{transform.crop_size[0]} px"}
 
 
 class ExtractorMixin:

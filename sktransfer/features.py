@@ -10,7 +10,7 @@ from torch import nn
 from . import _validation as check
 from .backbones import resolve_name
 from .data import as_images
-from .extractor import Extractor, ExtractorMixin, cut_backbone
+from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
 
 
 class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
@@ -116,7 +116,8 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
                 [f"{type(self).__name__.lower()}{i}" for i in range(cut.n_features)],
                 dtype=object,
             )
-        self.extractor_ = Extractor(modules, transform, self.device_, self.mixed_precision)
+        self.extractor_ = Extractor(modules, transform, self.device_, self.mixed_precision,
+                                    describe(bb, bb.n_blocks, transform, self.include_top))
         self.transform_ = transform
         self.n_features_out_ = len(self.feature_names_)
         self.weights_ = bb.weights_tag

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._validation import parse_bytes
+
 FORMAT = "sktransfer-model"
 FORMAT_VERSION = 1
 
@@ -108,15 +110,68 @@ def save(est, path):
     os.replace(tmp, path)  # never leave a half-written model file behind
 
 
+MEMBERS = ("config.json", "state.pt")
+#: Largest ``config.json`` read: parameters, classes and the training history.
+MAX_CONFIG_BYTES = 16 << 20
+#: Members are written uncompressed; a member that inflates more than this
+#: many times is a zip bomb, not a file sktransfer wrote.
+MAX_COMPRESSION_RATIO = 20
+
+
+def max_model_bytes():
+    """Largest ``state.pt`` read: ``SKTRANSFER_MAX_MODEL_BYTES`` (e.g. ``"8G"``), default 4 GiB."""
+    return parse_bytes(os.environ.get("SKTRANSFER_MAX_MODEL_BYTES", "4G"))
+
+
+def _check_member(path, info, limit):
+    """Refuse a member by what it declares, before reading a byte of it."""
+    if info.file_size > limit:
+        raise ModelFileError(
+            f"{path}: member {info.filename!r} declares {info.file_size} bytes, over the "
+            f"limit of {limit} bytes; refusing to read it. (For a genuine model larger than "
+            "that, raise SKTRANSFER_MAX_MODEL_BYTES.)"
+        )
+    if (info.compress_type != zipfile.ZIP_STORED
+            and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
+        raise ModelFileError(
+            f"{path}: member {info.filename!r} inflates {info.compress_size} bytes to "
+            f"{info.file_size} (more than {MAX_COMPRESSION_RATIO}x); a model file sktransfer "
+            "wrote is not compressed like that. Refusing to read it."
+        )
+
+
+def _read_member(zf, info):
+    """The member's bytes and their sha256, read in chunks (never more than declared)."""
+    data, digest = bytearray(), hashlib.sha256()
+    with zf.open(info) as fh:  # zipfile stops at the declared size
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            data += chunk
+            digest.update(chunk)
+    return bytes(data), digest.hexdigest()
+
+
 def _read(path):
     path = Path(os.fspath(path))
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     try:
         with zipfile.ZipFile(path) as zf:
-            config = json.loads(zf.read("config.json"))
-            weights = zf.read("state.pt")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, zlib.error) as exc:
+            infos = {info.filename: info for info in zf.infolist()}
+            unexpected = sorted(set(infos) - set(MEMBERS))
+            missing = [m for m in MEMBERS if m not in infos]
+            if unexpected or missing:
+                raise ModelFileError(
+                    f"{path} is not an sktransfer model file: it should hold exactly "
+                    f"{', '.join(MEMBERS)}"
+                    + (f"; unexpected: {', '.join(unexpected[:5])}" if unexpected else "")
+                    + (f"; missing: {', '.join(missing)}" if missing else "") + "."
+                )
+            _check_member(path, infos["config.json"], MAX_CONFIG_BYTES)
+            _check_member(path, infos["state.pt"], max_model_bytes())
+            config = json.loads(_read_member(zf, infos["config.json"])[0])
+            weights, digest = _read_member(zf, infos["state.pt"])
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, zlib.error,
+            NotImplementedError) as exc:
         raise ModelFileError(
             f"{path} is not an sktransfer model file (or it is damaged): {exc}"
         ) from exc
@@ -128,7 +183,7 @@ def _read(path):
             f"sktransfer {config.get('sktransfer_version')}); this sktransfer reads version "
             f"{FORMAT_VERSION}. Load it with the version that wrote it and re-save."
         )
-    if hashlib.sha256(weights).hexdigest() != config.get("state_sha256"):
+    if digest != config.get("state_sha256"):
         raise ModelFileError(
             f"{path}: the weights do not match the hash recorded in the file; it was modified "
             "or damaged after saving. Refusing to load it."

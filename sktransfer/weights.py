@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import sys
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -128,8 +129,24 @@ def find_weights_file(enum):
     return None
 
 
-def load_state_dict_file(path):
+def _declared_size(path):
+    """Bytes the file holds, or, for a zip (torch's format), the bytes its members declare."""
+    size = path.stat().st_size
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            size = max(size, sum(info.file_size for info in zf.infolist()))
+    return size
+
+
+def load_state_dict_file(path, max_bytes=None):
     """Load a state_dict saved with ``torch.save``, refusing pickled code.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    max_bytes : int, optional
+        Refuse, before reading, a file (or zip members) larger than this:
+        the caller knows how large the weights of its architecture are.
 
     Raises
     ------
@@ -142,6 +159,17 @@ def load_state_dict_file(path):
     path = Path(os.fspath(path))
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
+    if max_bytes is not None:
+        try:
+            size = _declared_size(path)
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"Could not read weights from {path}: {exc}") from exc
+        if size > max_bytes:
+            raise ValueError(
+                f"The weights file {path} holds {size} bytes, far more than the weights of "
+                f"this architecture need (at most {max_bytes} bytes); refusing to read it. "
+                "Is it the file for another model?"
+            )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
@@ -173,7 +201,7 @@ def _missing_message(model_name, enums):
     )
 
 
-def resolve_weights(model_name, weights="imagenet"):
+def resolve_weights(model_name, weights="imagenet", max_bytes=None):
     """Turn the ``weights`` parameter into a state_dict for torchvision's ``model_name``.
 
     Parameters
@@ -189,6 +217,9 @@ def resolve_weights(model_name, weights="imagenet"):
         file; one named like torchvision's file (``mobilenet_v2-b0353104.pth``)
         is hash-checked and treated as those weights (their preprocessing and
         class names).
+    max_bytes : int, optional
+        Refuse a local file larger than this before reading it (see
+        :func:`load_state_dict_file`).
 
     Returns
     -------
@@ -219,9 +250,9 @@ def resolve_weights(model_name, weights="imagenet"):
             # A copy of torchvision's own file: verify it and use what it is.
             _verify(path, path.name)
             enum = known[0]
-            return ResolvedWeights(load_state_dict_file(path), enum, enum.name,
+            return ResolvedWeights(load_state_dict_file(path, max_bytes), enum, enum.name,
                                    enum.transforms(), list(enum.meta.get("categories", [])))
-        state = load_state_dict_file(weights)
+        state = load_state_dict_file(weights, max_bytes)
         return ResolvedWeights(state, None, os.fspath(weights), default_preset, None)
     else:
         raise TypeError(
