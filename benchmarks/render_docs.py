@@ -135,8 +135,8 @@ def render_device(report):
     if not any(run["device"].startswith("cuda") for run in report["runs"]):
         rows.append("| GPU | not measured yet: run `benchmarks/device_check.sh` on a "
                     "machine with CUDA | |")
-    return (f"Measured by `python benchmarks/bench_device.py` "
-            f"(raw numbers in `benchmarks/results/device.json`).\n\n"
+    return ("Measured by `python benchmarks/bench_device.py` "
+            "(raw numbers in `benchmarks/results/device.json`).\n\n"
             "| machine | extraction (images/s) | fine-tuning, unfreeze=2 (images/s) |\n"
             "|---|---|---|\n" + "\n".join(rows))
 

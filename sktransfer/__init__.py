@@ -7,7 +7,7 @@ the command line do not wait for torch to load.
 
 import importlib
 
-from ._version import __version__  # noqa: F401
+from ._version import __version__  # noqa: F401  (re-exported)
 
 _PUBLIC = {
     "ModelFileError": "persist",
@@ -20,7 +20,7 @@ _PUBLIC = {
     "plot_confusion_matrix": "plots",
     "plot_learning_curve": "plots",
 }
-__all__ = sorted(_PUBLIC)
+__all__ = sorted(_PUBLIC)  # and __version__
 
 
 def __getattr__(name):

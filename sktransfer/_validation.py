@@ -1,36 +1,58 @@
-"""Parameter checks shared by the estimators; each error names the parameter."""
+"""What the estimators' parameters accept (scikit-learn constraints), and a few helpers.
+
+The estimators declare ``_parameter_constraints`` from these and validate
+them with scikit-learn's own machinery in ``fit``: an invalid value raises
+``InvalidParameterError`` (a ``ValueError``) naming the parameter, the value
+and what is allowed.
+"""
 
 from __future__ import annotations
 
 import numbers
+import os
 
 import torch
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from torch import nn
+from torchvision.models import WeightsEnum
 
 
-def check_int(name, value, minimum=0, allow_none=False):
-    """Check an integer parameter ``>= minimum``."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+def check_hidden_units(est):
+    """``hidden_units``: beyond its type constraint, every width must be an int >= 1."""
+    units = est.hidden_units
+    values = [units] if isinstance(units, numbers.Integral) else list(units)
+    if not all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u >= 1
+               for u in values):
+        raise InvalidParameterError(
+            f"The 'hidden_units' parameter of {type(est).__name__} must be an int >= 1 or a "
+            f"tuple of them. Got {units!r} instead.")
 
 
-def check_float(name, value, low=0.0, high=None, low_inclusive=False):
-    """Check a real parameter in ``(low, high]`` (``[low, high]`` when ``low_inclusive``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        ok = value >= low if low_inclusive else value > low
-        ok = ok and (high is None or value <= high)
-    if not ok:
-        bracket = "[" if low_inclusive else "("
-        upper = f"{high}]" if high is not None else "inf)"
-        raise ValueError(f"{name} must be a number in {bracket}{low}, {upper}; got {value!r}.")
+def check_optimizer(est):
+    """``optimizer``: a class given must be a ``torch.optim.Optimizer`` subclass."""
+    opt = est.optimizer
+    if not isinstance(opt, str) and not issubclass(opt, torch.optim.Optimizer):
+        raise InvalidParameterError(
+            f"The 'optimizer' parameter of {type(est).__name__} must be one of the names "
+            f"listed or a torch.optim.Optimizer subclass. Got {opt!r} instead.")
 
 
-def check_choice(name, value, choices):
-    """Check that ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+#: Parameters both estimators share, with what each accepts.
+COMMON_CONSTRAINTS = {
+    "backbone": [str, nn.Module],
+    "weights": [str, os.PathLike, WeightsEnum, None],
+    "pooling": [StrOptions({"avg", "max", "flatten"})],
+    "image_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "crop": ["boolean"],
+    "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    "cache": ["boolean"],
+    "cache_dir": [str, os.PathLike, None],
+    "device": [str, torch.device],
+    "mixed_precision": ["boolean"],
+    "n_jobs": [Interval(numbers.Integral, 1, None, closed="left"),
+               Interval(numbers.Integral, None, -1, closed="right"), None],
+    "verbose": ["verbose"],
+}
 
 
 def resolve_device(device):
@@ -46,20 +68,6 @@ def resolve_device(device):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use device='auto'.")
     return str(dev)
-
-
-def check_common(est):
-    """Checks shared by TransferClassifier and PretrainedFeatures."""
-    check_choice("pooling", est.pooling, ("avg", "max", "flatten"))
-    check_int("batch_size", est.batch_size, 1)
-    check_int("image_size", est.image_size, 1, allow_none=True)
-    check_int("n_jobs", est.n_jobs, -1, allow_none=True)
-    if est.n_jobs == 0:
-        raise ValueError("n_jobs must be None, -1 or a positive integer; got 0.")
-    check_int("verbose", est.verbose, 0)
-    if not isinstance(est.cache, bool):
-        raise ValueError(f"cache must be True or False; got {est.cache!r}.")
-    return resolve_device(est.device)
 
 
 def parse_bytes(text):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import numbers
 import signal
 import threading
@@ -20,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -174,9 +174,9 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     weights : "imagenet", None, str or path, default="imagenet"
         ``"imagenet"``: torchvision's ImageNet weights, found offline (never
         downloaded); ``None``: random initialisation; a path: a state_dict file.
-    hidden_units : tuple of int, default=()
-        Hidden layers (ReLU) of the new head; ``(128,)`` is the classic
-        Dense(128) head.
+    hidden_units : int or tuple of int, default=()
+        Hidden layers (ReLU) of the new head; ``(128,)`` (or ``128``) is the
+        classic Dense(128) head.
     pooling : {"avg", "max", "flatten"}, default="avg"
         How the last feature map becomes a vector.
     dropout : float, default=0.5
@@ -321,49 +321,49 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # -- validation ---------------------------------------------------------
+    _parameter_constraints = {
+        **check.COMMON_CONSTRAINTS,
+        "hidden_units": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "unfreeze": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"all"})],
+        "finetune_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "finetune_lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), type],
+        "augment": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 0.5, closed="right")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "on_error": [StrOptions({"raise", "skip"})],
+        "random_state": ["random_state"],
+    }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Images: arrays (n, h, w[, c]), or paths (strings) -- not a 2-d numeric table.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.string = True
+        tags.target_tags.required = True
+        tags.classifier_tags.multi_class = True
+        # Same seed, same result (bit for bit, on CPU); no seed: a new initialisation.
+        tags.non_deterministic = self.random_state is None
+        return tags
 
     def _check_params(self):
-        device = check.check_common(self)
-        check.check_int("epochs", self.epochs, 1)
-        check.check_int("finetune_epochs", self.finetune_epochs, 0)
-        check.check_float("lr", self.lr)
-        check.check_float("finetune_lr", self.finetune_lr)
-        for name in ("dropout", "label_smoothing"):
-            value = getattr(self, name)
-            check.check_float(name, value, 0.0, 1.0, low_inclusive=True)
-            if value == 1.0:
-                raise ValueError(f"{name} must be < 1; got 1.0.")
-        check.check_float("validation_fraction", self.validation_fraction, 0.0, 0.5)
-        check.check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        if not isinstance(self.mixed_precision, bool):
-            raise ValueError(
-                f"mixed_precision must be True or False; got {self.mixed_precision!r}.")
-        check.check_choice("on_error", self.on_error, ("raise", "skip"))
-        for name in ("augment", "early_stopping", "crop"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
+        """Validate the parameters (scikit-learn's constraints); return the device to use."""
+        self._validate_params()
+        check.check_hidden_units(self)
+        check.check_optimizer(self)
+        return check.resolve_device(self.device)
+
+    @property
+    def _hidden_units(self):
         units = self.hidden_units
-        if isinstance(units, numbers.Integral) or not all(
-            isinstance(u, numbers.Integral) and not isinstance(u, bool) and u >= 1 for u in units
-        ):
-            raise ValueError(f"hidden_units must be a tuple of positive integers; got {units!r}.")
-        if self.unfreeze != "all":
-            check.check_int("unfreeze", self.unfreeze, 0)
-        if isinstance(self.optimizer, str):
-            check.check_choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
-        elif not (inspect.isclass(self.optimizer)
-                  and issubclass(self.optimizer, torch.optim.Optimizer)):
-            raise ValueError(
-                f"optimizer must be one of {tuple(OPTIMIZERS)} or a torch.optim.Optimizer "
-                f"subclass; got {self.optimizer!r}."
-            )
-        if not (self.class_weight is None or self.class_weight == "balanced"
-                or isinstance(self.class_weight, dict)):
-            raise ValueError(
-                f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}."
-            )
-        return device
+        return (units,) if isinstance(units, numbers.Integral) else tuple(units)
 
     def _optimizer_spec(self):
         if isinstance(self.optimizer, str):
@@ -436,7 +436,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         bb = self._backbone(weights)
         n_unfreeze = bb.n_blocks if self.unfreeze == "all" else self.unfreeze
         cut = cut_backbone(bb, n_unfreeze, self.pooling, self.image_size, self.crop)
-        head = make_head(cut.n_features, self.hidden_units, self.dropout, n_classes)
+        head = make_head(cut.n_features, self._hidden_units, self.dropout, n_classes)
         # With augment the prefix must see each freshly augmented image: it runs in the net.
         module = TransferNet(cut.frozen if self.augment else [], cut.trainable, cut.pool, head)
         self.extractor_ = Extractor(

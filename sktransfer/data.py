@@ -4,6 +4,8 @@ Accepted inputs, everywhere in the package:
 
 - a list, tuple, pandas Series or 1-d array of file paths (``str`` or ``os.PathLike``);
   images are decoded one at a time, when needed, and may have different sizes;
+- a one-column pandas DataFrame, or a 2-d object array of one column, of paths or
+  PIL images (what ``ColumnTransformer`` hands a transformer);
 - a numeric array ``(n, h, w, 3)``, ``(n, h, w, 1)`` or ``(n, h, w)`` (grayscale),
   ``uint8`` in [0, 255] or floating point in [0, 1];
 - a list of PIL images or of single-image arrays ``(h, w[, c])`` of any sizes.
@@ -225,6 +227,7 @@ def as_images(X):
     """
     if isinstance(X, ImageSource):
         return X
+    X = _one_column(X)
     if isinstance(X, np.ndarray) and X.dtype != object and not np.issubdtype(X.dtype, np.str_):
         if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] not in (1, 3)):
             raise ValueError(
@@ -270,6 +273,27 @@ def as_images(X):
                 f"X[{i}] is a {_describe(x)}; expected a file path, a PIL image or an image array."
             )
     return ImageSource(items, "objects")
+
+
+def _one_column(X):
+    """The images of a one-column table (DataFrame, or 2-d object array); X otherwise."""
+    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # a pandas DataFrame
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"X is a table with {X.shape[1]} columns ({', '.join(map(str, X.columns[:5]))}"
+                f"{', ...' if X.shape[1] > 5 else ''}); pass its image column alone, e.g. "
+                "df['photo'] or df[['photo']], or select it in a ColumnTransformer."
+            )
+        return X.iloc[:, 0]
+    if isinstance(X, np.ndarray) and X.ndim == 2 and (X.dtype == object
+                                                       or np.issubdtype(X.dtype, np.str_)):
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"X is a 2-d array of shape {X.shape}; a table of images must have one column "
+                "(of paths or PIL images)."
+            )
+        return X[:, 0]
+    return X
 
 
 def _check_files(paths):

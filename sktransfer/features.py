@@ -81,6 +81,20 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
 
+    _parameter_constraints = {
+        **check.COMMON_CONSTRAINTS,
+        "include_top": ["boolean"],
+    }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Images: arrays (n, h, w[, c]), or paths (strings) -- not a 2-d numeric table.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []  # always float32 features
+        return tags
+
     def fit(self, X=None, y=None):
         """Load the backbone (nothing is learned from X).
 
@@ -94,7 +108,8 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
         -------
         self : PretrainedFeatures
         """
-        self.device_ = check.check_common(self)
+        self._validate_params()
+        self.device_ = check.resolve_device(self.device)
         if X is not None:
             as_images(X)
         bb = self._backbone(self.weights)

@@ -51,7 +51,8 @@ def _json_params(est):
     return {
         **params,
         "weights": None if params["weights"] is None else str(params["weights"]),
-        "hidden_units": list(params["hidden_units"]),
+        "hidden_units": (params["hidden_units"] if isinstance(params["hidden_units"], int)
+                         else list(params["hidden_units"])),
         "optimizer": optimizer,
         "class_weight": class_weight,
         "cache_dir": None if params["cache_dir"] is None else os.fspath(params["cache_dir"]),
@@ -65,7 +66,8 @@ def _to_json(value):
 
 def _from_json_params(params):
     params = dict(params)
-    params["hidden_units"] = tuple(params["hidden_units"])
+    if isinstance(params["hidden_units"], list):
+        params["hidden_units"] = tuple(params["hidden_units"])
     if params["optimizer"].startswith("torch.optim."):
         params["optimizer"] = getattr(torch.optim, params["optimizer"].rsplit(".", 1)[1])
     if isinstance(params["class_weight"], list):

@@ -8,7 +8,6 @@ from sklearn.model_selection import GridSearchCV
 from torch import nn
 
 from sktransfer import TransferClassifier
-from sktransfer import cache as cache_mod
 from sktransfer.backbones import build_backbone
 from sktransfer import extractor as extractor_mod
 from sktransfer.cache import MEMORY, DiskStore, MemoryStore

@@ -255,7 +255,8 @@ def test_bad_fit_inputs(tiny, tmp_path):
     ("finetune_lr", -1e-5), ("unfreeze", -1), ("unfreeze", "some"), ("unfreeze", 6),
     ("optimizer", "adamax"), ("optimizer", 3), ("pooling", "min"), ("dropout", 1.5),
     ("dropout", 1.0), ("label_smoothing", -0.1), ("label_smoothing", 1.0), ("crop", "yes"),
-    ("hidden_units", (0,)), ("hidden_units", 128), ("batch_size", 0),
+    ("hidden_units", (0,)), ("hidden_units", (16, 0)), ("hidden_units", 0),
+    ("hidden_units", "128"), ("batch_size", 0),
     ("image_size", -3), ("validation_fraction", 0.9), ("class_weight", "auto"),
     ("device", "gpu"), ("n_jobs", 0), ("augment", "yes"), ("cache", None),
 ])
@@ -263,6 +264,35 @@ def test_invalid_parameters_are_named(tiny, param, value):
     X, y = tiny
     with pytest.raises(ValueError, match=param):
         TransferClassifier(**{**FAST, param: value}).fit(X, y)
+
+
+@pytest.mark.parametrize("param, value", [
+    ("include_top", "yes"), ("crop", "yes"), ("pooling", "min"), ("batch_size", 0),
+    ("image_size", 0), ("cache", 1), ("n_jobs", 0), ("weights", 3),
+])
+def test_pretrained_features_checks_its_parameters(tiny, param, value):
+    from sktransfer import PretrainedFeatures
+
+    with pytest.raises(ValueError, match=f"'{param}' parameter of PretrainedFeatures"):
+        PretrainedFeatures(**{"weights": None, param: value}).fit(tiny[0])
+
+
+def test_an_int_hidden_units_is_one_hidden_layer(tiny):
+    X, y = tiny
+    as_int = TransferClassifier(**FAST, hidden_units=16).fit(X, y)
+    as_tuple = TransferClassifier(**FAST, hidden_units=(16,)).fit(X, y)
+    assert as_int.hidden_units == 16  # parameters are stored as given
+    np.testing.assert_array_equal(as_int.predict_proba(X), as_tuple.predict_proba(X))
+
+
+def test_parameter_errors_say_what_was_given_and_what_is_allowed(tiny):
+    X, y = tiny
+    with pytest.raises(ValueError, match=r"'on_error' parameter .* among \{.*\}\. "
+                                         r"Got 'ignore' instead") as info:
+        TransferClassifier(**FAST, on_error="ignore").fit(X, y)
+    assert "'raise'" in str(info.value) and "'skip'" in str(info.value)
+    with pytest.raises(ValueError, match=r"'lr' parameter .* range \(0(\.0)?, inf\)\. Got -1"):
+        TransferClassifier(**FAST, lr=-1).fit(X, y)
 
 
 def test_predict_before_fit():
