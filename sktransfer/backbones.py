@@ -9,8 +9,10 @@ as ``top`` (used by ``PretrainedFeatures(include_top=True)``).
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +57,10 @@ class Backbone:
         Which weights were loaded (``"IMAGENET1K_V1"``, ``"random"``, a file name...).
     categories : list of str or None
         Names of the outputs of ``top`` (ImageNet classes), when known.
+    token : tuple or None
+        Identifies the architecture and the weights file, when the weights
+        came from a file (``None`` for random or a user's module's own
+        weights): equal tokens mean equal blocks.
     """
 
     name: str
@@ -66,6 +72,7 @@ class Backbone:
     std: tuple = IMAGENET_STD
     weights_tag: str = "random"
     categories: list | None = field(default=None, repr=False)
+    token: tuple | None = field(default=None, repr=False)
 
     @property
     def n_blocks(self):
@@ -334,6 +341,32 @@ def build_backbone(backbone="mobilenet", weights="imagenet"):
     if isinstance(backbone, nn.Module):
         return _from_module(backbone, weights)
     name = resolve_name(backbone)
+    path, enum = weights_mod.locate_weights(name, weights)
+    if path is None:  # random weights: a new draw each time, nothing to reuse
+        return _build_torchvision(name, weights)
+    # A process builds and loads each (model, weights file) once; every caller gets
+    # its own copy, so fitted estimators never share modules.
+    stat = path.stat()
+    token = (name, str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(enum))
+    template = _TEMPLATES.get(token)
+    if template is None:
+        # Built off the caller's random stream (the file overwrites the random
+        # initialisation anyway): a seeded fit gives the same result whether the
+        # template was cached or not.
+        with torch.random.fork_rng(devices=[]):
+            template = _build_torchvision(name, weights)
+        template.token = token
+        _TEMPLATES[token] = template
+        while len(_TEMPLATES) > 3:
+            _TEMPLATES.popitem(last=False)
+    _TEMPLATES.move_to_end(token)
+    return copy.deepcopy(template)
+
+
+_TEMPLATES = OrderedDict()  # token -> Backbone with its weights loaded, never handed out
+
+
+def _build_torchvision(name, weights):
     splitter, kwargs = _family(name)
     model = tv_models.get_model(name, weights=None, **kwargs)
     resolved = weights_mod.resolve_weights(name, weights, max_bytes=_weights_bound(model))

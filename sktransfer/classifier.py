@@ -441,7 +441,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         module = TransferNet(cut.frozen if self.augment else [], cut.trainable, cut.pool, head)
         self.extractor_ = Extractor(
             [] if self.augment else cut.frozen, cut.transform, device, self.mixed_precision,
-            describe(bb, 0 if self.augment else bb.n_blocks - n_unfreeze, cut.transform))
+            describe(bb, 0 if self.augment else bb.n_blocks - n_unfreeze, cut.transform),
+            identity=None if self.augment else cut.identity)
         self.transform_ = cut.transform
         self.n_blocks_ = bb.n_blocks
         self.weights_ = bb.weights_tag

@@ -119,6 +119,9 @@ def decode_batch(images, transform, indices, n_jobs):
 
 # (fingerprint, device) -> folded channels_last copies; read-only, so clones may share them.
 _INFERENCE_COPIES = OrderedDict()
+# Facts about an architecture or a weights file, worked out once per process (both small).
+_FINGERPRINTS = {}  # Extractor identity -> fingerprint
+_SHAPES = {}  # (torchvision name, image size) -> shape of the last feature map
 
 
 class Extractor:
@@ -140,6 +143,10 @@ class Extractor:
     description : dict or None, default=None
         What this prefix is (backbone, weights, cut), written next to its
         entries on disk for ``sktransfer cache info``.
+    identity : hashable or None, default=None
+        Names these exact modules and preprocessing (the weights file they
+        were loaded from, the cut, the transform), so that the fingerprint
+        is computed once per process, not once per fit.  ``None``: compute it.
 
     Attributes
     ----------
@@ -148,7 +155,7 @@ class Extractor:
     """
 
     def __init__(self, modules, transform, device="cpu", mixed_precision=False,
-                 description=None):
+                 description=None, identity=None):
         self.modules = list(modules)
         for module in self.modules:
             module.requires_grad_(False).eval()
@@ -156,6 +163,7 @@ class Extractor:
         self.device = str(device)
         self.mixed_precision = bool(mixed_precision)
         self.description = description
+        self.identity = identity
         self._key = None
         self._entry_nbytes = None
 
@@ -168,7 +176,11 @@ class Extractor:
     def key(self):
         """Fingerprint of the modules, the preprocessing and the precision (computed once)."""
         if self._key is None:
+            self._key = _FINGERPRINTS.get(self.identity) if self.identity is not None else None
+        if self._key is None:
             self._key = fingerprint(self.modules, self.transform)
+            if self.identity is not None:
+                _FINGERPRINTS[self.identity] = self._key
         return self._key + ("-amp" if self.amp else "")
 
     @property
@@ -330,6 +342,9 @@ class Cut:
         Length of the pooled feature vector.
     transform : torch.nn.Module
         The preprocessing.
+    identity : tuple or None
+        For :class:`Extractor`: names the frozen part exactly, when the
+        backbone's weights came from a file.
     """
 
     frozen: list
@@ -337,6 +352,7 @@ class Cut:
     pool: nn.Module
     n_features: int
     transform: nn.Module
+    identity: tuple | None = None
 
 
 def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
@@ -360,7 +376,7 @@ def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
             f"unfreeze={n_trainable} but backbone {bb.name!r} has only {bb.n_blocks} blocks."
         )
     transform = bb.transform(image_size, crop)
-    shape = feature_shape(bb.blocks, transform.crop_size[0])
+    shape = backbone_shape(bb, transform.crop_size[0])
     pool = make_pooling(pooling, len(shape))
     cut = bb.n_blocks - n_trainable
     if cut == bb.n_blocks:
@@ -369,7 +385,18 @@ def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
         frozen, trainable, pool_after = bb.blocks[:cut], bb.blocks[cut:], pool
     for module in frozen:
         module.requires_grad_(False).eval()
-    return Cut(frozen, trainable, pool_after, pooled_size(pooling, shape), transform)
+    identity = None if bb.token is None else (bb.token, cut, pooling, repr(transform))
+    return Cut(frozen, trainable, pool_after, pooled_size(pooling, shape), transform, identity)
+
+
+def backbone_shape(bb, image_size):
+    """Shape of the last feature map of ``bb`` at ``image_size`` (once per architecture)."""
+    if bb.name == "custom":  # a user's module: nothing to go by but the module itself
+        return feature_shape(bb.blocks, image_size)
+    key = (bb.name, image_size)
+    if key not in _SHAPES:
+        _SHAPES[key] = feature_shape(bb.blocks, image_size)
+    return _SHAPES[key]
 
 
 def describe(bb, n_frozen, transform, top=False):

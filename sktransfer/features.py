@@ -121,18 +121,20 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
                 )
             transform = bb.transform(self.image_size, self.crop)
             modules = [*bb.blocks, bb.top, nn.Softmax(dim=1)]
+            identity = None if bb.token is None else (bb.token, "top", repr(transform))
             self.feature_names_ = np.asarray(
                 bb.categories or _default_categories(bb.name), dtype=object
             )
         else:
             cut = cut_backbone(bb, 0, self.pooling, self.image_size, self.crop)
-            transform, modules = cut.transform, cut.frozen
+            transform, modules, identity = cut.transform, cut.frozen, cut.identity
             self.feature_names_ = np.asarray(
                 [f"{type(self).__name__.lower()}{i}" for i in range(cut.n_features)],
                 dtype=object,
             )
         self.extractor_ = Extractor(modules, transform, self.device_, self.mixed_precision,
-                                    describe(bb, bb.n_blocks, transform, self.include_top))
+                                    describe(bb, bb.n_blocks, transform, self.include_top),
+                                    identity)
         self.transform_ = transform
         self.n_features_out_ = len(self.feature_names_)
         self.weights_ = bb.weights_tag

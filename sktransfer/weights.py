@@ -231,10 +231,43 @@ def resolve_weights(model_name, weights="imagenet", max_bytes=None):
         When the file is not on this machine; the message names the model,
         the file, the folder to put it in, and the alternatives.
     """
+    path, enum = locate_weights(model_name, weights)
+    if path is None:
+        preset = tv_models.get_model_weights(model_name).DEFAULT.transforms()
+        return ResolvedWeights(None, None, "random", preset, None)
+    state = load_state_dict_file(path, max_bytes)
+    if enum is None:
+        preset = tv_models.get_model_weights(model_name).DEFAULT.transforms()
+        return ResolvedWeights(state, None, os.fspath(weights), preset, None)
+    return ResolvedWeights(state, enum, enum.name, enum.transforms(),
+                           list(enum.meta.get("categories", [])))
+
+
+def locate_weights(model_name, weights="imagenet"):
+    """Which file :func:`resolve_weights` would load, and which torchvision weights it is.
+
+    Reads no weights (a torchvision file is hash-checked once per process).
+
+    Parameters
+    ----------
+    model_name : str
+    weights : see :func:`resolve_weights`
+
+    Returns
+    -------
+    path : pathlib.Path or None
+        ``None`` for random initialisation.
+    enum : torchvision WeightsEnum or None
+        ``None`` for a user's own file.
+
+    Raises
+    ------
+    WeightsNotFoundError, ValueError, TypeError
+        As :func:`resolve_weights`.
+    """
     enum_cls = tv_models.get_model_weights(model_name)
-    default_preset = enum_cls.DEFAULT.transforms()
     if weights is None:
-        return ResolvedWeights(None, None, "random", default_preset, None)
+        return None, None
     if isinstance(weights, str) and weights.lower() == "imagenet":
         enums = _imagenet_candidates(model_name)
     elif isinstance(weights, WeightsEnum):
@@ -249,11 +282,10 @@ def resolve_weights(model_name, weights="imagenet", max_bytes=None):
         if known and path.is_file():
             # A copy of torchvision's own file: verify it and use what it is.
             _verify(path, path.name)
-            enum = known[0]
-            return ResolvedWeights(load_state_dict_file(path, max_bytes), enum, enum.name,
-                                   enum.transforms(), list(enum.meta.get("categories", [])))
-        state = load_state_dict_file(weights, max_bytes)
-        return ResolvedWeights(state, None, os.fspath(weights), default_preset, None)
+            return path, known[0]
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        return path, None
     else:
         raise TypeError(
             "weights must be 'imagenet', None, a torchvision weights name or a path to a "
@@ -262,10 +294,7 @@ def resolve_weights(model_name, weights="imagenet", max_bytes=None):
     for enum in enums:
         path = find_weights_file(enum)
         if path is not None:
-            state = load_state_dict_file(path)
-            return ResolvedWeights(
-                state, enum, enum.name, enum.transforms(), list(enum.meta.get("categories", []))
-            )
+            return path, enum
     raise WeightsNotFoundError(_missing_message(model_name, enums))
 
 

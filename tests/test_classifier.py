@@ -306,3 +306,46 @@ def test_the_user_data_is_not_modified(tiny):
     TransferClassifier(**FAST).fit(X, y).predict(X)
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(y, y0)
+
+
+def test_fits_reuse_the_loaded_backbone_but_never_share_modules(tiny, r18_weights, tmp_path):
+    from sktransfer import backbones
+
+    X, y = tiny
+    backbones._TEMPLATES.clear()
+    kwargs = {**FAST, "weights": r18_weights, "unfreeze": 1, "finetune_epochs": 1,
+              "finetune_lr": 1e-2}
+    a = TransferClassifier(**kwargs).fit(X, y)
+    assert len(backbones._TEMPLATES) == 1  # built and loaded once ...
+    b = TransferClassifier(**kwargs).fit(X, y)
+    assert len(backbones._TEMPLATES) == 1  # ... and reused
+    assert a.extractor_.key == b.extractor_.key
+    # each fit has its own modules: phase 2 trained a's last block, not b's
+    a_block = a.net_.module_.blocks[0]
+    b_block = b.net_.module_.blocks[0]
+    assert a_block is not b_block
+    assert all(p is not q for p, q in zip(a_block.parameters(), b_block.parameters()))
+    before = [p.detach().clone() for p in b_block.parameters()]
+    with torch.no_grad():
+        for p in a_block.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(p, q) for p, q in zip(b_block.parameters(), before))
+    # same seed, same data: the reused backbone gives the same model as a fresh build
+    backbones._TEMPLATES.clear()
+    c = TransferClassifier(**kwargs).fit(X, y)
+    np.testing.assert_array_equal(b.predict_proba(X), c.predict_proba(X))
+
+
+def test_a_changed_weights_file_is_loaded_again(tiny, tmp_path):
+    from sktransfer import backbones
+
+    X, y = tiny
+    path = tmp_path / "w.pt"
+    torch.manual_seed(1)
+    torch.save(resnet18().state_dict(), path)
+    first = TransferClassifier(**{**FAST, "weights": path}).fit(X, y)
+    torch.manual_seed(2)
+    torch.save(resnet18().state_dict(), path)
+    second = TransferClassifier(**{**FAST, "weights": path}).fit(X, y)
+    assert first.extractor_.key != second.extractor_.key
+    assert len([t for t in backbones._TEMPLATES if t[1] == str(path.resolve())]) == 2

@@ -53,11 +53,11 @@ def test_interrupted_extraction_leaves_no_partial_cache_entry(tiny, tmp_path, mo
     original = cache_mod.DiskStore.put
     calls = {"n": 0}
 
-    def put(self, prefix, key, value):
+    def put(self, prefix, key, value, *args):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return original(self, prefix, key, value)
+        return original(self, prefix, key, value, *args)
 
     monkeypatch.setattr(cache_mod.DiskStore, "put", put)
     cache_mod.MEMORY.clear()
