@@ -129,12 +129,23 @@ class _Labelled(Dataset):
         return self.data[i], self.y[i]
 
 
-def _check_labels(y, n_samples):
+def _check_lengths(images, y):
+    if len(images) != len(y):
+        raise ValueError(f"X has {len(images)} images but y has {len(y)} labels; they must match.")
+
+
+def _plain(value):
+    """A label as people write it: ``'cat'``, not ``np.str_('cat')``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_labels(y):
+    """Validate labels on their own (before the images are looked at)."""
     if y is None:
-        raise ValueError("y is required: TransferClassifier is a supervised classifier.")
+        raise ValueError(
+            "TransferClassifier requires y to be passed, but the target y is None: it is a "
+            "supervised classifier.")
     y = column_or_1d(np.asarray(y), warn=True)
-    if len(y) != n_samples:
-        raise ValueError(f"X has {n_samples} images but y has {len(y)} labels; they must match.")
     if y.dtype.kind == "f":
         missing = np.flatnonzero(np.isnan(y))
     elif y.dtype == object:
@@ -390,19 +401,24 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         self : TransferClassifier
         """
         device = self._check_params()
-        images = as_images(X)
-        y = _check_labels(y, len(images))
+        y = _check_labels(y)
+        if len(y) == 0:
+            raise ValueError("y is empty: need a label for each image, and images to fit on.")
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
             raise ValueError(
-                f"y has a single class ({encoder.classes_[0]!r}); need at least two to classify."
+                f"y has a single class ({_plain(encoder.classes_[0])!r}); need at least two "
+                "to classify."
             )
+        images = as_images(X)
+        _check_lengths(images, y)
         y_enc = encoder.transform(y).astype(np.int64)
         valid = None
         if validation_data is not None:
             X_val, y_val = validation_data
             valid_images = as_images(X_val)
-            y_val = _check_labels(y_val, len(valid_images))
+            y_val = _check_labels(y_val)
+            _check_lengths(valid_images, y_val)
             unknown = sorted(set(y_val.tolist()) - set(encoder.classes_.tolist()), key=str)
             if unknown:
                 raise ValueError(f"validation_data has labels not in y: {unknown[:10]}.")

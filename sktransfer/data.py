@@ -227,6 +227,11 @@ def as_images(X):
     """
     if isinstance(X, ImageSource):
         return X
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            f"X is a sparse {type(X).__name__}: sparse input is not supported. Images are a "
+            "list of paths or PIL images, or an array (n, h, w[, c])."
+        )
     X = _one_column(X)
     if isinstance(X, np.ndarray) and X.dtype != object and not np.issubdtype(X.dtype, np.str_):
         if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] not in (1, 3)):

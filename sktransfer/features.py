@@ -93,6 +93,7 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.input_tags.string = True
         tags.transformer_tags.preserves_dtype = []  # always float32 features
+        tags.non_deterministic = self.weights is None  # a new random network at each fit
         return tags
 
     def fit(self, X=None, y=None):
