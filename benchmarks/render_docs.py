@@ -141,10 +141,27 @@ def render_device(report):
             "|---|---|---|\n" + "\n".join(rows))
 
 
+# -- tabular: docs/benchmarks.md ------------------------------------------------
+
+def render_tabular(report):
+    """The photo-column-in-a-table section of docs/benchmarks.md."""
+    rows = "\n".join(f"| {name} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | "
+                     f"{r['seconds']:.0f} |" for name, r in report["results"].items())
+    best = max(report["results"], key=lambda k: report["results"][k]["mean"])
+    return (f"Measured by `python benchmarks/bench_tabular.py` on {report['machine']['cores']} "
+            f"CPU cores: {report['data']}; MobileNetV2 weights: {report['weights']}. Each "
+            "model is a `GridSearchCV` over the logistic regression's `C` (inner 3-fold), "
+            "scored by the same outer stratified 5-fold CV (raw numbers in "
+            "`benchmarks/results/tabular.json`).\n\n"
+            "| model | accuracy % (mean ± std) | seconds (5 folds) |\n|---|---|---|\n"
+            f"{rows}\n\nBest: {best}.")
+
+
 # (page, section name = results JSON name, renderer)
 SECTIONS = [
     ("docs/performance.md", "speed", render_speed),
     ("docs/benchmarks.md", "accuracy", render_accuracy),
+    ("docs/benchmarks.md", "tabular", render_tabular),
     ("docs/scaling.md", "device", render_device),
 ]
 

