@@ -10,11 +10,29 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 
 import torch
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from torch import nn
 from torchvision.models import WeightsEnum
+
+
+def suggest(error, est):
+    """``error`` (an ``InvalidParameterError``), with a did-you-mean for a mistyped option."""
+    import difflib
+
+    match = re.match(r"The '(\w+)' parameter", str(error))
+    if match is None:
+        return error
+    name = match.group(1)
+    value = getattr(est, name, None)
+    options = [o for c in est._parameter_constraints.get(name, [])
+               if isinstance(c, StrOptions) for o in c.options]
+    close = difflib.get_close_matches(value, options, n=1) if isinstance(value, str) else []
+    if not close:
+        return error
+    return InvalidParameterError(f"{error} Did you mean {close[0]!r}?")
 
 
 def check_hidden_units(est):

@@ -10,6 +10,7 @@ as ``top`` (used by ``PretrainedFeatures(include_top=True)``).
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import re
 from collections import OrderedDict
@@ -269,10 +270,14 @@ def resolve_name(backbone):
         )
     name = ALIASES.get(backbone.lower(), backbone.lower())
     if _family(name) is None or name not in tv_models.list_models(module=tv_models):
+        names = supported_names()
+        close = difflib.get_close_matches(backbone.lower(), [*ALIASES, *names], n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(
-            f"Unknown or unsupported backbone {backbone!r}. Use an alias "
-            f"({', '.join(sorted(ALIASES))}), one of the supported torchvision models "
-            f"({', '.join(supported_names())}), or pass your own torch.nn.Module."
+            f"Unknown or unsupported backbone {backbone!r}.{hint} Use an alias "
+            f"({', '.join(sorted(ALIASES))}), one of the {len(names)} supported torchvision "
+            "models (sktransfer.list_backbones() or `sktransfer backbones` lists them), or "
+            "pass your own torch.nn.Module."
         )
     return name
 

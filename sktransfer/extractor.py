@@ -20,11 +20,11 @@ import torch
 from joblib import Parallel, delayed
 from torch import nn
 from torchvision import models as tv_models
-from tqdm.auto import tqdm
 
 from .backbones import build_backbone, feature_shape, make_pooling, pooled_size
 from .cache import ActivationStore
 from .data import ImageDecodeError, as_images
+from .progress import progress
 
 
 def fingerprint(modules, transform):
@@ -276,8 +276,7 @@ class Extractor:
     def _compute(self, images, pending, results, batch_size, n_jobs, verbose, save=None):
         """Run ``pending`` images through the prefix into ``results`` (and ``save`` each)."""
         errors = []
-        progress = tqdm(total=len(pending), desc="Extracting features", unit="img",
-                        disable=verbose < 1 or not pending, leave=False)
+        shown = progress(len(pending), "Extracting features", unit="img", enabled=verbose >= 1)
         modules = self._inference_modules() if pending else []
         cuda = torch.device(self.device).type == "cuda"
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.amp):
@@ -286,7 +285,7 @@ class Extractor:
                 decoded = decode_batch(images, self.transform, batch, n_jobs)
                 errors += [(i, err) for i, (_, err) in zip(batch, decoded) if err is not None]
                 if errors:  # keep decoding only, to report every bad file at once
-                    progress.update(len(batch))
+                    shown.update(len(batch))
                     continue
                 x = torch.stack([t for t, _ in decoded])
                 if cuda:
@@ -301,8 +300,8 @@ class Extractor:
                     results[i] = row = row.clone()
                     if save is not None:
                         save(i, row)
-                progress.update(len(batch))
-        progress.close()
+                shown.update(len(batch))
+        shown.close()
         if errors:
             raise ImageDecodeError.listing(errors)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -109,7 +110,10 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
         -------
         self : PretrainedFeatures
         """
-        self._validate_params()
+        try:
+            self._validate_params()
+        except InvalidParameterError as exc:
+            raise check.suggest(exc, self) from None
         self.device_ = check.resolve_device(self.device)
         if X is not None:
             as_images(X)

@@ -56,6 +56,7 @@ def _json_params(est):
         "optimizer": optimizer,
         "class_weight": class_weight,
         "cache_dir": None if params["cache_dir"] is None else os.fspath(params["cache_dir"]),
+        "callbacks": None,  # training-time hooks: not part of the model
         "random_state": random_state if isinstance(random_state, int) else None,
     }
 
@@ -66,6 +67,7 @@ def _to_json(value):
 
 def _from_json_params(params):
     params = dict(params)
+    params.setdefault("callbacks", None)  # files from before the parameter existed
     if isinstance(params["hidden_units"], list):
         params["hidden_units"] = tuple(params["hidden_units"])
     if params["optimizer"].startswith("torch.optim."):

@@ -62,11 +62,11 @@ def fit(X, y=Y, **params):
     (RGB, [0, 0, 0, 0], ValueError, "single class"),
     (RGB, [0, None, 1, 0], ValueError, r"missing label.*\[1\]"),
     (RGB, [0, 1, np.nan, 1], ValueError, r"missing label.*\[2\]"),
-    (RGB, None, ValueError, "y is required"),
+    (RGB, None, ValueError, "requires y to be passed"),
     (RGB, [[0, 1]] * 4, ValueError, "y"),
     (["a.png", RGB[0]], [0, 1], TypeError, "mixes file paths"),
     ([RGB[0], "a.png"], [0, 1], TypeError, "mixes file paths"),
-    ("photo.jpg", [0], TypeError, "single str"),
+    ("photo.jpg", [0, 1], TypeError, "single str"),
     ([RGB[0], {"not": "an image"}], [0, 1], TypeError, r"X\[1\] is a dict"),
 ])
 def test_bad_X_and_y(X, y, error, match):

