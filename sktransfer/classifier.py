@@ -642,9 +642,16 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         else:
             train_data = _Labelled(data, y)
         valid_data = None
-        if valid is not None:
-            inputs = valid[0] if torch.is_tensor(valid[0]) else self._inputs(valid[0])
+        if valid is not None and not torch.is_tensor(valid[0]):
+            try:
+                inputs = self._inputs(valid[0])
+            except ImageDecodeError as exc:  # the same rule as for training images
+                kept, y_kept = self._drop_unreadable(valid[0], valid[1], exc, "validation")
+                valid = (kept, y_kept)
+                inputs = self._inputs(kept)
             valid_data = _Labelled(inputs, valid[1])
+        elif valid is not None:
+            valid_data = _Labelled(valid[0], valid[1])
         self.net_.set_params(criterion__weight=self._class_weights(y))
         self._train(train_data, valid_data, n_unfreeze)
         self.history_ = self.net_.history
@@ -688,7 +695,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             net.set_params(train_split=_split(valid_data))
             net.partial_fit(train_data, None, epochs=self.finetune_epochs)
 
-    def _drop_unreadable(self, images, y, error):
+    def _drop_unreadable(self, images, y, error, which="training"):
         """``on_error="skip"``: drop unreadable images and their labels, with a warning."""
         if self.on_error != "skip":
             raise ImageDecodeError(
@@ -696,9 +703,9 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
                 "--on-error skip).", error.indices) from None
         bad = set(error.indices)
         keep = [i for i in range(len(images)) if i not in bad]
-        warnings.warn(f"on_error='skip': fitting without {len(bad)} image(s). {error}",
+        warnings.warn(f"on_error='skip': fitting without {len(bad)} {which} image(s). {error}",
                       UserWarning, stacklevel=4)
-        if len(np.unique(y[keep])) < 2:
+        if which == "training" and len(np.unique(y[keep])) < 2:
             raise ValueError("Fewer than two classes are left after skipping unreadable images.")
         return images.subset(keep), y[keep]
 

@@ -258,6 +258,24 @@ def _save_interrupted(clf, snapshot, out):
           file=sys.stderr)
 
 
+def _readable(clf, paths, labels, args):
+    """The held-out images predict can read; with --on-error skip, the others are left out."""
+    from .data import ImageDecodeError
+
+    try:
+        clf.predict(paths)
+    except ImageDecodeError as exc:
+        if args.on_error != "skip":
+            raise ImageDecodeError(f"{exc}\nTo leave such images out, pass --on-error skip.",
+                                   exc.indices) from None
+        bad = set(exc.indices)
+        print(f"--on-error skip: scoring without {len(bad)} unreadable held-out image(s).",
+              file=sys.stderr)
+        keep = [i for i in range(len(paths)) if i not in bad]
+        return [paths[i] for i in keep], np.asarray(labels)[keep]
+    return paths, labels
+
+
 def cmd_train(args):
     """Fit on DIR, report held-out (or cross-validated) accuracy, save model and plots.
 
@@ -291,6 +309,7 @@ def cmd_train(args):
                 paths, labels, test_size=args.test_size, stratify=labels,
                 random_state=args.random_state)
             clf.fit(X_train, y_train, validation_data=(X_test, y_test))
+            X_test, y_test = _readable(clf, X_test, y_test, args)
             y_true, y_pred = y_test, clf.predict(X_test)
             print(f"held-out accuracy ({len(X_test)} images, test size {args.test_size}):")
             _report(y_true, y_pred, args)
@@ -409,13 +428,17 @@ def _cross_validate(name, model, X, y, cv, args):
     """Out-of-fold predictions, a line per fold with the time elapsed and left."""
     from sklearn.base import clone
 
-    X, y = np.asarray(X, dtype=object) if isinstance(X, list) else X, np.asarray(y)
+    y = np.asarray(y)
+
+    def take(rows):  # paths or images in a list, or one array
+        return [X[i] for i in rows] if isinstance(X, list) else X[rows]
+
     pred = np.empty(len(y), dtype=y.dtype)
     scores, start, n = [], time.perf_counter(), cv.get_n_splits()
     _say(args, f"{name}:")
     for k, (train, test) in enumerate(cv.split(X, y), 1):
-        fold = clone(model).fit(X[train], y[train])
-        pred[test] = fold.predict(X[test])
+        fold = clone(model).fit(take(train), y[train])
+        pred[test] = fold.predict(take(test))
         scores.append(float(np.mean(pred[test] == y[test])))
         elapsed = time.perf_counter() - start
         left = elapsed / k * (n - k)

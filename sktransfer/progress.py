@@ -7,6 +7,7 @@ writes a plain line now and then, without escape codes.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -46,10 +47,11 @@ class PlainProgress:
     def _line(self):
         elapsed = time.perf_counter() - self.start
         rest = ""
-        if 0 < self.n < self.total:
+        if self.total and 0 < self.n < self.total:
             rest = f", about {_duration(elapsed / self.n * (self.total - self.n))} left"
         extra = f" ({self.postfix})" if self.postfix else ""
-        print(f"{self.desc}: {self.n}/{self.total} {self.unit}, {_duration(elapsed)}{rest}{extra}",
+        count = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        print(f"{self.desc}: {count} {self.unit}, {_duration(elapsed)}{rest}{extra}",
               file=self.file, flush=True)
 
     def update(self, n=1):
@@ -57,7 +59,7 @@ class PlainProgress:
         first = self.n == 0
         self.n += n
         now = time.perf_counter()
-        if (first or now - self.last >= self.every) and self.n < self.total:
+        if (first or now - self.last >= self.every) and self.n < (self.total or self.n + 1):
             self.last = now
             self._line()
 
@@ -97,7 +99,8 @@ def progress(total, desc, unit="it", enabled=True, leave=False, file=None):
 
     Parameters
     ----------
-    total : int
+    total : int or None
+        None: unknown (counts and elapsed time only).
     desc : str
     unit : str, default="it"
     enabled : bool, default=True
@@ -112,10 +115,78 @@ def progress(total, desc, unit="it", enabled=True, leave=False, file=None):
         With tqdm's ``update``, ``set_description``, ``set_postfix_str`` and
         ``close``.
     """
-    if not enabled or not total:
+    if not enabled or total == 0:
         return _Silent()
     file = file or sys.stderr
     if _interactive(file):
         return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=file,
                     dynamic_ncols=True)
     return PlainProgress(total, desc, unit=unit, file=file)
+
+
+def _n_fits(search):
+    """Fits a scikit-learn search will run (candidates x splits), without its refit."""
+    from sklearn.model_selection import ParameterGrid, check_cv
+
+    splits = check_cv(search.cv, classifier=True).get_n_splits()
+    if hasattr(search, "param_grid"):
+        return len(ParameterGrid(search.param_grid)) * splits
+    if hasattr(search, "n_iter"):
+        return search.n_iter * splits
+    raise TypeError(f"cannot count the fits of a {type(search).__name__}; pass total=N")
+
+
+@contextlib.contextmanager
+def search_progress(total=None, desc="fits"):
+    """Progress across the fits of a search or cross-validation, with the time left.
+
+    Counts the fits that joblib completes inside the ``with`` block:
+    ``GridSearchCV``, ``RandomizedSearchCV``, ``cross_val_score``,
+    ``cross_validate``, with any joblib backend (Dask too: completions are
+    counted where the search runs).  A bar on a terminal, plain lines in a
+    log.
+
+    Parameters
+    ----------
+    total : int, GridSearchCV, RandomizedSearchCV or None, default=None
+        How many fits to expect (a search object: its candidates times its
+        splits), for the time left from the first fit on; None: joblib's
+        count when it knows it, else fits done and time elapsed.
+    desc : str, default="fits"
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sktransfer import TransferClassifier, search_progress
+    >>> search = GridSearchCV(TransferClassifier(), {"lr": [1e-3, 3e-4]}, cv=3)
+    >>> with search_progress(search):  # doctest: +SKIP
+    ...     search.fit(paths, labels)
+    """
+    import threading
+
+    from joblib import Parallel
+
+    if total is not None and not isinstance(total, int):
+        total = _n_fits(total)
+    lock, shown = threading.Lock(), {}
+    original = Parallel.print_progress
+
+    def print_progress(parallel):
+        with lock:
+            if "bar" not in shown:
+                shown["bar"] = progress(total or getattr(parallel, "n_tasks", None), desc,
+                                        unit="fits", leave=True)
+                shown["done"] = 0
+            done = parallel.n_completed_tasks
+            if done > shown["done"]:
+                shown["bar"].update(done - shown["done"])
+                shown["done"] = done
+        original(parallel)
+
+    Parallel.print_progress = print_progress
+    try:
+        yield
+    finally:
+        Parallel.print_progress = original
+        if "bar" in shown:
+            shown["bar"].close()

@@ -13,7 +13,7 @@ PACKAGE = Path(sktransfer.__file__).parent
 
 # Lowest first: a module may import only modules of earlier layers.
 LAYERS = [
-    {"_version", "_validation", "data", "demo_data"},
+    {"_version", "_validation", "data", "demo_data", "progress"},
     {"weights"},
     {"backbones"},
     {"cache"},

@@ -23,7 +23,10 @@ def _search(X, y, cache_dir, log, n_jobs):
     return GridSearchCV(est, GRID, cv=3, n_jobs=n_jobs).fit(X, y)
 
 
-def test_grid_search_on_local_cluster_matches_sequential_and_computes_once(tiny, tmp_path):
+def test_grid_search_on_local_cluster_matches_sequential_and_computes_once(tiny, tmp_path,
+                                                                         capsys):
+    from sktransfer import search_progress
+
     X, y = tiny
     serial = _search(X, y, tmp_path / "serial", tmp_path / "serial.log", n_jobs=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -31,8 +34,10 @@ def test_grid_search_on_local_cluster_matches_sequential_and_computes_once(tiny,
             distributed.Client(cluster) as client:
         threads = client.run(lambda: __import__("torch").get_num_threads())
         assert sum(threads.values()) <= max(os.cpu_count(), 2)  # no oversubscription
-        with parallel_backend("dask"):
+        capsys.readouterr()
+        with parallel_backend("dask"), search_progress(total=12):
             parallel = _search(X, y, tmp_path / "shared", tmp_path / "dask.log", n_jobs=-1)
+        assert "fits: 12/12 fits" in capsys.readouterr().err  # progress across the workers' fits
         assert len(client.run(os.getpid)) == 2
     assert parallel.best_params_ == serial.best_params_
     np.testing.assert_allclose(parallel.cv_results_["mean_test_score"],
