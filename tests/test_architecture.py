@@ -18,7 +18,7 @@ LAYERS = [
     {"backbones"},
     {"cache"},
     {"extractor"},
-    {"callbacks", "persist", "plots"},
+    {"callbacks", "network", "persist", "plots"},
     {"classifier", "features"},
     {"cli"},
 ]

@@ -83,7 +83,15 @@ def test_generic_rule_covers_other_torchvision_cnns(name):
 def test_unsupported_names_fail_with_the_list(name):
     with pytest.raises(ValueError, match=name) as info:
         build_backbone(name, weights=None)
-    assert "mobilenet_v2" in str(info.value) and "resnet50" in str(info.value)
+    message = str(info.value)  # the aliases, and where the full list is
+    assert "mobilenet, resnet, vgg" in message and "sktransfer backbones" in message
+
+
+def test_a_typo_gets_a_suggestion():
+    with pytest.raises(ValueError, match="Did you mean 'mobilenet'"):
+        build_backbone("mobilenett", weights=None)
+    with pytest.raises(ValueError, match="Did you mean 'resnet50'"):
+        build_backbone("resnet05", weights=None)
 
 
 def test_backbone_must_be_name_or_module():

@@ -133,10 +133,10 @@ def test_every_bad_file_is_listed_at_once(files):
 def test_on_error_skip_fits_without_the_bad_files_and_warns(files):
     X = [files / "good.png", files / "notes.png", files / "photo.jpg", files / "empty.jpg",
          files / "good.png", files / "photo.jpg"]
-    with pytest.warns(UserWarning, match="without 2 image"):
+    with pytest.warns(UserWarning, match="without 2 training image"):
         clf = fit(X, ["a", "b", "b", "a", "a", "b"], on_error="skip")
     assert clf.predict([files / "photo.jpg"]).shape == (1,)
-    with pytest.warns(UserWarning, match="without 2 image"):
+    with pytest.warns(UserWarning, match="without 2 training image"):
         fit(X, ["a", "b", "b", "a", "a", "b"], on_error="skip", augment=True)
     # predict never skips: its output must align with X
     with pytest.raises(ImageDecodeError, match="notes.png"):

@@ -8,7 +8,7 @@ import pytest
 
 from sktransfer import TransferClassifier
 from sktransfer import cache as cache_mod
-from sktransfer.classifier import TransferNet
+from sktransfer.network import TransferNet
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=4, random_state=0)
 
