@@ -126,11 +126,19 @@ class Preprocess(nn.Module):
         self.std = tuple(float(v) for v in std)
 
     def forward(self, img):  # noqa: D102 - torch convention
+        return self.normalize(self.resize(img))
+
+    def resize(self, img):
+        """The geometric part: resize (and crop), in the image's own dtype (uint8 stays uint8)."""
         img = TF.resize(img, self.resize_size, antialias=True)
-        if self.crop:
-            img = TF.center_crop(img, self.crop_size)
-        img = TF.convert_image_dtype(img, torch.float32)
-        return TF.normalize(img, self.mean, self.std)
+        return TF.center_crop(img, self.crop_size) if self.crop else img
+
+    def normalize(self, img):
+        """The arithmetic part, on one image ``(3, s, s)`` or a batch ``(n, 3, s, s)``.
+
+        Elementwise, so a batch gives exactly what its images give one by one.
+        """
+        return TF.normalize(TF.convert_image_dtype(img, torch.float32), self.mean, self.std)
 
     def extra_repr(self):  # the cache fingerprint relies on repr naming every setting
         return (f"crop_size={self.crop_size}, resize_size={self.resize_size}, crop={self.crop}, "

@@ -28,6 +28,7 @@ from torchvision.transforms import v2 as T
 from . import _validation as check
 from .callbacks import FitProgress, PartialUnfreeze
 from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
+from .engines import resolve_engine
 from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
 from .network import Batches, Labelled, TransferNet, make_head
 from .persist import ModelFileError, export_onnx, read_model, save
@@ -152,6 +153,11 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     mixed_precision : bool, default=False
         On CUDA, run the frozen part under ``torch.autocast`` (float16):
         faster extraction on tensor cores.  Ignored on CPU.
+    engine : {"auto", "torch", "openvino", "onnxruntime"}, default="auto"
+        What runs the frozen part: ``"auto"`` is OpenVINO on a CPU when the
+        ``openvino`` extra is installed (the fastest there), else torch;
+        CUDA always runs torch.  All compute in float32 and agree within
+        1e-4; see docs/performance.md for their speed.
     n_jobs : int, default=None
         Threads decoding images.
     on_error : {"raise", "skip"}, default="raise"
@@ -181,6 +187,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         Blocks of the backbone.
     weights_ : str
         Which weights were loaded, e.g. ``"IMAGENET1K_V1"``.
+    engine_ : str
+        The engine that runs the frozen part (``"auto"`` decided).
 
     Examples
     --------
@@ -217,6 +225,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         cache_dir=None,
         device="auto",
         mixed_precision=False,
+        engine="auto",
         n_jobs=None,
         on_error="raise",
         callbacks=None,
@@ -247,6 +256,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.device = device
         self.mixed_precision = mixed_precision
+        self.engine = engine
         self.n_jobs = n_jobs
         self.on_error = on_error
         self.callbacks = callbacks
@@ -366,7 +376,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             raise
         return self
 
-    def _build(self, n_classes, device, weights):
+    def _build(self, n_classes, device, weights, strict_engine=True):
         """Build the network: the extractor (frozen prefix) and the trainable module.
 
         The one construction path of a fitted classifier, shared by
@@ -382,10 +392,12 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         head = make_head(cut.n_features, self._hidden_units, self.dropout, n_classes)
         # With augment the prefix must see each freshly augmented image: it runs in the net.
         module = TransferNet(cut.frozen if self.augment else [], cut.trainable, cut.pool, head)
+        self.engine_ = resolve_engine(self.engine, device, strict=strict_engine)
         self.extractor_ = Extractor(
             [] if self.augment else cut.frozen, cut.transform, device, self.mixed_precision,
             describe(bb, 0 if self.augment else bb.n_blocks - n_unfreeze, cut.transform),
-            identity=None if self.augment else cut.identity)
+            identity=None if self.augment else cut.identity, engine=self.engine_,
+            fallback=self.engine == "auto")
         self.transform_ = cut.transform
         self.n_blocks_ = bb.n_blocks
         self.weights_ = bb.weights_tag
@@ -445,7 +457,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         est.classes_ = np.asarray(classes)
         est.n_classes_ = len(est.classes_)
         device = check.resolve_device(est.device if torch.cuda.is_available() else "cpu")
-        est._build(est.n_classes_, device, weights=None)  # the architecture; weights follow
+        # the architecture (weights follow); an engine missing here falls back to torch
+        est._build(est.n_classes_, device, weights=None, strict_engine=False)
         # Files written before the frozen modules of the net were renamed.
         state = {("net.frozen." + k[len("net.stem."):] if k.startswith("net.stem.") else k): v
                  for k, v in state.items()}

@@ -13,17 +13,21 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import warnings
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from joblib import Parallel, delayed
 from torch import nn
 from torchvision import models as tv_models
+from torchvision.transforms import functional as TF
 
 from .backbones import build_backbone, feature_shape, make_pooling, pooled_size
 from .cache import ActivationStore
 from .data import ImageDecodeError, as_images
+from .engines import compile_prefix
 from .progress import progress
 
 
@@ -102,19 +106,34 @@ def fuse_conv_bn(modules):
 
 
 def decode_batch(images, transform, indices, n_jobs):
-    """Decode and preprocess ``images[indices]``: a list of ``(tensor, None)`` or ``(None, error)``."""
+    """Decode ``images[indices]`` and resize them: a list of ``(tensor, None)`` or ``(None, error)``.
+
+    With a :class:`~sktransfer.backbones.Preprocess` the tensors are only
+    resized (uint8 stays uint8, four times less to move); :func:`to_batch`
+    normalises the whole batch at once.  Any other transform runs whole.
+    """
     resize = getattr(transform, "resize_size", None)
     min_size = min(resize) if resize else None
+    geometric = getattr(transform, "resize", transform)
 
     def one(i):
         try:
-            return transform(images.image(i, min_size)), None
+            return geometric(images.image(i, min_size)), None
         except ImageDecodeError as exc:
             return None, str(exc)
     if n_jobs in (None, 1) or len(indices) == 1:
         return [one(i) for i in indices]
     # Pillow and torch release the GIL while decoding and resizing: threads suffice.
     return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(one)(i) for i in indices)
+
+
+def to_batch(tensors, transform):
+    """Stack what :func:`decode_batch` made into a normalised float batch."""
+    if not hasattr(transform, "normalize"):
+        return torch.stack(tensors)
+    if len({t.dtype for t in tensors}) > 1:  # uint8 and float images in one batch
+        tensors = [TF.convert_image_dtype(t, torch.float32) for t in tensors]
+    return transform.normalize(torch.stack(tensors))
 
 
 # (fingerprint, device) -> folded channels_last copies; read-only, so clones may share them.
@@ -147,6 +166,11 @@ class Extractor:
         Names these exact modules and preprocessing (the weights file they
         were loaded from, the cut, the transform), so that the fingerprint
         is computed once per process, not once per fit.  ``None``: compute it.
+    engine : {"torch", "openvino", "onnxruntime"}, default="torch"
+        What runs the prefix (see :mod:`sktransfer.engines`); part of the key.
+    fallback : bool, default=False
+        When the engine cannot convert these modules, warn and run torch
+        instead of raising (for ``engine="auto"``).
 
     Attributes
     ----------
@@ -155,7 +179,7 @@ class Extractor:
     """
 
     def __init__(self, modules, transform, device="cpu", mixed_precision=False,
-                 description=None, identity=None):
+                 description=None, identity=None, engine="torch", fallback=False):
         self.modules = list(modules)
         for module in self.modules:
             module.requires_grad_(False).eval()
@@ -164,6 +188,8 @@ class Extractor:
         self.mixed_precision = bool(mixed_precision)
         self.description = description
         self.identity = identity
+        self.engine = engine
+        self.fallback = fallback
         self._key = None
         self._entry_nbytes = None
 
@@ -181,7 +207,8 @@ class Extractor:
             self._key = fingerprint(self.modules, self.transform)
             if self.identity is not None:
                 _FINGERPRINTS[self.identity] = self._key
-        return self._key + ("-amp" if self.amp else "")
+        engine = "" if self.engine == "torch" else f"-{self.engine}"
+        return self._key + ("-amp" if self.amp else "") + engine
 
     @property
     def entry_nbytes(self):
@@ -195,22 +222,36 @@ class Extractor:
             self._entry_nbytes = 4 * math.prod(shape)
         return self._entry_nbytes
 
-    def _inference_modules(self):
-        """The prefix as extraction runs it: BatchNorm folded, channels_last, on the device.
+    def _runner(self):
+        """The prefix as extraction runs it: BatchNorm folded, compiled by the engine.
 
-        Folding saves about a third of the CPU time of a MobileNetV2 and
-        channels_last about half again (``benchmarks/bench_speed.py``).
+        Folding saves about a third of the CPU time of a MobileNetV2;
+        channels_last (torch) and the other engines are measured in
+        ``benchmarks/bench_speed.py``.  Built once per process and prefix.
         """
-        cache_key = (self.key, self.device)
+        cache_key = (self.key, self.device, self.engine)
         if cache_key in _INFERENCE_COPIES:
             _INFERENCE_COPIES.move_to_end(cache_key)
             return _INFERENCE_COPIES[cache_key]
-        modules = [m.to(self.device, memory_format=torch.channels_last)
-                   for m in fuse_conv_bn([m.cpu() for m in self.modules])]
-        _INFERENCE_COPIES[cache_key] = modules
+        folded = fuse_conv_bn([m.cpu() for m in self.modules])
+        shape = (3, self.transform.crop_size[0], self.transform.crop_size[0])
+        try:
+            runner = compile_prefix(folded, shape, self.engine, self.device)
+        except Exception as exc:  # noqa: BLE001 - converters raise anything for a module they cannot take
+            if not self.fallback:
+                raise RuntimeError(
+                    f"engine={self.engine!r} could not convert this network "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); use "
+                    "engine='torch'.") from exc
+            warnings.warn(f"engine={self.engine!r} could not convert this network "
+                          f"({type(exc).__name__}); running it with torch.", RuntimeWarning,
+                          stacklevel=4)
+            self.engine = "torch"  # results are keyed, from now on, as torch's
+            return self._runner()
+        _INFERENCE_COPIES[cache_key] = runner
         while len(_INFERENCE_COPIES) > 2:
             _INFERENCE_COPIES.popitem(last=False)
-        return modules
+        return runner
 
     def run(self, X, *, cache=True, cache_dir=None, batch_size=32, n_jobs=None, verbose=0):
         """Activations of each image, each distinct image computed once.
@@ -277,24 +318,19 @@ class Extractor:
         """Run ``pending`` images through the prefix into ``results`` (and ``save`` each)."""
         errors = []
         shown = progress(len(pending), "Extracting features", unit="img", enabled=verbose >= 1)
-        modules = self._inference_modules() if pending else []
+        runner = self._runner() if pending else None
         cuda = torch.device(self.device).type == "cuda"
+        batches = [pending[s:s + batch_size] for s in range(0, len(pending), batch_size)]
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.amp):
-            for start in range(0, len(pending), batch_size):
-                batch = pending[start:start + batch_size]
-                decoded = decode_batch(images, self.transform, batch, n_jobs)
+            for batch, decoded in self._decoded(images, batches, n_jobs):
                 errors += [(i, err) for i, (_, err) in zip(batch, decoded) if err is not None]
                 if errors:  # keep decoding only, to report every bad file at once
                     shown.update(len(batch))
                     continue
-                x = torch.stack([t for t, _ in decoded])
+                x = to_batch([t for t, _ in decoded], self.transform)
                 if cuda:
                     x = x.pin_memory()
-                x = x.to(self.device, non_blocking=True)
-                if x.ndim == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                for module in modules:
-                    x = module(x)
+                x = runner(x.to(self.device, non_blocking=True))
                 x = x.float().cpu().contiguous()
                 for i, row in zip(batch, x):
                     results[i] = row = row.clone()
@@ -304,6 +340,19 @@ class Extractor:
         shown.close()
         if errors:
             raise ImageDecodeError.listing(errors)
+
+    def _decoded(self, images, batches, n_jobs):
+        """``(batch, decoded)`` in order; the next batch decodes while this one runs."""
+        if not batches:
+            return
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            future = ahead.submit(decode_batch, images, self.transform, batches[0], n_jobs)
+            for k, batch in enumerate(batches):
+                decoded = future.result()
+                if k + 1 < len(batches):
+                    future = ahead.submit(decode_batch, images, self.transform, batches[k + 1],
+                                          n_jobs)
+                yield batch, decoded
 
     # Pickles carry CPU copies of the modules, so a model fitted on a GPU
     # unpickles anywhere -- and pickling never moves the live estimator's modules.

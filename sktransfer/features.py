@@ -11,6 +11,7 @@ from torch import nn
 from . import _validation as check
 from .backbones import resolve_name
 from .data import as_images
+from .engines import resolve_engine
 from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
 
 
@@ -46,6 +47,8 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
     device : str, default="auto"
     mixed_precision : bool, default=False
         On CUDA, run the network under ``torch.autocast`` (float16).
+    engine : {"auto", "torch", "openvino", "onnxruntime"}, default="auto"
+        As in :class:`TransferClassifier`.
     n_jobs : int, default=None
         Threads decoding images.
     verbose : int, default=0
@@ -56,6 +59,8 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
     n_features_out_ : int
     weights_ : str
         Which weights were loaded.
+    engine_ : str
+        The engine that runs the network (``"auto"`` decided).
 
     Examples
     --------
@@ -67,7 +72,7 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, backbone="mobilenet", weights="imagenet", pooling="avg", include_top=False,
                  image_size=None, crop=False, batch_size=32, cache=True, cache_dir=None,
-                 device="auto", mixed_precision=False, n_jobs=None, verbose=0):
+                 device="auto", mixed_precision=False, engine="auto", n_jobs=None, verbose=0):
         self.backbone = backbone
         self.weights = weights
         self.pooling = pooling
@@ -79,6 +84,7 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.device = device
         self.mixed_precision = mixed_precision
+        self.engine = engine
         self.n_jobs = n_jobs
         self.verbose = verbose
 
@@ -137,9 +143,10 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
                 [f"{type(self).__name__.lower()}{i}" for i in range(cut.n_features)],
                 dtype=object,
             )
+        self.engine_ = resolve_engine(self.engine, self.device_)
         self.extractor_ = Extractor(modules, transform, self.device_, self.mixed_precision,
                                     describe(bb, bb.n_blocks, transform, self.include_top),
-                                    identity)
+                                    identity, engine=self.engine_, fallback=self.engine == "auto")
         self.transform_ = transform
         self.n_features_out_ = len(self.feature_names_)
         self.weights_ = bb.weights_tag

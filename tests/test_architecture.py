@@ -16,7 +16,7 @@ LAYERS = [
     {"_version", "_validation", "data", "demo_data", "progress"},
     {"weights"},
     {"backbones"},
-    {"cache"},
+    {"cache", "engines"},
     {"extractor"},
     {"callbacks", "network", "persist", "plots"},
     {"classifier", "features"},

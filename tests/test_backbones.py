@@ -193,3 +193,19 @@ def test_folding_batchnorm_keeps_the_output_and_the_originals(name):
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
     for block, state in zip(bb.blocks, before):  # the originals are untouched
         assert all(torch.equal(v, state[k]) for k, v in block.state_dict().items())
+
+
+@pytest.mark.parametrize("crop", [False, True])
+def test_batch_preprocessing_is_bit_identical_to_per_image(crop):
+    from sktransfer.data import as_images
+    from sktransfer.extractor import Extractor
+
+    transform = build_backbone("resnet18", weights=None).transform(48, crop=crop)
+    rng = np.random.RandomState(0)
+    uint8 = [rng.randint(0, 256, (40 + 7 * i, 60 + 3 * i, 3), dtype=np.uint8) for i in range(5)]
+    mixed = uint8[:3] + [u.astype(np.float64) / 255.0 for u in uint8[3:]]
+    for X in (uint8, mixed):
+        images = as_images(X)
+        one_by_one = torch.stack([transform(images.image(i)) for i in range(len(X))])
+        batched = Extractor([], transform).run(X, cache=False, batch_size=4, n_jobs=2)
+        assert torch.equal(batched, one_by_one)

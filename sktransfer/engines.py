@@ -1,0 +1,131 @@
+"""Inference engines for the frozen prefix: eager torch, OpenVINO, ONNX Runtime.
+
+With the activation cache, a fit costs one forward pass of each distinct
+image through the frozen prefix, so on a CPU the engine that runs it sets the
+pace.  Every engine here computes in float32 and agrees with torch within
+1e-4 (relative; tested); OpenVINO is told to keep float32, since on
+processors with bfloat16 units its default precision is not.
+
+The activation cache keys each engine's results apart: an entry always
+holds exactly what its engine computes, so a fit gives the same numbers bit
+for bit whatever ran before it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import warnings
+
+import torch
+from torch import nn
+
+#: ``engine`` values; ``"auto"``: OpenVINO on CPU when installed, else torch.
+ENGINES = ("auto", "torch", "openvino", "onnxruntime")
+_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
+
+
+def available(engine):
+    """Whether ``engine`` can run here (its package imports)."""
+    package = _PACKAGES.get(engine)
+    if package is None:
+        return True
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_engine(engine, device, strict=True):
+    """The engine that will run: ``"auto"`` decided, an explicit one checked.
+
+    Parameters
+    ----------
+    engine : {"auto", "torch", "openvino", "onnxruntime"}
+    device : str
+        CUDA devices always run torch.
+    strict : bool, default=True
+        False: an explicit engine that is not installed falls back to torch
+        with a warning (loading a model saved elsewhere) instead of raising.
+
+    Raises
+    ------
+    ImportError
+        An explicit engine whose package is not installed, naming the extra.
+    ValueError
+        A CPU-only engine asked for on CUDA.
+    """
+    cuda = torch.device(device).type == "cuda"
+    if engine == "auto":
+        return "torch" if cuda or not available("openvino") else "openvino"
+    if engine != "torch" and cuda:
+        raise ValueError(f"engine={engine!r} runs on the CPU; with device={device!r} use "
+                         "engine='torch' or 'auto'.")
+    if not available(engine):
+        message = (f"engine={engine!r} needs the {_PACKAGES[engine]} package: "
+                   f"pip install 'sktransfer[{engine}]' (or use engine='auto').")
+        if strict:
+            raise ImportError(message)
+        warnings.warn(f"{message} Using engine='torch'.", RuntimeWarning, stacklevel=3)
+        return "torch"
+    return engine
+
+
+def compile_prefix(modules, input_shape, engine, device="cpu"):
+    """A function running ``modules`` in order on a batch, with ``engine``.
+
+    Parameters
+    ----------
+    modules : list of torch.nn.Module
+        In inference mode, BatchNorm already folded; not changed here.
+    input_shape : tuple of int
+        One image's shape, ``(3, s, s)``.
+    engine : {"torch", "openvino", "onnxruntime"}
+    device : str, default="cpu"
+
+    Returns
+    -------
+    callable
+        ``(n, *input_shape)`` float tensor -> float tensor on the CPU (torch: on
+        ``device``).
+    """
+    if engine == "torch" or not modules:
+        chain = [m.to(device, memory_format=torch.channels_last) for m in modules]
+
+        def run_torch(x):
+            if x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            for module in chain:
+                x = module(x)
+            return x
+        return run_torch
+    sequential = nn.Sequential(*modules).eval()
+    example = torch.zeros(1, *input_shape)
+    threads = torch.get_num_threads()
+    if engine == "openvino":
+        import openvino as ov
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on shapes it cannot know
+            model = ov.convert_model(sequential, example_input=example,
+                                     input=[(-1, *input_shape)])
+        compiled = ov.Core().compile_model(model, "CPU", {
+            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
+            "INFERENCE_PRECISION_HINT": "f32"})
+        return lambda x: torch.from_numpy(compiled(x.contiguous().numpy())[0].copy())
+    if engine == "onnxruntime":
+        import onnxruntime as ort
+
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on the legacy path
+            torch.onnx.export(sequential, (example,), buffer, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "n"}},
+                              dynamo=False, opset_version=17)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(buffer.getvalue(), options,
+                                       providers=["CPUExecutionProvider"])
+        return lambda x: torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
+    raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")

@@ -1,0 +1,96 @@
+"""The inference engines: the same features as torch, chosen as documented, never saved."""
+
+import pickle
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sktransfer import PretrainedFeatures, TransferClassifier, load
+from sktransfer.backbones import build_backbone
+from sktransfer.engines import available, resolve_engine
+from sktransfer.extractor import Extractor, cut_backbone
+
+ENGINES = [e for e in ("openvino", "onnxruntime") if available(e)]
+FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
+
+
+def _backbone(name):
+    torch.manual_seed(0)
+    bb = build_backbone(name, weights=None)
+    for m in (mm for b in bb.blocks for mm in b.modules()):
+        if isinstance(m, nn.BatchNorm2d):  # statistics that are not the identity
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return bb
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "efficientnet_b0"])
+@pytest.mark.parametrize("n_trainable", [0, 2], ids=["pooled", "cut"])
+def test_each_engine_gives_torchs_features(engine, name, n_trainable):
+    cut = cut_backbone(_backbone(name), n_trainable, image_size=64)
+    X = np.random.RandomState(0).randint(0, 256, (6, 70, 90, 3), dtype=np.uint8)
+    reference = Extractor(cut.frozen, cut.transform).run(X, cache=False)
+    out = Extractor(cut.frozen, cut.transform, engine=engine).run(X, cache=False)
+    assert out.shape == reference.shape
+    scale = float(reference.abs().max())
+    torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_engines_are_chosen_as_documented(monkeypatch):
+    expected = "openvino" if available("openvino") else "torch"
+    assert resolve_engine("auto", "cpu") == expected
+    assert resolve_engine("auto", "cuda") == "torch"  # GPUs stay with torch
+    assert resolve_engine("torch", "cpu") == "torch"
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        resolve_engine("onnxruntime", "cuda")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    assert resolve_engine("auto", "cpu") == "torch"
+    with pytest.raises(ImportError, match=r"pip install 'sktransfer\[openvino\]'"):
+        resolve_engine("openvino", "cpu")
+
+
+def test_auto_falls_back_silently_and_explicit_asks_for_the_extra(tiny, monkeypatch):
+    X, y = tiny
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TransferClassifier(**FAST).fit(X, y).engine_ == "torch"
+    with pytest.raises(ImportError, match="engine='openvino' needs the openvino package"):
+        TransferClassifier(**FAST, engine="openvino").fit(X, y)
+
+
+@pytest.mark.parametrize("engine", ["torch", *ENGINES])
+def test_save_load_and_pickle_with_every_engine(engine, tiny, tmp_path):
+    X, y = tiny
+    clf = TransferClassifier(**FAST, engine=engine).fit(X, y)
+    assert clf.engine_ == engine
+    proba = clf.predict_proba(X)
+    clf.save(tmp_path / "m.sktransfer")
+    loaded = load(tmp_path / "m.sktransfer")
+    assert loaded.engine_ == engine
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, atol=1e-5)
+    blob = pickle.dumps(clf)
+    weights = sum(p.numel() * 4 for m in [*clf.extractor_.modules, clf.net_.module_]
+                  for p in m.parameters())
+    assert len(blob) < 1.3 * weights  # the compiled engine never travels
+    np.testing.assert_allclose(pickle.loads(blob).predict_proba(X), proba, atol=1e-5)
+
+
+def test_engines_are_keyed_apart_in_the_cache(tiny):
+    X, y = tiny
+    keys = {e: TransferClassifier(**FAST, engine=e).fit(X, y).extractor_.key
+            for e in ["torch", *ENGINES]}
+    assert len(set(keys.values())) == len(keys)
+
+
+@pytest.mark.skipif(not ENGINES, reason="no other engine installed")
+def test_pretrained_features_use_the_engine(tiny):
+    X, _ = tiny
+    engine = ENGINES[0]
+    fast = PretrainedFeatures(backbone="resnet18", weights=None, image_size=32, engine=engine)
+    assert fast.fit(X).engine_ == engine and fast.transform(X).shape == (16, 512)
