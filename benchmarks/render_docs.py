@@ -37,6 +37,8 @@ SPEED_TARGETS = {
     "accuracy: TransferClassifier - skorch tutorial (points)": ">= -2",
     "extraction from JPEG files / raw channels_last forward": ">= 0.85",
     "peak memory above the model": "< 1500",
+    "extraction from JPEG files, engine=": ">= 2.5",
+    "decoding + resizing alone": "<= 0.3",
 }
 
 
@@ -67,7 +69,19 @@ fit(epochs=5) {r['fit5']['seconds']:.1f}, GridSearchCV {r['grid']['seconds']:.1f
 (accuracy {r['naive']['accuracy']:.3f}).
 Throughput: extraction {r['extract']['extract_img_s']:.1f} images/s from JPEG files;
 raw forward {r['extract']['raw_channels_last_img_s']:.1f} (channels_last) and
-{r['extract']['raw_nchw_img_s']:.1f} (NCHW) images/s on decoded tensors."""
+{r['extract']['raw_nchw_img_s']:.1f} (NCHW) images/s on decoded tensors.
+{_engines_line(r.get('engines'))}"""
+
+
+def _engines_line(e):
+    if not e:
+        return ""
+    names = [k[:-6] for k in e if k.endswith("_img_s") and k != "decode_img_s"]
+    rates = ", ".join(f"{n} {e[n + '_img_s']:.1f}" for n in names)
+    converts = ", ".join(f"{n} {e[n + '_convert_s']:.1f} s" for n in names)
+    return (f"Engines, end to end from {e['n_images']} JPEG files, images/s: {rates}; "
+            f"decoding and resizing alone {e['decode_img_s']:.1f}. "
+            f"Conversion (once per process): {converts}.")
 
 
 # -- accuracy: docs/benchmarks.md ------------------------------------------------

@@ -218,7 +218,9 @@ def test_ctrl_c_saves_the_best_model_so_far(image_folder, tmp_path):
         [sys.executable, "-m", "sktransfer.cli", "train", str(image_folder), "--backbone",
          "resnet18", "--weights", "none", "--image-size", "32", "--epochs", "100000",
          "--test-size", "0.34", "--out", str(out)],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        # Ctrl-C as in a terminal, even if this runner inherited SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stderr:  # training has started once an epoch is reported
             if "fit, phase 1" in line:

@@ -13,6 +13,19 @@ from sktransfer.network import TransferNet
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=4, random_state=0)
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_as_in_a_terminal():
+    """Python's own Ctrl-C handling, whatever the test runner inherited.
+
+    A job started in the background by a non-interactive shell inherits
+    SIGINT ignored, and Python then installs no handler for it: there would
+    be no Ctrl-C to test.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _ctrl_c_after(monkeypatch, n_calls):
     """Send SIGINT to this process from the n-th training forward pass, as Ctrl-C would."""
     original = TransferNet.forward
