@@ -286,11 +286,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     }
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # Images: arrays (n, h, w[, c]), or paths (strings) -- not a 2-d numeric table.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
+        tags = super().__sklearn_tags__()  # image input: ExtractorMixin
         tags.target_tags.required = True
         tags.classifier_tags.multi_class = True
         # Same seed, same result (bit for bit, on CPU); no seed: a new initialisation.

@@ -464,6 +464,14 @@ class ExtractorMixin:
     ``extractor_``.
     """
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Images: arrays (n, h, w[, c]), or paths (strings) -- not a 2-d numeric table.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.string = True
+        return tags
+
     def _backbone(self, weights):
         backbone = self.backbone
         if isinstance(backbone, nn.Module):

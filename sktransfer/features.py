@@ -94,11 +94,7 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
     }
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # Images: arrays (n, h, w[, c]), or paths (strings) -- not a 2-d numeric table.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
+        tags = super().__sklearn_tags__()  # image input: ExtractorMixin
         tags.transformer_tags.preserves_dtype = []  # always float32 features
         tags.non_deterministic = self.weights is None  # a new random network at each fit
         return tags

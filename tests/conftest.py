@@ -71,3 +71,22 @@ def fresh_torch_home(tmp_path, monkeypatch):
     """An empty torch hub cache, so that only what a test puts there is found."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     return tmp_path / "torch_home" / "hub" / "checkpoints"
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    """Counts images decoded (= pushed through a frozen prefix)."""
+    from sktransfer import extractor
+    from sktransfer.cache import MEMORY
+
+    counter = {"n": 0}
+    original = extractor.decode_batch
+
+    def counting(images, transform, indices, n_jobs):
+        counter["n"] += len(indices)
+        return original(images, transform, indices, n_jobs)
+
+    monkeypatch.setattr(extractor, "decode_batch", counting)
+    MEMORY.clear()
+    yield counter
+    MEMORY.clear()

@@ -9,27 +9,10 @@ from torch import nn
 
 from sktransfer import TransferClassifier
 from sktransfer.backbones import build_backbone
-from sktransfer import extractor as extractor_mod
-from sktransfer.cache import MEMORY, DiskStore, MemoryStore
+from sktransfer.cache import DiskStore, MemoryStore
 from sktransfer.extractor import Extractor, fingerprint
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
-
-
-@pytest.fixture
-def decoded(monkeypatch):
-    """Counts images decoded (= pushed through the frozen prefix)."""
-    counter = {"n": 0}
-    original = extractor_mod.decode_batch
-
-    def counting(images, transform, indices, n_jobs):
-        counter["n"] += len(indices)
-        return original(images, transform, indices, n_jobs)
-
-    monkeypatch.setattr(extractor_mod, "decode_batch", counting)
-    MEMORY.clear()
-    yield counter
-    MEMORY.clear()
 
 
 def compute_activations(prefix, X, transform, **kwargs):

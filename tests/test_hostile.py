@@ -40,18 +40,6 @@ def _empty_memory():
     MEMORY.clear()
 
 
-@pytest.fixture
-def decoded(monkeypatch):
-    """Counts images pushed through a frozen prefix."""
-    counter = {"n": 0}
-    original = extractor_mod.decode_batch
-
-    def counting(images, transform, indices, n_jobs):
-        counter["n"] += len(indices)
-        return original(images, transform, indices, n_jobs)
-
-    monkeypatch.setattr(extractor_mod, "decode_batch", counting)
-    return counter
 
 
 def _mount_tmpfs(path, size):
