@@ -42,13 +42,15 @@ def test_each_engine_gives_torchs_features(engine, name, n_trainable):
 
 
 def test_engines_are_chosen_as_documented(monkeypatch):
-    expected = "openvino" if available("openvino") else "torch"
+    expected = next((e for e in ("onnxruntime", "openvino") if available(e)), "torch")
     assert resolve_engine("auto", "cpu") == expected
     assert resolve_engine("auto", "cuda") == "torch"  # GPUs stay with torch
     assert resolve_engine("torch", "cpu") == "torch"
     with pytest.raises(ValueError, match="runs on the CPU"):
         resolve_engine("onnxruntime", "cuda")
-    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    assert resolve_engine("auto", "cpu") == ("openvino" if available("openvino") else "torch")
+    monkeypatch.setitem(sys.modules, "openvino", None)
     assert resolve_engine("auto", "cpu") == "torch"
     with pytest.raises(ImportError, match=r"pip install 'sktransfer\[openvino\]'"):
         resolve_engine("openvino", "cpu")
@@ -57,6 +59,7 @@ def test_engines_are_chosen_as_documented(monkeypatch):
 def test_auto_falls_back_silently_and_explicit_asks_for_the_extra(tiny, monkeypatch):
     X, y = tiny
     monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert TransferClassifier(**FAST).fit(X, y).engine_ == "torch"
