@@ -530,29 +530,26 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         """
         net, module = self.net_, self.net_.module
         try:
-            self._run_phases(net, module, train_data, valid_data, n_unfreeze)
+            if n_unfreeze and not self.augment:
+                module.head_only = True
+                try:
+                    phase1_valid = None if valid_data is None else Labelled(
+                        module.features(valid_data.data), valid_data.y)
+                    net.set_params(train_split=_split(phase1_valid))
+                    net.fit(Labelled(module.features(train_data.data), train_data.y), None)
+                finally:
+                    module.head_only = False
+            else:
+                net.set_params(train_split=_split(valid_data))
+                net.fit(train_data, None)
+            if n_unfreeze and self.finetune_epochs:
+                dict(net.callbacks_)["partial_unfreeze"].unfreeze(net)
+                net.set_params(train_split=_split(valid_data))
+                net.partial_fit(train_data, None, epochs=self.finetune_epochs)
         finally:
             shown = dict(net.callbacks_).get("progress") if net.initialized_ else None
             if shown is not None:
                 shown.close()
-
-    def _run_phases(self, net, module, train_data, valid_data, n_unfreeze):
-        if n_unfreeze and not self.augment:
-            module.head_only = True
-            try:
-                phase1_valid = None if valid_data is None else Labelled(
-                    module.features(valid_data.data), valid_data.y)
-                net.set_params(train_split=_split(phase1_valid))
-                net.fit(Labelled(module.features(train_data.data), train_data.y), None)
-            finally:
-                module.head_only = False
-        else:
-            net.set_params(train_split=_split(valid_data))
-            net.fit(train_data, None)
-        if n_unfreeze and self.finetune_epochs:
-            dict(net.callbacks_)["partial_unfreeze"].unfreeze(net)
-            net.set_params(train_split=_split(valid_data))
-            net.partial_fit(train_data, None, epochs=self.finetune_epochs)
 
     def _drop_unreadable(self, images, y, error, which="training"):
         """``on_error="skip"``: drop unreadable images and their labels, with a warning."""
