@@ -130,7 +130,6 @@ def compile_prefix(modules, input_shape, engine, device="cpu"):
                               dynamo=False, opset_version=17)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        options.enable_cpu_mem_arena = False  # the arena keeps its peak: ~0.5 GB more held
         session = ort.InferenceSession(buffer.getvalue(), options,
                                        providers=["CPUExecutionProvider"])
         return lambda x: torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
