@@ -22,10 +22,10 @@ from torch import nn
 
 #: ``engine`` values; ``"auto"``: the first of :data:`AUTO_ORDER` installed, on CPU.
 ENGINES = ("auto", "torch", "openvino", "onnxruntime")
-#: Fastest first, measured end to end from JPEG files on 2 CPU cores (bench_speed.py):
-#: ONNX Runtime 1.85x eager torch, OpenVINO 1.04x (2.4x on decoded tensors alone, but
-#: it competes with decoding for the cores, and takes 1.7 s to convert and far more
-#: memory).
+#: Fastest first, measured end to end from JPEG files on 2 CPU cores (bench_speed.py,
+#: docs/performance.md): ONNX Runtime, then OpenVINO, which is much faster on decoded
+#: tensors alone but competes with decoding for the cores, takes 1.8 s to convert and
+#: held over a gigabyte more at its peak.
 AUTO_ORDER = ("onnxruntime", "openvino")
 _PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 
@@ -130,6 +130,9 @@ def compile_prefix(modules, input_shape, engine, device="cpu"):
                               dynamo=False, opset_version=17)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # Without its arena ONNX Runtime is slower (1.26x torch instead of 1.7-1.85x here),
+        # but the arena held 0.5-1.7 GB more at its peak: over the memory bound of a fit.
+        options.enable_cpu_mem_arena = False
         session = ort.InferenceSession(buffer.getvalue(), options,
                                        providers=["CPUExecutionProvider"])
         return lambda x: torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
