@@ -154,9 +154,10 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         On CUDA, run the frozen part under ``torch.autocast`` (float16):
         faster extraction on tensor cores.  Ignored on CPU.
     engine : {"auto", "torch", "openvino", "onnxruntime"}, default="auto"
-        What runs the frozen part: ``"auto"`` is, on a CPU, the fastest
-        engine installed (ONNX Runtime, then OpenVINO, as measured in
-        docs/performance.md), else torch; CUDA always runs torch.  All compute in float32 and agree within
+        What runs the frozen part.  ``"auto"`` picks the engine measured
+        fastest within the project's memory bounds: today that is torch
+        everywhere (see docs/performance.md); CUDA always runs torch.  The
+        others compute in float32 and agree with torch within 1e-4.  All compute in float32 and agree within
         1e-4; see docs/performance.md for their speed.
     n_jobs : int, default=None
         Threads decoding images.

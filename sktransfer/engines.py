@@ -22,11 +22,13 @@ from torch import nn
 
 #: ``engine`` values; ``"auto"``: the first of :data:`AUTO_ORDER` installed, on CPU.
 ENGINES = ("auto", "torch", "openvino", "onnxruntime")
-#: Fastest first, measured end to end from JPEG files on 2 CPU cores (bench_speed.py,
-#: docs/performance.md): ONNX Runtime, then OpenVINO, which is much faster on decoded
-#: tensors alone but competes with decoding for the cores, takes 1.8 s to convert and
-#: held over a gigabyte more at its peak.
-AUTO_ORDER = ("onnxruntime", "openvino")
+#: The engines ``"auto"`` prefers to torch, fastest first.  Empty for now: measured end
+#: to end from JPEG files on 2 CPU cores (bench_speed.py), ONNX Runtime ran 1.1-1.3x
+#: torch (1.7-1.9x with its memory arena) and OpenVINO about 1.0x (2.4x on decoded
+#: tensors alone: it competes with decoding for the cores), while a fit on 2,000 paths
+#: peaked between 0.6 and 2.4 GB above the model with either, against 0.5 GB with torch
+#: and a bound of 1.5 GB.  An engine joins here once it is faster within that bound.
+AUTO_ORDER = ()
 _PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 
 

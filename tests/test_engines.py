@@ -11,7 +11,7 @@ from torch import nn
 
 from sktransfer import PretrainedFeatures, TransferClassifier, load
 from sktransfer.backbones import build_backbone
-from sktransfer.engines import available, resolve_engine
+from sktransfer.engines import AUTO_ORDER, available, resolve_engine
 from sktransfer.extractor import Extractor, cut_backbone
 
 ENGINES = [e for e in ("openvino", "onnxruntime") if available(e)]
@@ -42,12 +42,15 @@ def test_each_engine_gives_torchs_features(engine, name, n_trainable):
 
 
 def test_engines_are_chosen_as_documented(monkeypatch):
-    expected = next((e for e in ("onnxruntime", "openvino") if available(e)), "torch")
+    expected = next((e for e in AUTO_ORDER if available(e)), "torch")
     assert resolve_engine("auto", "cpu") == expected
     assert resolve_engine("auto", "cuda") == "torch"  # GPUs stay with torch
     assert resolve_engine("torch", "cpu") == "torch"
     with pytest.raises(ValueError, match="runs on the CPU"):
         resolve_engine("onnxruntime", "cuda")
+    monkeypatch.setattr("sktransfer.engines.AUTO_ORDER", ("onnxruntime", "openvino"))
+    assert resolve_engine("auto", "cpu") == ("onnxruntime" if available("onnxruntime")
+                                             else "torch")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     assert resolve_engine("auto", "cpu") == ("openvino" if available("openvino") else "torch")
     monkeypatch.setitem(sys.modules, "openvino", None)
@@ -58,6 +61,7 @@ def test_engines_are_chosen_as_documented(monkeypatch):
 
 def test_auto_falls_back_silently_and_explicit_asks_for_the_extra(tiny, monkeypatch):
     X, y = tiny
+    monkeypatch.setattr("sktransfer.engines.AUTO_ORDER", ("onnxruntime", "openvino"))
     monkeypatch.setitem(sys.modules, "openvino", None)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with warnings.catch_warnings():
