@@ -15,7 +15,6 @@ import hashlib
 import math
 import warnings
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -342,17 +341,15 @@ class Extractor:
             raise ImageDecodeError.listing(errors)
 
     def _decoded(self, images, batches, n_jobs):
-        """``(batch, decoded)`` in order; the next batch decodes while this one runs."""
-        if not batches:
-            return
-        with ThreadPoolExecutor(max_workers=1) as ahead:
-            future = ahead.submit(decode_batch, images, self.transform, batches[0], n_jobs)
-            for k, batch in enumerate(batches):
-                decoded = future.result()
-                if k + 1 < len(batches):
-                    future = ahead.submit(decode_batch, images, self.transform, batches[k + 1],
-                                          n_jobs)
-                yield batch, decoded
+        """``(batch, decoded)`` in order.
+
+        Decoding in a thread one batch ahead of the network was tried and taken
+        out: decoding is under a fifth of the time here (bench_speed.py), and a
+        full test run once crashed (a segmentation fault) with torch kernels
+        running in both threads.
+        """
+        for batch in batches:
+            yield batch, decode_batch(images, self.transform, batch, n_jobs)
 
     # Pickles carry CPU copies of the modules, so a model fitted on a GPU
     # unpickles anywhere -- and pickling never moves the live estimator's modules.
