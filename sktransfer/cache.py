@@ -191,7 +191,7 @@ class DiskStore:
         self._write(self._path(prefix, key), blob)
         if self.max_bytes is not None:
             if self._size is None:
-                self._size = self.info()["bytes"]
+                self._size = sum(size for _, size, _ in self._entries())
             else:
                 self._size += len(blob)
             if self._size > self.max_bytes:

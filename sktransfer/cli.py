@@ -258,12 +258,13 @@ def _save_interrupted(clf, snapshot, out):
           file=sys.stderr)
 
 
-def _readable(clf, paths, labels, args):
-    """The held-out images predict can read; with --on-error skip, the others are left out."""
+def _predict_readable(clf, paths, labels, args):
+    """``(labels, predictions)`` of the held-out images; with --on-error skip, unreadable
+    ones are left out."""
     from .data import ImageDecodeError
 
     try:
-        clf.predict(paths)
+        return labels, clf.predict(paths)
     except ImageDecodeError as exc:
         if args.on_error != "skip":
             raise ImageDecodeError(f"{exc}\nTo leave such images out, pass --on-error skip.",
@@ -272,8 +273,7 @@ def _readable(clf, paths, labels, args):
         print(f"--on-error skip: scoring without {len(bad)} unreadable held-out image(s).",
               file=sys.stderr)
         keep = [i for i in range(len(paths)) if i not in bad]
-        return [paths[i] for i in keep], np.asarray(labels)[keep]
-    return paths, labels
+        return np.asarray(labels)[keep], clf.predict([paths[i] for i in keep])
 
 
 def cmd_train(args):
@@ -309,9 +309,8 @@ def cmd_train(args):
                 paths, labels, test_size=args.test_size, stratify=labels,
                 random_state=args.random_state)
             clf.fit(X_train, y_train, validation_data=(X_test, y_test))
-            X_test, y_test = _readable(clf, X_test, y_test, args)
-            y_true, y_pred = y_test, clf.predict(X_test)
-            print(f"held-out accuracy ({len(X_test)} images, test size {args.test_size}):")
+            y_true, y_pred = _predict_readable(clf, X_test, y_test, args)
+            print(f"held-out accuracy ({len(y_true)} images, test size {args.test_size}):")
             _report(y_true, y_pred, args)
     except KeyboardInterrupt:
         _save_interrupted(clf, snapshot, out)
