@@ -1,19 +1,27 @@
-"""Weights without internet: ``"imagenet"`` | enum name | ``None`` | path -> state_dict.
+"""Weights, offline first: ``"imagenet"`` | enum name | ``None`` | path -> state_dict.
 
 ``"imagenet"`` means torchvision's own ImageNet weights for the model.  They
-are looked up offline, never downloaded: first torch's hub cache
+are looked up on this machine first: torch's hub cache
 (``$TORCH_HOME/hub/checkpoints``, torchvision's file name), then installed
-packages known to ship the exact file.  Every file is checked against the
+packages known to ship the exact file.  Only when neither has them is the
+file downloaded, with torch's own machinery
+(:func:`torch.hub.download_url_to_file`: a temporary file, the sha256 prefix
+checked, then moved into the hub cache), unless ``SKTRANSFER_OFFLINE=1``
+forbids any connection.  ``SKTRANSFER_WEIGHTS_URL`` names a mirror (a base
+URL serving torchvision's file names).  Every file is checked against the
 sha256 prefix in torchvision's file name before use, and loaded with
 ``torch.load(weights_only=True)`` (no code can run from it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import os
 import pickle
 import re
+import socket
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -37,8 +45,24 @@ _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
 _verified = {}  # (path, size, mtime) -> True; hashing a 100 MB file once per process is enough
 
 
+# Environment variables a user sets (documented in docs/weights.md).
+OFFLINE_ENV = "SKTRANSFER_OFFLINE"  # "1": never connect; only files on this machine
+MIRROR_ENV = "SKTRANSFER_WEIGHTS_URL"  # base URL serving torchvision's file names
+# Seconds a download may wait for the server (to connect, or for the next bytes).
+DOWNLOAD_TIMEOUT = 30
+
+
 class WeightsNotFoundError(FileNotFoundError):
-    """The requested pretrained weights are not available offline."""
+    """The requested pretrained weights are not on this machine and were not downloaded."""
+
+
+class WeightsDownloadError(WeightsNotFoundError):
+    """Downloading pretrained weights failed; nothing was left in the destination folder."""
+
+
+def offline():
+    """Whether ``SKTRANSFER_OFFLINE`` forbids downloading (any value but ``""``, ``0``, ``false``, ``no``)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 @dataclass
@@ -129,6 +153,87 @@ def find_weights_file(enum):
     return None
 
 
+def weights_url(enum):
+    """Where torchvision's weights ``enum`` are downloaded from (``SKTRANSFER_WEIGHTS_URL`` first)."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    return f"{mirror.rstrip('/')}/{_file_name(enum)}" if mirror else enum.url
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds):
+    # torch.hub opens its URL without a timeout; a server that accepts and then
+    # says nothing would hang the fit forever.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def download_weights(enum, folder=None, progress=None):
+    """Download torchvision's weights ``enum`` into ``folder``, unless already there.
+
+    The file goes through :func:`torch.hub.download_url_to_file`: written to
+    a temporary file beside the destination, its sha256 prefix (from
+    torchvision's file name) checked, and only then moved into place, so a
+    failed or corrupted download leaves nothing behind.
+
+    Parameters
+    ----------
+    enum : torchvision WeightsEnum member
+    folder : path, optional
+        Default: torch's hub cache, ``$TORCH_HOME/hub/checkpoints``.
+    progress : bool or None, default=None
+        Show a progress bar on stderr; ``None``: when stderr is a terminal.
+
+    Returns
+    -------
+    pathlib.Path
+        The verified file.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        When ``SKTRANSFER_OFFLINE`` forbids downloading.
+    WeightsDownloadError
+        When the download fails for any reason (no network, refused, timeout,
+        HTTP error, truncated or altered file); the message names the model's
+        file, the URL, the folder and how to place the file by hand.
+    """
+    folder = hub_checkpoint_dir() if folder is None else Path(os.fspath(folder))
+    name = _file_name(enum)
+    target = folder / name
+    if target.is_file():
+        _verify(target, name)
+        return target
+    url = weights_url(enum)
+    if offline():
+        raise WeightsNotFoundError(
+            f"{name} is not in {folder} and {OFFLINE_ENV} forbids downloading it. Download it "
+            f"on a machine with internet (`sktransfer weights download ...`, or {url}) and "
+            "copy it into that folder.")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    match = _HASH_PREFIX.search(name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _socket_timeout(DOWNLOAD_TIMEOUT):
+            torch.hub.download_url_to_file(
+                url, os.fspath(target), hash_prefix=match.group(1) if match else None,
+                progress=bool(progress))
+    # What urllib, http.client and torch.hub raise: URLError/HTTPError/timeouts are
+    # OSErrors, a cut connection an HTTPException, a wrong file a RuntimeError.
+    except (OSError, http.client.HTTPException, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsDownloadError(
+            f"Could not download the weights {enum} ({name}) from {url}: {reason}. Nothing "
+            f"was saved. Check the connection (or set {MIRROR_ENV} to a mirror), or download "
+            f"the file by hand and put it into {folder}; set {OFFLINE_ENV}=1 to never "
+            "connect.") from exc
+    return target
+
+
 def _declared_size(path):
     """Bytes the file holds, or, for a zip (torch's format), the bytes its members declare."""
     size = path.stat().st_size
@@ -194,14 +299,16 @@ def _imagenet_candidates(model_name):
 def _missing_message(model_name, enums):
     files = ", ".join(_file_name(e) for e in enums)
     return (
-        f"No ImageNet weights for {model_name!r} were found offline (this package never "
-        f"downloads). Put one of these torchvision files: {files} into the folder "
-        f"{hub_checkpoint_dir()} (set TORCH_HOME to move it), or use weights=None "
-        "(random initialisation) or weights=PATH (a state_dict file)."
+        f"No ImageNet weights for {model_name!r} were found on this machine, and "
+        f"{OFFLINE_ENV} forbids downloading them. Put one of these torchvision files: {files} "
+        f"into the folder {hub_checkpoint_dir()} (set TORCH_HOME to move it; `sktransfer "
+        "weights download` fetches them on a machine with internet), unset "
+        f"{OFFLINE_ENV}, or use weights=None (random initialisation) or weights=PATH (a "
+        "state_dict file)."
     )
 
 
-def resolve_weights(model_name, weights="imagenet", max_bytes=None):
+def resolve_weights(model_name, weights="imagenet", max_bytes=None, progress=None):
     """Turn the ``weights`` parameter into a state_dict for torchvision's ``model_name``.
 
     Parameters
@@ -220,6 +327,8 @@ def resolve_weights(model_name, weights="imagenet", max_bytes=None):
     max_bytes : int, optional
         Refuse a local file larger than this before reading it (see
         :func:`load_state_dict_file`).
+    progress : bool or None, default=None
+        Progress bar for a download (see :func:`download_weights`).
 
     Returns
     -------
@@ -228,10 +337,13 @@ def resolve_weights(model_name, weights="imagenet", max_bytes=None):
     Raises
     ------
     WeightsNotFoundError
-        When the file is not on this machine; the message names the model,
-        the file, the folder to put it in, and the alternatives.
+        When the file is not on this machine and downloading is forbidden;
+        the message names the model, the file, the folder to put it in, and
+        the alternatives.
+    WeightsDownloadError
+        When downloading it failed (see :func:`download_weights`).
     """
-    path, enum = locate_weights(model_name, weights)
+    path, enum = locate_weights(model_name, weights, progress=progress)
     if path is None:
         preset = tv_models.get_model_weights(model_name).DEFAULT.transforms()
         return ResolvedWeights(None, None, "random", preset, None)
@@ -243,15 +355,19 @@ def resolve_weights(model_name, weights="imagenet", max_bytes=None):
                            list(enum.meta.get("categories", [])))
 
 
-def locate_weights(model_name, weights="imagenet"):
+def locate_weights(model_name, weights="imagenet", progress=None):
     """Which file :func:`resolve_weights` would load, and which torchvision weights it is.
 
-    Reads no weights (a torchvision file is hash-checked once per process).
+    Reads no weights (a torchvision file is hash-checked once per process);
+    downloads the file when it is on this machine nowhere and downloading is
+    allowed.
 
     Parameters
     ----------
     model_name : str
     weights : see :func:`resolve_weights`
+    progress : bool or None, default=None
+        Progress bar for a download.
 
     Returns
     -------
@@ -295,7 +411,9 @@ def locate_weights(model_name, weights="imagenet"):
         path = find_weights_file(enum)
         if path is not None:
             return path, enum
-    raise WeightsNotFoundError(_missing_message(model_name, enums))
+    if offline():
+        raise WeightsNotFoundError(_missing_message(model_name, enums))
+    return download_weights(enums[0], progress=progress), enums[0]
 
 
 def imagenet_available(model_name):

@@ -7,6 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+# Nothing in the suite may reach beyond this machine: downloads are forbidden
+# unless a test lifts this against its own server on 127.0.0.1.
+os.environ["SKTRANSFER_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 # Keep the suite's torch single-threaded per process: CI has 2 cores and
 # GridSearchCV(n_jobs=2) tests start two workers.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
