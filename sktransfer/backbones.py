@@ -1,10 +1,15 @@
 """Registry of backbones: a name (or a user's module) becomes ordered blocks.
 
-A backbone is a pretrained CNN cut into an ordered list of *blocks* -- the unit
-of "freeze depth": ``unfreeze=2`` trains the last two blocks.  Running the
-blocks in order maps a normalised image batch ``(n, 3, s, s)`` to the last
-feature map ``(n, c, h, w)``; the original ImageNet classifier is kept apart
+A backbone is a pretrained network cut into an ordered list of *blocks* -- the
+unit of "freeze depth": ``unfreeze=2`` trains the last two blocks.  Running
+the blocks in order maps a normalised image batch ``(n, 3, s, s)`` to the
+last feature map ``(n, c, h, w)`` (or, for a vision transformer, the token
+sequence ``(n, tokens, d)``); the original ImageNet classifier is kept apart
 as ``top`` (used by ``PretrainedFeatures(include_top=True)``).
+
+Three families: torchvision's CNNs (by name or alias), timm's zoo
+(``"timm/<name>"`` and the EfficientNet-Lite models, see
+:mod:`sktransfer.timm_family`), and a user's own module.
 """
 
 from __future__ import annotations
@@ -12,16 +17,18 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 from torchvision import models as tv_models
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from . import timm_family
 from . import weights as weights_mod
 
 ALIASES = {
@@ -62,6 +69,11 @@ class Backbone:
         Identifies the architecture and the weights file, when the weights
         came from a file (``None`` for random or a user's module's own
         weights): equal tokens mean equal blocks.
+    interpolation : str
+        The weights' resize interpolation (``"bilinear"``, ``"bicubic"``...).
+    pool : torch.nn.Module or None
+        The model's own pooling (timm's ``forward_head(pre_logits=True)``),
+        used for ``pooling="avg"``; ``None``: plain average pooling.
     """
 
     name: str
@@ -74,6 +86,17 @@ class Backbone:
     weights_tag: str = "random"
     categories: list | None = field(default=None, repr=False)
     token: tuple | None = field(default=None, repr=False)
+    interpolation: str = "bilinear"
+    pool: nn.Module | None = field(default=None, repr=False)
+
+    def resize_input(self, image_size):
+        """Prepare the blocks for ``image_size`` inputs (a ViT resamples its position embedding).
+
+        A no-op for convolutional networks, which take any size.
+        """
+        first = self.blocks[0] if self.blocks else None
+        if image_size is not None and hasattr(first, "resize_input"):
+            first.resize_input(int(image_size))
 
     @property
     def n_blocks(self):
@@ -100,7 +123,7 @@ class Backbone:
         """
         size = self.input_size if image_size is None else int(image_size)
         resize = round(size * self.resize_size / self.input_size) if crop else size
-        return Preprocess(size, resize, self.mean, self.std, crop)
+        return Preprocess(size, resize, self.mean, self.std, crop, self.interpolation)
 
 
 class Preprocess(nn.Module):
@@ -115,22 +138,29 @@ class Preprocess(nn.Module):
         when the whole image is resized without cropping.
     mean, std : tuple of float
     crop : bool
+    interpolation : str
+        ``torchvision.transforms.InterpolationMode`` value (``"bilinear"``,
+        ``"bicubic"``...).
     """
 
-    def __init__(self, size, resize, mean, std, crop):
+    interpolation = "bilinear"  # what a Preprocess pickled before the setting existed did
+
+    def __init__(self, size, resize, mean, std, crop, interpolation="bilinear"):
         super().__init__()
         self.crop = bool(crop)
         self.crop_size = [int(size)]
         self.resize_size = [int(resize)] if crop else [int(size), int(size)]
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(v) for v in std)
+        self.interpolation = InterpolationMode(str(interpolation).lower()).value
 
     def forward(self, img):  # noqa: D102 - torch convention
         return self.normalize(self.resize(img))
 
     def resize(self, img):
         """The geometric part: resize (and crop), in the image's own dtype (uint8 stays uint8)."""
-        img = TF.resize(img, self.resize_size, antialias=True)
+        img = TF.resize(img, self.resize_size, InterpolationMode(self.interpolation),
+                        antialias=True)
         return TF.center_crop(img, self.crop_size) if self.crop else img
 
     def normalize(self, img):
@@ -142,7 +172,8 @@ class Preprocess(nn.Module):
 
     def extra_repr(self):  # the cache fingerprint relies on repr naming every setting
         return (f"crop_size={self.crop_size}, resize_size={self.resize_size}, crop={self.crop}, "
-                f"mean={self.mean}, std={self.std}, antialias=True")
+                f"mean={self.mean}, std={self.std}, interpolation={self.interpolation}, "
+                "antialias=True")
 
 
 class InceptionInput(nn.Module):
@@ -276,34 +307,29 @@ def resolve_name(backbone):
             f"backbone must be a model name (str) or a torch.nn.Module, got "
             f"{type(backbone).__name__}."
         )
+    if timm_family.is_timm_name(backbone):
+        if backbone.lower() in timm_family.PACKAGED:
+            return backbone.lower()
+        return timm_family.PREFIX + timm_family.timm_name(backbone)
     name = ALIASES.get(backbone.lower(), backbone.lower())
     if _family(name) is None or name not in tv_models.list_models(module=tv_models):
         names = supported_names()
-        close = difflib.get_close_matches(backbone.lower(), [*ALIASES, *names], n=3, cutoff=0.6)
+        close = difflib.get_close_matches(
+            backbone.lower(), [*ALIASES, *names, *timm_family.PACKAGED], n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(
             f"Unknown or unsupported backbone {backbone!r}.{hint} Use an alias "
             f"({', '.join(sorted(ALIASES))}), one of the {len(names)} supported torchvision "
-            "models (sktransfer.list_backbones() or `sktransfer backbones` lists them), or "
-            "pass your own torch.nn.Module."
+            "models (sktransfer.list_backbones() or `sktransfer backbones` lists them), "
+            "'timm/<name>' for a model of timm's zoo, or pass your own torch.nn.Module."
         )
     return name
-
-
-def _weights_bound(model):
-    """The most bytes a weights file for ``model`` may reasonably hold (before reading it).
-
-    Its tensors at 8 bytes an element, twice over (other dtypes, leftovers), plus room
-    for the container; anything larger is refused unread.
-    """
-    tensors = [*model.state_dict().values()]
-    return 2 * sum(t.numel() * 8 for t in tensors) + (16 << 20)
 
 
 def _from_module(module, weights):
     """Wrap a user's module under the documented contract (see ``build_backbone``)."""
     if weights not in (None, "imagenet"):
-        state = weights_mod.load_state_dict_file(weights, _weights_bound(module))
+        state = weights_mod.load_state_dict_file(weights, weights_mod.weights_bound(module))
         module.load_state_dict(state)
     if hasattr(module, "blocks"):
         blocks = list(module.blocks)
@@ -329,7 +355,7 @@ def _from_module(module, weights):
     )
 
 
-def build_backbone(backbone="mobilenet", weights="imagenet"):
+def build_backbone(backbone="mobilenet", weights="imagenet", progress=None):
     """Build a backbone split into blocks, with its weights loaded.
 
     Parameters
@@ -345,7 +371,10 @@ def build_backbone(backbone="mobilenet", weights="imagenet"):
         preprocessing.  The module's weights are used as they are (``weights``
         ``"imagenet"`` or ``None``), or loaded from a state_dict file (a path).
     weights : {"imagenet"}, str, path, torchvision WeightsEnum or None
-        See :func:`sktransfer.weights.resolve_weights`.
+        See :func:`sktransfer.weights.resolve_weights` (torchvision) and
+        :func:`sktransfer.timm_family.create` (timm).
+    progress : bool or None, default=None
+        Progress bar for a download; ``None``: when stderr is a terminal.
 
     Returns
     -------
@@ -354,20 +383,34 @@ def build_backbone(backbone="mobilenet", weights="imagenet"):
     if isinstance(backbone, nn.Module):
         return _from_module(backbone, weights)
     name = resolve_name(backbone)
-    path, enum = weights_mod.locate_weights(name, weights)
-    if path is None:  # random weights: a new draw each time, nothing to reuse
+    if timm_family.is_timm_name(name):
+        if weights is None:  # random weights: a new draw each time, nothing to reuse
+            return _build_timm(name, weights)
+        token = timm_family.weights_token(name, weights)
+        return _template(token, lambda: _build_timm(name, weights))
+    path, enum = weights_mod.locate_weights(name, weights, progress=progress)
+    if path is None:
         return _build_torchvision(name, weights)
-    # A process builds and loads each (model, weights file) once; every caller gets
-    # its own copy, so fitted estimators never share modules.
     stat = path.stat()
     token = (name, str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(enum))
+    return _template(token, lambda: _build_torchvision(name, weights))
+
+
+def _template(token, build):
+    """A copy of the backbone ``token`` names, built once per process.
+
+    Every caller gets its own copy, so fitted estimators never share modules.
+    ``token=None`` (weights not from a known file): built afresh.
+    """
+    if token is None:
+        return build()
     template = _TEMPLATES.get(token)
     if template is None:
         # Built off the caller's random stream (the file overwrites the random
         # initialisation anyway): a seeded fit gives the same result whether the
         # template was cached or not.
         with torch.random.fork_rng(devices=[]):
-            template = _build_torchvision(name, weights)
+            template = build()
         template.token = token
         _TEMPLATES[token] = template
         while len(_TEMPLATES) > 3:
@@ -382,7 +425,7 @@ _TEMPLATES = OrderedDict()  # token -> Backbone with its weights loaded, never h
 def _build_torchvision(name, weights):
     splitter, kwargs = _family(name)
     model = tv_models.get_model(name, weights=None, **kwargs)
-    resolved = weights_mod.resolve_weights(name, weights, max_bytes=_weights_bound(model))
+    resolved = weights_mod.resolve_weights(name, weights, max_bytes=weights_mod.weights_bound(model))
     if resolved.state_dict is not None:
         try:
             model.load_state_dict(resolved.state_dict)
@@ -408,15 +451,37 @@ def _build_torchvision(name, weights):
         std=tuple(preset.std),
         weights_tag=resolved.tag,
         categories=resolved.categories,
+        interpolation=preset.interpolation.value,
     )
 
 
-def feature_shape(blocks, image_size, device="meta"):
+def _build_timm(name, weights):
+    built = timm_family.create(name, weights)
+    blocks, pool, top = timm_family.split(built.model)
+    cfg = built.cfg
+    size = int(cfg["input_size"][-1])
+    return Backbone(
+        name=name,
+        blocks=blocks,
+        top=top,
+        input_size=size,
+        # timm's eval transform: resize to floor(size / crop_pct), then center-crop.
+        resize_size=math.floor(size / cfg["crop_pct"]),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        weights_tag=built.weights_tag,
+        categories=built.categories,
+        interpolation=cfg["interpolation"],
+        pool=pool,
+    )
+
+
+def feature_shape(blocks, image_size, device="meta", input_shape=None):
     """Shape of one image's output of ``blocks`` at ``image_size``.
 
     Computed on the meta device (shapes only, no arithmetic, weights left
     where they are), or by a dry run on ``device`` for modules meta tensors
-    cannot go through.
+    cannot go through.  ``input_shape`` (one sample's) replaces the image.
 
     Raises
     ------
@@ -424,7 +489,8 @@ def feature_shape(blocks, image_size, device="meta"):
         When the image size is too small for the network.
     """
     model = nn.Sequential(*blocks)
-    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    shape = (3, image_size, image_size) if input_shape is None else tuple(input_shape)
+    x = torch.zeros(1, *shape, device=device)
     state = None
     if device == "meta":
         state = {k: torch.empty_like(v, device="meta") for k, v in
@@ -436,7 +502,7 @@ def feature_shape(blocks, image_size, device="meta"):
             out = torch.func.functional_call(model, state, (x,)) if state else model(x)
     except (NotImplementedError, RuntimeError) as exc:
         if device == "meta" and "meta" in str(exc).lower():
-            return feature_shape(blocks, image_size, device="cpu")
+            return feature_shape(blocks, image_size, "cpu", input_shape)
         raise ValueError(
             f"image_size={image_size} is too small for this backbone "
             f"({str(exc).splitlines()[0]}); use a larger image_size."
@@ -490,17 +556,44 @@ def _describe_supported():
     return tuple(rows)
 
 
-def make_pooling(pooling, feature_ndim):
-    """The layer turning the last feature map into a vector."""
-    if feature_ndim == 1:  # a custom backbone that already pools
+class TokenPool(nn.Module):
+    """Average or maximum over the tokens of a sequence ``(n, tokens, d)`` -> ``(n, d)``."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        return x.mean(1) if self.how == "avg" else x.amax(1)
+
+    def extra_repr(self):
+        return self.how
+
+
+def make_pooling(pooling, shape, own=None):
+    """The layer turning the last feature map (or token sequence) of ``shape`` into a vector.
+
+    Parameters
+    ----------
+    pooling : {"avg", "max", "flatten"}
+    shape : tuple of int
+        One image's output of the blocks: ``(c, h, w)``, ``(tokens, d)`` or ``(c,)``.
+    own : torch.nn.Module or None
+        The backbone's own pooling (:attr:`Backbone.pool`), a copy of which
+        ``"avg"`` uses: a ViT's class token, a timm model's head norm.
+    """
+    if len(shape) == 1:  # a custom backbone that already pools
         return nn.Identity()
-    return {
-        "avg": nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)),
-        "max": nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(1)),
-        "flatten": nn.Flatten(1),
-    }[pooling]
+    if pooling == "flatten":
+        return nn.Flatten(1)
+    if pooling == "avg" and own is not None:
+        return copy.deepcopy(own)
+    if len(shape) == 2:
+        return TokenPool(pooling)
+    adaptive = nn.AdaptiveAvgPool2d(1) if pooling == "avg" else nn.AdaptiveMaxPool2d(1)
+    return nn.Sequential(adaptive, nn.Flatten(1))
 
 
-def pooled_size(pooling, shape):
-    """Length of the vector ``make_pooling`` makes from a feature map of ``shape``."""
-    return int(np.prod(shape)) if pooling == "flatten" or len(shape) == 1 else int(shape[0])
+def pooled_size(pool, shape):
+    """Length of the vector ``pool`` makes from one feature map of ``shape``."""
+    return int(math.prod(feature_shape([pool], None, input_shape=shape)))

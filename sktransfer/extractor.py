@@ -56,7 +56,8 @@ def fingerprint(modules, transform):
 
 
 def _fusable(conv, bn):
-    return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+    # Exactly BatchNorm2d: subclasses (timm's BatchNormAct2d) do more than normalise.
+    return (isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d
             and bn.track_running_stats and conv.out_channels == bn.num_features)
 
 
@@ -420,8 +421,9 @@ def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
             f"unfreeze={n_trainable} but backbone {bb.name!r} has only {bb.n_blocks} blocks."
         )
     transform = bb.transform(image_size, crop)
+    bb.resize_input(transform.crop_size[0])
     shape = backbone_shape(bb, transform.crop_size[0])
-    pool = make_pooling(pooling, len(shape))
+    pool = make_pooling(pooling, shape, bb.pool)
     cut = bb.n_blocks - n_trainable
     if cut == bb.n_blocks:
         frozen, trainable, pool_after = bb.blocks + [pool], [], nn.Identity()
@@ -430,7 +432,7 @@ def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
     for module in frozen:
         module.requires_grad_(False).eval()
     identity = None if bb.token is None else (bb.token, cut, pooling, repr(transform))
-    return Cut(frozen, trainable, pool_after, pooled_size(pooling, shape), transform, identity)
+    return Cut(frozen, trainable, pool_after, pooled_size(pool, shape), transform, identity)
 
 
 def backbone_shape(bb, image_size):

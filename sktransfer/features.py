@@ -127,6 +127,7 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
                     "classifier; a custom module has none."
                 )
             transform = bb.transform(self.image_size, self.crop)
+            bb.resize_input(transform.crop_size[0])
             modules = [*bb.blocks, bb.top, nn.Softmax(dim=1)]
             identity = None if bb.token is None else (bb.token, "top", repr(transform))
             self.feature_names_ = np.asarray(

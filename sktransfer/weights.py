@@ -100,8 +100,21 @@ def _file_name(enum):
     return enum.url.rsplit("/", 1)[-1]
 
 
-def _verify(path, file_name):
-    """Check the sha256 prefix torchvision puts in ``file_name``."""
+def verify_file(path, file_name=None):
+    """Check ``path`` against the sha256 prefix in its name (torchvision's convention).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    file_name : str, optional
+        The name carrying the prefix (default: ``path``'s own).
+
+    Raises
+    ------
+    ValueError
+        Naming the file when its content does not match.
+    """
+    file_name = path.name if file_name is None else file_name
     match = _HASH_PREFIX.search(file_name)
     if match is None:
         return
@@ -148,7 +161,7 @@ def find_weights_file(enum):
             continue
     for path in candidates:
         if path.is_file():
-            _verify(path, name)
+            verify_file(path, name)
             return path
     return None
 
@@ -205,7 +218,7 @@ def download_weights(enum, folder=None, progress=None):
     name = _file_name(enum)
     target = folder / name
     if target.is_file():
-        _verify(target, name)
+        verify_file(target, name)
         return target
     url = weights_url(enum)
     if offline():
@@ -241,6 +254,16 @@ def _declared_size(path):
         with zipfile.ZipFile(path) as zf:
             size = max(size, sum(info.file_size for info in zf.infolist()))
     return size
+
+
+def weights_bound(model):
+    """The most bytes a weights file for ``model`` may reasonably hold (before reading it).
+
+    Its tensors at 8 bytes an element, twice over (other dtypes, leftovers), plus room
+    for the container; anything larger is refused unread.
+    """
+    tensors = [*model.state_dict().values()]
+    return 2 * sum(t.numel() * 8 for t in tensors) + (16 << 20)
 
 
 def load_state_dict_file(path, max_bytes=None):
@@ -397,7 +420,7 @@ def locate_weights(model_name, weights="imagenet", progress=None):
         known = [e for e in enum_cls if _file_name(e) == path.name]
         if known and path.is_file():
             # A copy of torchvision's own file: verify it and use what it is.
-            _verify(path, path.name)
+            verify_file(path, path.name)
             return path, known[0]
         if not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path}")

