@@ -92,11 +92,16 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     ----------
     backbone : str or torch.nn.Module, default="mobilenet"
         An alias (``"mobilenet"``, ``"resnet"``, ``"vgg"``, ``"inception"``,
-        ``"efficientnet"``), a torchvision model name, or your own module (see
+        ``"efficientnet"``), a torchvision model name, ``"efficientnet_lite0"``
+        or ``"efficientnet_lite2"``, ``"timm/<name>"`` for a model of timm's
+        zoo (the ``timm`` extra), or your own module (see
         :func:`sktransfer.backbones.build_backbone` for the contract).
     weights : "imagenet", None, str or path, default="imagenet"
-        ``"imagenet"``: torchvision's ImageNet weights, found offline (never
-        downloaded); ``None``: random initialisation; a path: a state_dict file.
+        ``"imagenet"``: the backbone's ImageNet weights, from this machine
+        first, else downloaded (torch.hub, or the Hugging Face cache for
+        timm) unless ``SKTRANSFER_OFFLINE=1``; the name of torchvision
+        weights (``"IMAGENET1K_V2"``); ``None``: random initialisation; a
+        path: a state_dict file.
     hidden_units : int or tuple of int, default=()
         Hidden layers (ReLU) of the new head; ``(128,)`` (or ``128``) is the
         classic Dense(128) head.

@@ -474,7 +474,8 @@ class ExtractorMixin:
         backbone = self.backbone
         if isinstance(backbone, nn.Module):
             backbone = copy.deepcopy(backbone)  # never change the user's object
-        return build_backbone(backbone, weights)
+        # A download shows its progress when asked to (verbose) or on a terminal.
+        return build_backbone(backbone, weights, progress=True if self.verbose else None)
 
     def _extract(self, X):
         return self.extractor_.run(X, cache=self.cache, cache_dir=self.cache_dir,
