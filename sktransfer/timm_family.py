@@ -134,7 +134,9 @@ class ViTStem(nn.Module):
         super().__init__()
         vit = copy.copy(model)
         vit._modules = OrderedDict((k, model._modules[k]) for k in self.PARTS)
-        vit._buffers = OrderedDict()  # its parameters (tokens, position embedding) stay
+        # Its own parameters (tokens, position embedding): resizing replaces them here only.
+        vit._parameters = OrderedDict(model._parameters)
+        vit._buffers = OrderedDict()
         self.vit = vit
 
     def resize_input(self, size):

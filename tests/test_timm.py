@@ -133,3 +133,25 @@ def test_pretrained_features_and_onnx_export(tmp_path):
     batch = torch.stack([clf.transform_(torch.from_numpy(x).permute(2, 0, 1)) for x in X])
     (proba,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
     np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-4)
+
+
+def test_command_line_trains_and_predicts_with_a_timm_backbone(image_folder, tmp_path):
+    from sktransfer.cli import main
+
+    model = tmp_path / "m.sktransfer"
+    assert main(["train", str(image_folder), "--backbone", "timm/regnetx_002", "--weights",
+                 "none", "--image-size", "32", "--epochs", "2", "--test-size", "0.34",
+                 "--out", str(model), "--quiet"]) == 0
+    assert load(model).backbone == "timm/regnetx_002"
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(model), str(image_folder), "--out", str(out), "--quiet"]) == 0
+    assert len(out.read_text().splitlines()) == 1 + 12  # a header and every image
+
+
+def test_include_top_of_a_timm_model_names_its_outputs():
+    feats = PretrainedFeatures("timm/regnetx_002", weights=None, include_top=True,
+                               image_size=32).fit()
+    proba = feats.transform(blobs(3, size=32)[0])
+    assert proba.shape == (3, 1000)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    assert list(feats.get_feature_names_out()[:2]) == ["output0", "output1"]  # random: no names
