@@ -658,6 +658,50 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         data = self._inputs(X)
         return self.net_.predict_proba(Labelled(data, np.zeros(len(data), dtype=np.int64)))
 
+    def explain(self, X, target=None):
+        """Grad-CAM heatmaps: where in each image the network looks for a class.
+
+        Uses pytorch-grad-cam (the ``explain`` extra) at the last backbone
+        block -- the last feature map of a CNN, the patch tokens of a ViT.
+        The whole network runs on these images, whatever the activation
+        cache holds (gradients need it).
+
+        Parameters
+        ----------
+        X : list of paths, list of PIL images, or array (n, h, w[, c])
+        target : label, sequence of labels, or None, default=None
+            The class to explain, for all images or one per image; ``None``:
+            each image's predicted class.
+
+        Returns
+        -------
+        list of ndarray
+            One ``(h, w)`` float32 array in [0, 1] per image, at the image's
+            own size (``heatmap[y, x]`` is about ``image[y, x]``); with
+            ``crop=True`` zero outside the center crop the network saw.
+        """
+        from .explain import grad_cam
+
+        check_is_fitted(self, "net_")
+        images = as_images(X)
+        targets = None
+        if target is not None:
+            labels = [target] * len(images) if np.ndim(target) == 0 else list(target)
+            index = {c: i for i, c in enumerate(self.classes_.tolist())}
+            unknown = sorted({t for t in labels if t not in index}, key=str)
+            if unknown:
+                raise ValueError(f"target {unknown!r} is not a class of this model; its "
+                                 f"classes are {self.classes_.tolist()!r}.")
+            targets = [index[t] for t in labels]
+        net = self.net_.module_
+        prefix = [*self.extractor_.modules, *net.frozen]
+        # Without trainable blocks, the prefix ends with the pooling: not a block.
+        blocks = [*prefix, *net.blocks] if len(net.blocks) else prefix[:-1]
+        tail = [net.pool, net.head] if len(net.blocks) else [prefix[-1], net.head]
+        heatmaps, _ = grad_cam(blocks, tail, self.transform_, images, targets, self.device_,
+                               verbose=self.verbose)
+        return heatmaps
+
     def save(self, path):
         """Save the fitted model to ``path``; read it back with :func:`sktransfer.load`.
 

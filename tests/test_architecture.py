@@ -19,7 +19,7 @@ LAYERS = [
     {"backbones"},
     {"cache", "engines"},
     {"extractor"},
-    {"callbacks", "network", "persist", "plots"},
+    {"callbacks", "explain", "network", "persist", "plots"},
     {"classifier", "features"},
     {"cli"},
 ]
