@@ -19,6 +19,7 @@ _PUBLIC = {
     "load_image_folder": "data",
     "plot_confusion_matrix": "plots",
     "plot_learning_curve": "plots",
+    "report": "report",
     "search_progress": "progress",
 }
 __all__ = sorted(_PUBLIC)  # and __version__

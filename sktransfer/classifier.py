@@ -6,6 +6,7 @@ import contextlib
 import numbers
 import signal
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -191,6 +192,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         Per-epoch losses (and validation scores) and the learning rate.
     n_blocks_ : int
         Blocks of the backbone.
+    fit_seconds_ : float
+        Wall-clock seconds of the last ``fit`` (absent on a loaded model).
     weights_ : str
         Which weights were loaded, e.g. ``"IMAGENET1K_V1"``.
     engine_ : str
@@ -365,11 +368,13 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         cuda = device.startswith("cuda")
         previous = dict(self.__dict__)
+        start = time.perf_counter()
         try:
             with _interrupt_guard(), torch.random.fork_rng(
                     devices=range(torch.cuda.device_count()) if cuda else []):
                 torch.manual_seed(seed)
                 self._fit(images, y_enc, valid, encoder, seed, device)
+            self.fit_seconds_ = time.perf_counter() - start
         except BaseException:
             # An error or Ctrl-C leaves the estimator as it was: fitted with its old
             # state, or clearly unfitted -- never half-updated.

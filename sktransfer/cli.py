@@ -73,7 +73,8 @@ def _collect_images(inputs):
 def _model_paths(out):
     out = Path(out)
     stem = out.with_suffix("") if out.suffix else out
-    return out, Path(f"{stem}.confusion.png"), Path(f"{stem}.learning_curve.png")
+    return (out, Path(f"{stem}.confusion.png"), Path(f"{stem}.learning_curve.png"),
+            Path(f"{stem}.report.html"))
 
 
 def _save_figure(ax_or_display, path):
@@ -260,12 +261,12 @@ def _save_interrupted(clf, snapshot, out):
 
 
 def _predict_readable(clf, paths, labels, args):
-    """``(labels, predictions)`` of the held-out images; with --on-error skip, unreadable
-    ones are left out."""
+    """``(paths, labels, predictions)`` of the held-out images; with --on-error skip,
+    unreadable ones are left out."""
     from .data import ImageDecodeError
 
     try:
-        return labels, clf.predict(paths)
+        return paths, labels, clf.predict(paths)
     except ImageDecodeError as exc:
         if args.on_error != "skip":
             raise ImageDecodeError(f"{exc}\nTo leave such images out, pass --on-error skip.",
@@ -274,7 +275,8 @@ def _predict_readable(clf, paths, labels, args):
         print(f"--on-error skip: scoring without {len(bad)} unreadable held-out image(s).",
               file=sys.stderr)
         keep = [i for i in range(len(paths)) if i not in bad]
-        return np.asarray(labels)[keep], clf.predict([paths[i] for i in keep])
+        kept = [paths[i] for i in keep]
+        return kept, np.asarray(labels)[keep], clf.predict(kept)
 
 
 def cmd_train(args):
@@ -290,7 +292,8 @@ def cmd_train(args):
     start = time.perf_counter()
     paths, labels = _load_folder(args.directory)
     _say(args, f"{len(paths)} images, {len(np.unique(labels))} classes in {args.directory}")
-    out, confusion_png, curve_png = _model_paths(args.out)
+    out, confusion_png, curve_png, report_html = _model_paths(args.out)
+    held_out = None
     clf = _classifier(args)
     snapshot = _snapshot(clf)
     clf.set_params(callbacks=[("interrupt_snapshot", snapshot)])
@@ -310,7 +313,8 @@ def cmd_train(args):
                 paths, labels, test_size=args.test_size, stratify=labels,
                 random_state=args.random_state)
             clf.fit(X_train, y_train, validation_data=(X_test, y_test))
-            y_true, y_pred = _predict_readable(clf, X_test, y_test, args)
+            X_test, y_true, y_pred = _predict_readable(clf, X_test, y_test, args)
+            held_out = (X_test, y_true)
             print(f"held-out accuracy ({len(y_true)} images, test size {args.test_size}):")
             _report(y_true, y_pred, args)
     except KeyboardInterrupt:
@@ -321,6 +325,11 @@ def cmd_train(args):
     _save_figure(plot_confusion_matrix(y_true, y_pred, labels=clf.classes_), confusion_png)
     _save_figure(plot_learning_curve(clf), curve_png)
     _say(args, f"saved {out}, {confusion_png}, {curve_png}")
+    if held_out is None:
+        _say(args, "no HTML report with --cv (no held-out images): `sktransfer evaluate "
+                   f"{out} DIR --report report.html` writes one")
+    elif _write_report(clf, *held_out, report_html, args):
+        print(f"report: {report_html}")
     print(f"time: {time.perf_counter() - start:.1f} s")
 
 
@@ -362,6 +371,27 @@ def cmd_evaluate(args):
     png = Path(args.out or f"{Path(args.model).with_suffix('')}.evaluate.png")
     _save_figure(plot_confusion_matrix(labels, pred), png)
     _say(args, f"saved {png}")
+    if args.report:
+        known = [i for i, label in enumerate(labels) if label not in unknown]
+        model.set_params(verbose=0 if args.quiet else 1)
+        if _write_report(model, [paths[i] for i in known], np.asarray(labels)[known],
+                         args.report, args):
+            print(f"report: {args.report}")
+
+
+def _write_report(clf, X, y, path, args):
+    """Write the HTML report; without the explain extra, say so and go on (False)."""
+    from .report import report
+
+    labels = np.asarray(y)
+    if clf.classes_.dtype.kind != labels.dtype.kind:  # folder names are strings
+        labels = labels.astype(clf.classes_.dtype)
+    try:
+        report(clf, X, labels, path, title=f"sktransfer report: {Path(args.directory).name}")
+    except ImportError as exc:
+        print(f"sktransfer {args.command}: no report: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_classify(args):
@@ -626,6 +656,9 @@ def build_parser(only=None):
     p.add_argument("model", metavar="MODEL")
     p.add_argument("directory", metavar="DIR")
     p.add_argument("--out", help="confusion matrix PNG")
+    p.add_argument("--report", metavar="HTML",
+                   help="also write an HTML report (metrics, confusions, top losses with "
+                        "Grad-CAM heatmaps)")
 
     p = command("classify", cmd_classify, "top ImageNet classes of images, no training")
     p.add_argument("images", metavar="IMAGE", nargs="+")

@@ -21,6 +21,7 @@ LAYERS = [
     {"extractor"},
     {"callbacks", "explain", "network", "persist", "plots"},
     {"classifier", "features"},
+    {"report"},
     {"cli"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}
