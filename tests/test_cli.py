@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 import subprocess
 import sys
 import time
@@ -46,6 +47,9 @@ def test_train_predict_evaluate(image_folder, tmp_path):
     assert model.exists()
     assert (tmp_path / "out" / "m.confusion.png").stat().st_size > 1000
     assert (tmp_path / "out" / "m.learning_curve.png").stat().st_size > 1000
+    written = tmp_path / "out" / "m.report.html"  # the held-out images' report
+    assert f"report: {written}" in trained.stdout
+    assert 'id="confusion-matrix"' in written.read_text()
 
     predicted = run("predict", model, image_folder / "class_0", image_folder / "class_1")
     assert predicted.returncode == 0, predicted.stderr
@@ -56,10 +60,12 @@ def test_train_predict_evaluate(image_folder, tmp_path):
         assert abs(float(r["p_class_0"]) + float(r["p_class_1"]) - 1) < 1e-4
     assert rows[0]["label"] == load(model).predict([rows[0]["path"]])[0]
 
-    evaluated = run("evaluate", model, image_folder)
+    evaluated = run("evaluate", model, image_folder, "--report", tmp_path / "e.html")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "accuracy:" in evaluated.stdout and "class_0" in evaluated.stdout
     assert (tmp_path / "out" / "m.evaluate.png").exists()
+    page = (tmp_path / "e.html").read_text()
+    assert "12 images, 2 classes" in page and re.search(r"img\d+\.(png|jpg)", page)
 
 
 def test_train_with_cross_validation(image_folder, tmp_path):
