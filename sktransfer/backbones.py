@@ -422,7 +422,8 @@ _TEMPLATES = OrderedDict()  # token -> Backbone with its weights loaded, never h
 def _build_torchvision(name, weights):
     splitter, kwargs = _family(name)
     model = tv_models.get_model(name, weights=None, **kwargs)
-    resolved = weights_mod.resolve_weights(name, weights, max_bytes=weights_mod.weights_bound(model))
+    resolved = weights_mod.resolve_weights(name, weights,
+                                           max_bytes=weights_mod.weights_bound(model))
     if resolved.state_dict is not None:
         try:
             model.load_state_dict(resolved.state_dict)
@@ -588,10 +589,10 @@ def check_offline(names):
     int
         0 when all were found (and hash-checked), 1 otherwise.
     """
-    rows = {r["name"]: r for r in list_backbones()}
+    rows = {r["name"]: r for r in _rows()}
     status = 0
     for name in names:
-        found = rows[resolve_name(name)]["offline"]
+        found = catalog.offline(rows[resolve_name(name)])  # only the rows asked about
         print(f"{name}: ImageNet weights {'found and verified' if found else 'NOT found'} offline")
         status |= not found
     return status

@@ -70,6 +70,9 @@ PACKAGED = {
 }
 
 TABLE = Path(__file__).with_name("backbone_table.json")
+# The files a Hugging Face model repository may hold its weights in, preferred first
+# (timm's own names, then OpenCLIP's).
+HUB_WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
 _verified = {}  # (path, size, mtime) -> True; hashing a 100 MB file once per process is enough
 
@@ -83,6 +86,17 @@ def hub_checkpoint_dir():
     home = os.environ.get("TORCH_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
     return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
+
+
+def env_flag(name):
+    """Whether environment variable ``name`` is set to anything but ``""``, ``0``, ``false``, ``no``."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def hash_prefix(file_name):
+    """The sha256 prefix in a hash-named file (``mobilenet_v2-b0353104.pth`` -> ``b0353104``), or None."""
+    match = _HASH_PREFIX.search(file_name)
+    return match.group(1) if match else None
 
 
 def verify_file(path, file_name=None):
@@ -99,8 +113,8 @@ def verify_file(path, file_name=None):
     ValueError
         Naming the file when its content does not match.
     """
-    match = _HASH_PREFIX.search(path.name if file_name is None else file_name)
-    if match is None:
+    prefix = hash_prefix(path.name if file_name is None else file_name)
+    if prefix is None:
         return
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
@@ -110,10 +124,10 @@ def verify_file(path, file_name=None):
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    if not digest.hexdigest().startswith(match.group(1)):
+    if not digest.hexdigest().startswith(prefix):
         raise ValueError(
             f"The weights file {path} does not match its expected sha256 prefix "
-            f"{match.group(1)!r}: it is corrupted or not the file that was published. "
+            f"{prefix!r}: it is corrupted or not the file that was published. "
             "Delete it and put the correct file there."
         )
     _verified[key] = True
@@ -171,22 +185,30 @@ def shipped_rows():
 
 def offline(row):
     """Whether ImageNet weights of a table row's backbone are on this machine (hash-checked)."""
+    name = row["name"]
     try:
-        if row["name"] in PACKAGED:
-            return packaged_file(row["name"]) is not None or _in_hub_cache(row["name"])
+        if name in PACKAGED:
+            return (packaged_file(name) is not None
+                    or hub_cache_file("timm/" + PACKAGED[name].timm_name) is not None)
         return any(find_file(f) is not None for f in row["imagenet_files"])
     except ValueError:  # a damaged file is not usable weights
         return False
 
 
-def _in_hub_cache(name):
+def hub_cache_file(repo_id):
+    """The weights file of Hugging Face repository ``repo_id`` in the local cache, or None.
+
+    Reads nothing and connects nowhere (``None`` too without huggingface_hub).
+    """
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
-        return False
-    repo = "timm/" + PACKAGED[name].timm_name
-    return any(isinstance(try_to_load_from_cache(repo, f), str)
-               for f in ("model.safetensors", "pytorch_model.bin"))
+        return None
+    for filename in HUB_WEIGHTS_FILES:
+        path = try_to_load_from_cache(repo_id, filename)
+        if isinstance(path, str):
+            return Path(path)
+    return None
 
 
 def with_status(rows):

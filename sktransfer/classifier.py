@@ -163,8 +163,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         What runs the frozen part.  ``"auto"`` picks the engine measured
         fastest within the project's memory bounds: today that is torch
         everywhere (see docs/performance.md); CUDA always runs torch.  The
-        others compute in float32 and agree with torch within 1e-4.  All compute in float32 and agree within
-        1e-4; see docs/performance.md for their speed.
+        others compute in float32 and agree with torch within 1e-4.
     n_jobs : int, default=None
         Threads decoding images.
     on_error : {"raise", "skip"}, default="raise"
@@ -703,9 +702,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         # Without trainable blocks, the prefix ends with the pooling: not a block.
         blocks = [*prefix, *net.blocks] if len(net.blocks) else prefix[:-1]
         tail = [net.pool, net.head] if len(net.blocks) else [prefix[-1], net.head]
-        heatmaps, _ = grad_cam(blocks, tail, self.transform_, images, targets, self.device_,
-                               verbose=self.verbose)
-        return heatmaps
+        return grad_cam(blocks, tail, self.transform_, images, targets, self.device_,
+                        verbose=self.verbose)
 
     def save(self, path):
         """Save the fitted model to ``path``; read it back with :func:`sktransfer.load`.

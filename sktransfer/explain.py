@@ -102,10 +102,8 @@ def grad_cam(blocks, tail, transform, X, targets=None, device="cpu", batch_size=
 
     Returns
     -------
-    heatmaps : list of ndarray
+    list of ndarray
         One ``(h, w)`` float32 array in [0, 1] per image, at its own size.
-    targets : ndarray of int
-        The class index each heatmap explains.
 
     Raises
     ------
@@ -125,7 +123,7 @@ def grad_cam(blocks, tail, transform, X, targets=None, device="cpu", batch_size=
         raise ValueError(f"target has {len(targets)} entries for {len(images)} images; give "
                          "one class per image, or one class for all.")
     network = _Network(blocks, tail).to(device).eval()
-    heatmaps, chosen, errors = [], [], []
+    heatmaps, errors = [], []
     shown = progress(len(images), "Explaining", unit="img", enabled=verbose >= 1)
     cam = GradCAM(model=network, target_layers=[_target_layer(blocks, transform)],
                   reshape_transform=tokens_to_map)
@@ -150,13 +148,10 @@ def grad_cam(blocks, tail, transform, X, targets=None, device="cpu", batch_size=
             wanted = None if targets is None else [
                 ClassifierOutputTarget(int(t)) for t in targets[start:start + len(batch)]]
             maps = cam(input_tensor=x, targets=wanted)  # None: each image's predicted class
-            classes = cam.outputs.argmax(1).tolist() if targets is None else [
-                int(t) for t in targets[start:start + len(batch)]]
             heatmaps += [_on_image(m, transform, h, w) for m, (h, w) in zip(maps, sizes)]
-            chosen += classes
     finally:
         cam.activations_and_grads.release()  # the hooks leave the user's modules
         shown.close()
     if errors:
         raise ImageDecodeError.listing(errors)
-    return heatmaps, np.asarray(chosen, dtype=np.int64)
+    return heatmaps

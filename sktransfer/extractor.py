@@ -322,7 +322,10 @@ class Extractor:
         cuda = torch.device(self.device).type == "cuda"
         batches = [pending[s:s + batch_size] for s in range(0, len(pending), batch_size)]
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.amp):
-            for batch, decoded in self._decoded(images, batches, n_jobs):
+            for batch in batches:
+                # Decoded in this thread: under a fifth of the end-to-end time here
+                # (bench_speed.py); decoding a batch ahead is the next step when it is not.
+                decoded = decode_batch(images, self.transform, batch, n_jobs)
                 errors += [(i, err) for i, (_, err) in zip(batch, decoded) if err is not None]
                 if errors:  # keep decoding only, to report every bad file at once
                     shown.update(len(batch))
@@ -340,16 +343,6 @@ class Extractor:
         shown.close()
         if errors:
             raise ImageDecodeError.listing(errors)
-
-    def _decoded(self, images, batches, n_jobs):
-        """``(batch, decoded)`` in order, decoded in this thread.
-
-        Decoding is under a fifth of the end-to-end time here (bench_speed.py);
-        decoding one batch ahead in a second thread is the next step when it is
-        not.
-        """
-        for batch in batches:
-            yield batch, decode_batch(images, self.transform, batch, n_jobs)
 
     # Pickles carry CPU copies of the modules, so a model fitted on a GPU
     # unpickles anywhere -- and pickling never moves the live estimator's modules.

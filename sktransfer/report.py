@@ -77,11 +77,15 @@ def _overlay(thumb, heatmap):
     return Image.fromarray((blended * 255).round().astype(np.uint8))
 
 
-def _data_uri(pil, fmt="JPEG"):
+def _uri(write, kind):
+    """A ``data:`` URI of what ``write(buffer)`` saves as image/``kind``."""
     buffer = io.BytesIO()
-    pil.save(buffer, format=fmt, **({"quality": 80} if fmt == "JPEG" else {}))
-    kind = "jpeg" if fmt == "JPEG" else "png"
+    write(buffer)
     return f"data:image/{kind};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def _data_uri(pil):
+    return _uri(lambda buffer: pil.save(buffer, format="JPEG", quality=80), "jpeg")
 
 
 def _figure_uri(draw):
@@ -90,9 +94,7 @@ def _figure_uri(draw):
     fig = Figure(figsize=(6.5, 4), dpi=90)
     draw(fig.add_subplot())
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+    return _uri(lambda buffer: fig.savefig(buffer, format="png"), "png")
 
 
 def _confusion_table(cm, names):

@@ -30,7 +30,7 @@ from pathlib import Path
 from torch import nn
 
 from . import weights as weights_mod
-from .catalog import PACKAGED, packaged_file
+from .catalog import HUB_WEIGHTS_FILES, PACKAGED, env_flag, hub_cache_file, packaged_file
 
 PREFIX = "timm/"
 
@@ -97,6 +97,19 @@ def from_lukemelas_layout(state, model):
     return renamed
 
 
+def _part(model, children, parameters=False):
+    """A shallow copy of ``model`` holding only ``children`` (and, if asked, its own parameters).
+
+    It keeps the model's class and settings, so the model's own methods
+    (``forward_head``, ``_pos_embed``) run on it; its module tree is its own.
+    """
+    part = copy.copy(model)
+    part._modules = OrderedDict((k, model._modules[k]) for k in children)
+    part._parameters = OrderedDict(model._parameters) if parameters else OrderedDict()
+    part._buffers = OrderedDict()
+    return part
+
+
 class ForwardHead(nn.Module):
     """A timm model's ``forward_head``, holding only the head's own modules.
 
@@ -112,9 +125,7 @@ class ForwardHead(nn.Module):
 
     def __init__(self, model, trunk, pre_logits):
         super().__init__()
-        head = copy.copy(model)  # the model's class and settings, none of its trunk
-        head._modules = OrderedDict((k, v) for k, v in model._modules.items() if k not in trunk)
-        head._parameters, head._buffers = OrderedDict(), OrderedDict()
+        head = _part(model, [k for k in model._modules if k not in trunk])
         if pre_logits:
             head = copy.deepcopy(head)
             head.reset_classifier(0)  # pre-logits need no classifier; keep none
@@ -132,12 +143,8 @@ class ViTStem(nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        vit = copy.copy(model)
-        vit._modules = OrderedDict((k, model._modules[k]) for k in self.PARTS)
-        # Its own parameters (tokens, position embedding): resizing replaces them here only.
-        vit._parameters = OrderedDict(model._parameters)
-        vit._buffers = OrderedDict()
-        self.vit = vit
+        # With the tokens and position embedding; resizing replaces them here only.
+        self.vit = _part(model, self.PARTS, parameters=True)
 
     def resize_input(self, size):
         """Take ``size`` x ``size`` images: the position embedding is resampled once, here.
@@ -247,19 +254,7 @@ class TimmModel:
 
 
 def _offline():
-    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
-    return weights_mod.offline() or flag not in ("", "0", "false", "no")
-
-
-def _hub_file(cfg):
-    """The weights of ``cfg`` in the Hugging Face cache, or None (reads nothing, connects nowhere)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-        path = try_to_load_from_cache(cfg.hf_hub_id, filename)
-        if isinstance(path, str):
-            return Path(path)
-    return None
+    return weights_mod.offline() or env_flag("HF_HUB_OFFLINE")
 
 
 def _load_file(path, model):
@@ -351,9 +346,7 @@ def weights_token(name, weights):
     Equal tokens mean equal weights: a process builds each once.
     """
     if isinstance(weights, str) and weights.lower() == "imagenet":
-        model_name = timm_name(name)
-        path = packaged_file(name) or _fetch(model_name, _timm().models.get_pretrained_cfg(
-            model_name))
+        path = packaged_file(name) or fetch(name)
     elif isinstance(weights, (str, os.PathLike)) and Path(os.fspath(weights)).is_file():
         path = Path(os.fspath(weights))
     else:
@@ -385,7 +378,7 @@ def _fetch(model_name, cfg, cache_dir=None):
         raise weights_mod.WeightsNotFoundError(
             f"timm's {model_name} has no weights on the Hugging Face hub; pass "
             "weights=PATH (a state_dict file) or weights=None.")
-    cached = _hub_file(cfg) if cache_dir is None else None
+    cached = hub_cache_file(cfg.hf_hub_id) if cache_dir is None else None
     if cached is not None:
         return cached
     if _offline():
@@ -401,7 +394,7 @@ def _fetch(model_name, cfg, cache_dir=None):
     from huggingface_hub.errors import HfHubHTTPError
 
     errors = []
-    for filename in ("model.safetensors", "pytorch_model.bin"):
+    for filename in HUB_WEIGHTS_FILES[:2]:  # the names timm publishes its weights under
         try:
             return Path(hf_hub_download(cfg.hf_hub_id, filename, cache_dir=cache_dir))
         except (OSError, HfHubHTTPError, ValueError) as exc:

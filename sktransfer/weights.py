@@ -19,7 +19,6 @@ import contextlib
 import http.client
 import os
 import pickle
-import re
 import socket
 import sys
 import zipfile
@@ -30,7 +29,7 @@ import torch
 from torchvision import models as tv_models
 from torchvision.models import WeightsEnum
 
-from .catalog import find_file, hub_checkpoint_dir, verify_file
+from .catalog import env_flag, find_file, hash_prefix, hub_checkpoint_dir, verify_file
 
 # Environment variables a user sets (documented in docs/weights.md).
 OFFLINE_ENV = "SKTRANSFER_OFFLINE"  # "1": never connect; only files on this machine
@@ -49,7 +48,7 @@ class WeightsDownloadError(WeightsNotFoundError):
 
 def offline():
     """Whether ``SKTRANSFER_OFFLINE`` forbids downloading (any value but ``""``, ``0``, ``false``, ``no``)."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return env_flag(OFFLINE_ENV)
 
 
 @dataclass
@@ -121,19 +120,18 @@ def _socket_timeout(seconds):
         socket.setdefaulttimeout(previous)
 
 
-def download_weights(enum, folder=None, progress=None):
-    """Download torchvision's weights ``enum`` into ``folder``, unless already there.
+def download_weights(enum, progress=None):
+    """Download torchvision's weights ``enum`` into the hub cache (``$TORCH_HOME/hub/checkpoints``).
 
     The file goes through :func:`torch.hub.download_url_to_file`: written to
     a temporary file beside the destination, its sha256 prefix (from
     torchvision's file name) checked, and only then moved into place, so a
-    failed or corrupted download leaves nothing behind.
+    failed or corrupted download leaves nothing behind.  The caller decides
+    whether downloading is allowed (:func:`offline`).
 
     Parameters
     ----------
     enum : torchvision WeightsEnum member
-    folder : path, optional
-        Default: torch's hub cache, ``$TORCH_HOME/hub/checkpoints``.
     progress : bool or None, default=None
         Show a progress bar on stderr; ``None``: when stderr is a terminal.
 
@@ -144,34 +142,22 @@ def download_weights(enum, folder=None, progress=None):
 
     Raises
     ------
-    WeightsNotFoundError
-        When ``SKTRANSFER_OFFLINE`` forbids downloading.
     WeightsDownloadError
         When the download fails for any reason (no network, refused, timeout,
         HTTP error, truncated or altered file); the message names the model's
         file, the URL, the folder and how to place the file by hand.
     """
-    folder = hub_checkpoint_dir() if folder is None else Path(os.fspath(folder))
+    folder = hub_checkpoint_dir()
     name = file_name(enum)
     target = folder / name
-    if target.is_file():
-        verify_file(target, name)
-        return target
     url = weights_url(enum)
-    if offline():
-        raise WeightsNotFoundError(
-            f"{name} is not in {folder} and {OFFLINE_ENV} forbids downloading it. Download it "
-            f"on a machine with internet (`sktransfer weights download ...`, or {url}) and "
-            "copy it into that folder.")
     if progress is None:
         progress = sys.stderr.isatty()
-    match = re.search(r"-([a-f0-9]{6,})\.", name)  # torchvision's sha256 prefix
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _socket_timeout(DOWNLOAD_TIMEOUT):
-            torch.hub.download_url_to_file(
-                url, os.fspath(target), hash_prefix=match.group(1) if match else None,
-                progress=bool(progress))
+            torch.hub.download_url_to_file(url, os.fspath(target), hash_prefix=hash_prefix(name),
+                                           progress=bool(progress))
     # What urllib, http.client and torch.hub raise: URLError/HTTPError/timeouts are
     # OSErrors, a cut connection an HTTPException, a wrong file a RuntimeError.
     except (OSError, http.client.HTTPException, RuntimeError) as exc:
