@@ -272,3 +272,26 @@ def test_backbones_command_answers_without_loading_torch():
     assert out.returncode == 0, out.stderr
     lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
     assert "mobilenet_v2" in lines and "efficientnet_lite2" in lines and "timm/<name>" in out.stdout
+
+
+def test_deep_copy_keeps_ties_and_shares_nothing_mutable():
+    from sktransfer.backbones import deep_copy
+
+    lin = nn.Linear(4, 4)
+    model = nn.Sequential(lin, nn.BatchNorm1d(4), nn.Linear(4, 4))
+    model[2].weight = lin.weight  # tied
+    copied = deep_copy({"m": model, "again": lin})
+    new = copied["m"]
+    assert new[2].weight is new[0].weight and copied["again"] is new[0]
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(model.parameters(),
+                                                              new.parameters()))
+    assert torch.equal(new[1].running_var, model[1].running_var)
+    x = torch.randn(3, 4)
+    model.eval(), new.eval()
+    torch.testing.assert_close(new(x), model(x), rtol=0, atol=0)
+    new[1].register_forward_pre_hook(lambda module, args: None)  # on the copy only
+    assert not model[1]._forward_pre_hooks
+    before = model[0].weight.detach().clone()
+    with torch.no_grad():
+        new[0].weight.add_(1.0)
+    assert torch.equal(model[0].weight, before)
