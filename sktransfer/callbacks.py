@@ -43,11 +43,14 @@ class PartialUnfreeze(Callback):
     learning rate ``lr``.  It runs by itself at the start of epoch
     ``at_epoch + 1``, or when called (``TransferClassifier`` calls it after
     phase 1 has ended, early-stopped or not, then continues with
-    ``partial_fit``; a ``partial_fit`` never re-freezes the blocks).
+    ``partial_fit``; a ``partial_fit`` never re-freezes the blocks).  A
+    parameter group with an ``"lr_scale"`` entry gets ``lr`` times it
+    (discriminative learning rates).
     BatchNorm layers inside the blocks stay in inference mode throughout, so
     their running statistics never drift (the Keras fine-tuning advice).  The
-    learning rate in force is recorded each epoch in ``net.history`` under
-    ``"lr"``.
+    learning rate in force (the highest of the groups) and the phase (1 or
+    2) are recorded each epoch in ``net.history`` under ``"lr"`` and
+    ``"phase"``.
 
     Usable on its own with any skorch net whose module exposes its blocks.
 
@@ -117,7 +120,9 @@ class PartialUnfreeze(Callback):
         for block in blocks[len(blocks) - n:] if n else []:
             block.requires_grad_(True)
         for group in net.optimizer_.param_groups:
-            group["lr"] = self.lr
+            # a group's lr_scale: discriminative rates (deeper blocks slower)
+            group["lr"] = self.lr * group.get("lr_scale", 1.0)
+            group.pop("initial_lr", None)  # so that a scheduler starts from the new rate
         self.unfrozen_ = True
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
@@ -125,7 +130,8 @@ class PartialUnfreeze(Callback):
         epoch = len(net.history)  # skorch has already opened this epoch's row
         if not self.unfrozen_ and self.at_epoch is not None and epoch > self.at_epoch:
             self.unfreeze(net)
-        net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
+        net.history.record("lr", max(g["lr"] for g in net.optimizer_.param_groups))
+        net.history.record("phase", 2 if self.unfrozen_ else 1)
 
 
 class FitProgress(Callback):

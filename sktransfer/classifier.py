@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.helper import predefined_split
 from skorch.history import History
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -33,6 +33,7 @@ from .engines import resolve_engine
 from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
 from .network import Batches, Labelled, TransferNet, make_head
 from .persist import ModelFileError, export_onnx, read_model, save
+from .views import make_views, stack_views, with_view
 
 OPTIMIZERS = {
     "adam": (torch.optim.Adam, {}),
@@ -123,7 +124,15 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     finetune_epochs : int, default=3
         Phase 2 epochs.
     finetune_lr : float, default=1e-5
-        Phase 2 learning rate (head and unfrozen blocks).
+        Phase 2 learning rate of the head and the last unfrozen block.
+    finetune_lr_decay : float, default=1.0
+        Discriminative learning rates in phase 2: each unfrozen block
+        deeper than the last trains at this fraction of the rate of the
+        block after it (1: every block at ``finetune_lr``).
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        Learning rate within each phase: ``"cosine"`` anneals it from the
+        phase's rate to zero over the phase's epochs (skorch's
+        ``LRScheduler`` with ``CosineAnnealingLR``).
     optimizer : str or torch.optim.Optimizer subclass, default="adam"
         ``"adam"``, ``"adamw"``, ``"sgd"`` (momentum 0.9) or ``"rmsprop"``.
     batch_size : int, default=32
@@ -140,6 +149,18 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         frozen part must then run on every image at every epoch, so the
         activation cache is not used for training: expect fits several times
         slower.
+    augment_views : int, default=0
+        Also train on ``augment_views`` fixed augmented views of each image
+        (a horizontal flip, then mild random-resized crops with small
+        brightness and contrast changes; see :mod:`sktransfer.views`).
+        Each view goes through the frozen part once and is cached like the
+        image itself, so every epoch, fold and grid point reuses it: a fit
+        costs ``1 + augment_views`` extractions, then trains on that many
+        rows per image.  Not with ``augment=True``.
+    tta : int, default=1
+        Test-time augmentation: ``predict_proba`` averages the
+        probabilities of the image and its first ``tta - 1`` views (the
+        flip first), each cached the same way.  1: the image alone.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified) and stop
         when the validation loss has not improved for ``n_iter_no_change``
@@ -220,11 +241,15 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         unfreeze=0,
         finetune_epochs=3,
         finetune_lr=1e-5,
+        finetune_lr_decay=1.0,
+        lr_schedule="constant",
         optimizer="adam",
         batch_size=32,
         image_size=None,
         crop=False,
         augment=False,
+        augment_views=0,
+        tta=1,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=3,
@@ -251,11 +276,15 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         self.unfreeze = unfreeze
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
+        self.finetune_lr_decay = finetune_lr_decay
+        self.lr_schedule = lr_schedule
         self.optimizer = optimizer
         self.batch_size = batch_size
         self.image_size = image_size
         self.crop = crop
         self.augment = augment
+        self.augment_views = augment_views
+        self.tta = tta
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -281,9 +310,13 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         "unfreeze": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"all"})],
         "finetune_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "finetune_lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "finetune_lr_decay": [Interval(numbers.Real, 0, 1, closed="right")],
+        "lr_schedule": [StrOptions({"constant", "cosine"})],
         # a class is checked by check_optimizer, whose message says what is allowed
         "optimizer": [StrOptions(set(OPTIMIZERS)), Hidden(type)],
         "augment": ["boolean"],
+        "augment_views": [Interval(numbers.Integral, 0, None, closed="left")],
+        "tta": [Interval(numbers.Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 0.5, closed="right")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -309,6 +342,11 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             raise check.suggest(exc, self) from None
         check.check_hidden_units(self)
         check.check_optimizer(self)
+        if self.augment and self.augment_views:
+            raise ValueError(
+                f"augment_views={self.augment_views} needs the activation cache, which "
+                "augment=True turns off (it draws fresh augmentation at every step): use one "
+                "or the other.")
         return check.resolve_device(self.device)
 
     @property
@@ -506,6 +544,12 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             )
             valid = (_take(data, idx_valid), y[idx_valid])
             data, y = _take(data, idx_train), y[idx_train]
+            images = images.subset(idx_train)
+        if self.augment_views:
+            # the views of the training images only: a validation image's views stay out
+            data = stack_views(data, [self._extract(images, view)
+                                      for view in make_views(self.augment_views)])
+            y = np.tile(y, 1 + self.augment_views)
         if self.augment:
             train_data = Labelled(ImageDataset(data, self._augmentation(self.transform_)), y)
         else:
@@ -553,7 +597,10 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
                 net.set_params(train_split=_split(valid_data))
                 net.fit(train_data, None)
             if n_unfreeze and self.finetune_epochs:
-                dict(net.callbacks_)["partial_unfreeze"].unfreeze(net)
+                callbacks = dict(net.callbacks_)
+                callbacks["partial_unfreeze"].unfreeze(net)
+                if "lr_schedule" in callbacks:  # the next phase's own cosine
+                    callbacks["lr_schedule"].T_max = self.finetune_epochs
                 net.set_params(train_split=_split(valid_data))
                 net.partial_fit(train_data, None, epochs=self.finetune_epochs)
         finally:
@@ -592,6 +639,14 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             n=n_unfreeze, at_epoch=None, lr=self.finetune_lr,
             freeze_batchnorm=self.weights is not None,
         ))]
+        if self.lr_schedule == "cosine":
+            # last_epoch=-1: each phase (each fit / partial_fit) starts its own cosine
+            callbacks.append(("lr_schedule", LRScheduler(
+                policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.epochs,
+                last_epoch=-1)))
+        # Phase 2's discriminative rates: PartialUnfreeze scales finetune_lr per group.
+        groups = [(f"blocks.{i}.*", {"lr_scale": self.finetune_lr_decay ** (n_unfreeze - 1 - i)})
+                  for i in range(n_unfreeze) if self.finetune_lr_decay != 1]
         if self.verbose:
             total = self.epochs + (self.finetune_epochs if n_unfreeze else 0)
             callbacks.append(("progress", FitProgress(total)))
@@ -624,6 +679,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             verbose=int(self.verbose >= 2),
             # without it, skorch's epoch table would still be formatted every epoch
             **({} if self.verbose >= 2 else {"callbacks__print_log": None}),
+            **({"optimizer__param_groups": groups} if groups else {}),
             **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
         )
 
@@ -638,12 +694,12 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             T.Normalize(mean=transform.mean, std=transform.std),
         ])
 
-    def _inputs(self, X):
+    def _inputs(self, X, view=None):
         """What the net eats: cached activations, or preprocessed images with ``augment``."""
         images = as_images(X)
         if self.augment:
-            return ImageDataset(images, self.transform_)
-        return self._extract(images)
+            return ImageDataset(images, with_view(self.transform_, view))
+        return self._extract(images, view)
 
     # -- prediction ---------------------------------------------------------
 
@@ -659,8 +715,13 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self, "net_")
-        data = self._inputs(X)
-        return self.net_.predict_proba(Labelled(data, np.zeros(len(data), dtype=np.int64)))
+        images = as_images(X)
+        proba = 0
+        for view in [None, *make_views(self.tta - 1)]:
+            data = self._inputs(images, view)
+            proba = proba + self.net_.predict_proba(
+                Labelled(data, np.zeros(len(data), dtype=np.int64)))
+        return proba / self.tta
 
     def explain(self, X, target=None):
         """Grad-CAM heatmaps: where in each image the network looks for a class.

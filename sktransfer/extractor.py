@@ -28,6 +28,7 @@ from .cache import ActivationStore
 from .data import ImageDecodeError, as_images
 from .engines import compile_prefix
 from .progress import progress
+from .views import with_view as viewed_transform
 
 
 def fingerprint(modules, transform):
@@ -190,8 +191,22 @@ class Extractor:
         self.identity = identity
         self.engine = engine
         self.fallback = fallback
+        self.view = None
         self._key = None
         self._entry_nbytes = None
+
+    def with_view(self, view):
+        """This extractor on a :class:`~sktransfer.views.View` of each image (``None``: itself).
+
+        It shares the modules and the compiled runner; its activations are
+        keyed apart by the view's parameters.
+        """
+        if view is None:
+            return self
+        self._prefix_key  # noqa: B018 - fingerprinted without the view, once, then shared
+        viewed = copy.copy(self)
+        viewed.transform, viewed.view = viewed_transform(self.transform, view), view
+        return viewed
 
     @property
     def amp(self):
@@ -200,7 +215,12 @@ class Extractor:
 
     @property
     def key(self):
-        """Fingerprint of the modules, the preprocessing and the precision (computed once)."""
+        """Fingerprint of the modules, the preprocessing, the precision and the view."""
+        return self._prefix_key + ("" if self.view is None else f"-view[{self.view.token}]")
+
+    @property
+    def _prefix_key(self):
+        """The key without the view: what the compiled runner depends on (computed once)."""
         if self._key is None:
             self._key = _FINGERPRINTS.get(self.identity) if self.identity is not None else None
         if self._key is None:
@@ -229,7 +249,7 @@ class Extractor:
         channels_last (torch) and the other engines are measured in
         ``benchmarks/bench_speed.py``.  Built once per process and prefix.
         """
-        cache_key = (self.key, self.device, self.engine)
+        cache_key = (self._prefix_key, self.device, self.engine)
         if cache_key in _INFERENCE_COPIES:
             _INFERENCE_COPIES.move_to_end(cache_key)
             return _INFERENCE_COPIES[cache_key]
@@ -470,8 +490,8 @@ class ExtractorMixin:
         # A download shows its progress when asked to (verbose) or on a terminal.
         return build_backbone(backbone, weights, progress=True if self.verbose else None)
 
-    def _extract(self, X):
-        return self.extractor_.run(X, cache=self.cache, cache_dir=self.cache_dir,
+    def _extract(self, X, view=None):
+        return self.extractor_.with_view(view).run(X, cache=self.cache, cache_dir=self.cache_dir,
                                    batch_size=self.batch_size, n_jobs=self.n_jobs,
                                    verbose=self.verbose)
 

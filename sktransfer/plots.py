@@ -33,9 +33,10 @@ def plot_learning_curve(history, ax=None):
         if any(v is not None for v in values):
             ax.plot(epochs, [np.nan if v is None else v for v in values], style,
                     label=key.replace("_", " "))
-    lrs = [row.get("lr") for row in history]
-    for i in range(1, len(lrs)):
-        if lrs[i] is not None and lrs[i - 1] is not None and lrs[i] != lrs[i - 1]:
+    # the phase each epoch was in; histories from before it was recorded: the rate
+    marks = [row.get("phase", row.get("lr")) for row in history]
+    for i in range(1, len(marks)):
+        if marks[i] is not None and marks[i - 1] is not None and marks[i] != marks[i - 1]:
             ax.axvline(epochs[i] - 0.5, color="grey", linestyle=":", label="fine-tuning starts")
     accs = [row.get("valid_acc") for row in history]
     if any(a is not None for a in accs):

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
+import torchvision
 from PIL import Image
 
 # Nothing in the suite may reach beyond this machine: downloads are forbidden
@@ -44,6 +45,15 @@ def blobs(n, size=40, seed=0):
         else:
             X[i, half:, half:] = 230
     return X, y
+
+
+@pytest.fixture(scope="module")
+def r18_weights(tmp_path_factory):
+    """A fixed random ResNet-18 state_dict file: a known 'pretrained' starting point."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "r18.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    return path
 
 
 @pytest.fixture

@@ -18,15 +18,6 @@ from sktransfer.data import ImageDecodeError
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
 
 
-@pytest.fixture(scope="module")
-def r18_weights(tmp_path_factory):
-    """A fixed random ResNet-18 state_dict file: a known 'pretrained' starting point."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "r18.pt"
-    torch.save(resnet18().state_dict(), path)
-    return path
-
-
 @pytest.mark.parametrize("labels", [
     ["cat", "dog"], [3, 7], [True, False], [-1, 2], ["b", "a"],
 ])
