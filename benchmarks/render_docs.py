@@ -169,6 +169,76 @@ def _backbones(report):
     return "\n".join(lines)
 
 
+def _levers_tables(levers):
+    parts = []
+    for data, results in levers.items():
+        if data != "reference":
+            parts.append(f"#### {data}\n\n" + _table(results) + "\n")
+    return "\n".join(parts)
+
+
+def _lever_gains(levers):
+    """data set -> {lever: points over the head-only row}; the whole-image probe included."""
+    gains = {}
+    for data, results in levers.items():
+        if data == "reference":
+            continue
+        base = 100 * results["head only: views off, TTA off"]["mean"]
+        gains[data] = {k: 100 * r["mean"] - base for k, r in results.items()
+                       if k != "head only: views off, TTA off"}
+    return gains
+
+
+def render_levers(report):
+    """The ablation of the fit's levers: docs/benchmarks.md."""
+    levers = report.get("levers")
+    if not levers:
+        return "Not measured yet: `python benchmarks/bench_accuracy.py --part levers`."
+    ref = levers.get("reference", {}).get("fastai")
+    lines = ["Each lever alone and combined, MobileNetV2, every other setting as the "
+             "head-only row (which is the defaults before views and TTA existed); the same "
+             "folds as above. Fit times add up all folds in one process: the first row "
+             "computes the plain images' activations and the others reuse them, while a row "
+             "with views pays for extracting each view once.\n",
+             _levers_tables(levers)]
+    if ref:
+        lines.append(f"For reference, quoted rather than measured here: {ref['setup']}: about "
+                     f"{100 * ref['accuracy']:.0f}% accuracy.\n")
+    lines.append("Points over the head-only row, per data set:\n")
+    gains = _lever_gains(levers)
+    names = list(next(iter(gains.values())))
+    lines.append("| lever | " + " | ".join(_short(d) for d in gains) + " |")
+    lines.append("|---|" + "---|" * len(gains))
+    for name in names:
+        cells = [f"{g[name]:+.1f}" if name in g else "" for g in gains.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_levers_guide(report):
+    """What views, TTA and fine-tuning bought on the benchmarks: docs/user-guide.md."""
+    levers = report.get("levers")
+    if not levers:
+        return "Not measured yet: `python benchmarks/bench_accuracy.py --part levers`."
+    gains = _lever_gains(levers)
+    ifct = next(k for k in gains if k.startswith("IFCT"))
+    lines = ["Measured on the benchmarks' data: points of accuracy over a head trained on "
+             "the plain images, every other setting equal (all of it in "
+             "[the benchmarks](benchmarks.md#the-levers-of-a-fit)):\n",
+             "| lever | " + " | ".join(_short(d) for d in gains) + " |",
+             "|---|" + "---|" * len(gains)]
+    for name in gains[ifct]:
+        cells = [f"{g[name]:+.1f}" if name in g else "" for g in gains.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _short(data):
+    """``"Fashion-MNIST, 100 training images, ..."`` -> ``"Fashion-MNIST, 100"``."""
+    name, rest = (data.split(",") + [""])[:2]
+    return name if name.startswith("IFCT") else f"{name}, {rest.split()[0]}"
+
+
 # -- device: docs/scaling.md -----------------------------------------------------
 
 def render_device(report):
@@ -204,10 +274,13 @@ def render_tabular(report):
             f"{rows}\n\nBest: {best}.")
 
 
-# (page, section name = results JSON name, renderer)
+# (page, section name, renderer); a section reads the results JSON of its name
+# before any dash ("accuracy-levers" reads accuracy.json)
 SECTIONS = [
     ("docs/performance.md", "speed", render_speed),
     ("docs/benchmarks.md", "accuracy", render_accuracy),
+    ("docs/benchmarks.md", "accuracy-levers", render_levers),
+    ("docs/user-guide.md", "accuracy-guide", render_levers_guide),
     ("docs/benchmarks.md", "tabular", render_tabular),
     ("docs/scaling.md", "device", render_device),
 ]
@@ -223,7 +296,7 @@ def rendered(page_text, name, renderer):
     pattern = _pattern(name)
     if not pattern.search(page_text):
         raise ValueError(f"no '<!-- generated: {name} ... -->' markers in the page")
-    report = json.loads((RESULTS / f"{name}.json").read_text())
+    report = json.loads((RESULTS / f"{name.split('-')[0]}.json").read_text())
     body = renderer(report)
     return pattern.sub(lambda m: m.group(1) + body + m.group(3), page_text)
 
@@ -245,7 +318,7 @@ def update(check=False, names=None):
     """
     stale = []
     for page, name, renderer in SECTIONS:
-        if names is not None and name not in names:
+        if names is not None and name.split("-")[0] not in names:
             continue
         path = ROOT / page
         text = path.read_text()

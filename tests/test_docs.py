@@ -89,7 +89,7 @@ def test_generated_sections_match_their_results_json():
 MEASUREMENT = re.compile(
     r"\b\d+(\.\d+)?\s?(%|×|x\b|points?\b|seconds?\b|s\b|min\b|minutes?\b|img/s|"
     r"images/s|MB\b|GB\b|ms\b)")
-GENERATED = re.compile(r"<!-- generated: (\w+) .*?<!-- end generated: \1 -->", re.S)
+GENERATED = re.compile(r"<!-- generated: ([\w-]+) .*?<!-- end generated: \1 -->", re.S)
 FENCE = re.compile(r"```.*?```", re.S)
 
 
