@@ -67,7 +67,7 @@ COMMON_CONSTRAINTS = {
     "cache_dir": [str, os.PathLike, None],
     "device": [str, torch.device],
     "mixed_precision": ["boolean"],
-    "engine": [StrOptions({"auto", "torch", "openvino", "onnxruntime"})],
+    "engine": [StrOptions({"auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8"})],
     "n_jobs": [Interval(numbers.Integral, 1, None, closed="left"),
                Interval(numbers.Integral, None, -1, closed="right"), None],
     "verbose": ["verbose"],

@@ -29,7 +29,7 @@ from torchvision.transforms import v2 as T
 from . import _validation as check
 from .callbacks import FitProgress, PartialUnfreeze
 from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
-from .engines import resolve_engine
+from .engines import quantized, resolve_engine
 from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
 from .network import Batches, Labelled, TransferNet, make_head
 from .persist import ModelFileError, export_onnx, read_model, save
@@ -180,11 +180,15 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     mixed_precision : bool, default=False
         On CUDA, run the frozen part under ``torch.autocast`` (float16):
         faster extraction on tensor cores.  Ignored on CPU.
-    engine : {"auto", "torch", "openvino", "onnxruntime"}, default="auto"
+    engine : {"auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8"}, default="auto"
         What runs the frozen part.  ``"auto"`` picks the engine measured
         fastest within the project's memory bounds: today that is torch
-        everywhere (see docs/performance.md); CUDA always runs torch.  The
-        others compute in float32 and agree with torch within 1e-4.
+        everywhere (see docs/performance.md); CUDA always runs torch.
+        ``"openvino"`` and ``"onnxruntime"`` compute in float32 and agree
+        with torch within 1e-4.  ``"onnxruntime-int8"`` (opt-in) quantizes
+        the frozen part to int8, calibrated on 32 of the images fitted; its
+        features differ from float32 ones (accuracy cost measured in
+        docs/benchmarks.md).
     n_jobs : int, default=None
         Threads decoding images.
     on_error : {"raise", "skip"}, default="raise"
@@ -466,7 +470,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
     @classmethod
-    def from_fitted_state(cls, params, classes, state, history=(), weights_loaded="unknown"):
+    def from_fitted_state(cls, params, classes, state, history=(), weights_loaded="unknown",
+                          engine_calibration=None):
         """Rebuild a fitted classifier from its parameters and :meth:`fitted_state`.
 
         The architecture is built from the backbone registry exactly as
@@ -486,6 +491,9 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             The per-epoch records of ``history_``.
         weights_loaded : str, default="unknown"
             ``weights_`` of the fitted model.
+        engine_calibration : str or None, default=None
+            ``extractor_.calibration`` of a model fitted with an int8
+            engine: the tensor ranges it was calibrated to.
 
         Returns
         -------
@@ -516,6 +524,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
                 f"parameters: {str(exc).splitlines()[0]}"
             ) from exc
         est.weights_ = weights_loaded
+        if quantized(est.engine_):  # the same int8 network, without the images
+            est.extractor_.calibration = engine_calibration
         est.net_.initialize()
         est.net_.history = History(list(history))
         est.history_ = est.net_.history

@@ -1,4 +1,4 @@
-"""Inference engines for the frozen prefix: eager torch, OpenVINO, ONNX Runtime.
+"""Inference engines for the frozen prefix: eager torch, OpenVINO, ONNX Runtime, int8.
 
 With the activation cache, a fit costs one forward pass of each distinct
 image through the frozen prefix, so on a CPU the engine that runs it sets the
@@ -9,19 +9,30 @@ processors with bfloat16 units its default precision is not.
 The activation cache keys each engine's results apart: an entry always
 holds exactly what its engine computes, so a fit gives the same numbers bit
 for bit whatever ran before it.
+
+``"onnxruntime-int8"`` is the opt-in exception: ONNX Runtime's static
+post-training quantization (QDQ, int8 weights per channel, uint8
+activations), calibrated by min-max on :data:`CALIBRATION_IMAGES` of the
+images being fitted.  What calibration found (the range of every tensor of
+the graph, as ONNX Runtime's calibration cache writes it) is part of the
+cache key and of a saved model, so the same int8 network is rebuilt without
+the images.
 """
 
 from __future__ import annotations
 
 import importlib
 import io
+import logging
+import tempfile
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
 
 #: ``engine`` values; ``"auto"``: the first of :data:`AUTO_ORDER` installed, on CPU.
-ENGINES = ("auto", "torch", "openvino", "onnxruntime")
+ENGINES = ("auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8")
 #: The engines ``"auto"`` prefers to torch, fastest first.  Empty for now: measured end
 #: to end from JPEG files on 2 CPU cores (bench_speed.py), ONNX Runtime ran 1.1-1.3x
 #: torch (1.7-1.9x with its memory arena) and OpenVINO about 1.0x (2.4x on decoded
@@ -29,7 +40,16 @@ ENGINES = ("auto", "torch", "openvino", "onnxruntime")
 #: peaked between 0.6 and 2.4 GB above the model with either, against 0.5 GB with torch
 #: and a bound of 1.5 GB.  An engine joins here once it is faster within that bound.
 AUTO_ORDER = ()
-_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
+_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime",
+             "onnxruntime-int8": "onnxruntime"}
+#: Images an int8 engine is calibrated on: the first of the fitted images in the
+#: order of their content digests (so the same images, whatever their order in X).
+CALIBRATION_IMAGES = 32
+
+
+def quantized(engine):
+    """Whether ``engine`` computes in int8 (and needs calibrating first)."""
+    return engine.endswith("-int8")
 
 
 def available(engine):
@@ -71,7 +91,7 @@ def resolve_engine(engine, device, strict=True):
                          "engine='torch' or 'auto'.")
     if not available(engine):
         message = (f"engine={engine!r} needs the {_PACKAGES[engine]} package: "
-                   f"pip install 'sktransfer[{engine}]' (or use engine='auto').")
+                   f"pip install 'sktransfer[{_PACKAGES[engine]}]' (or use engine='auto').")
         if strict:
             raise ImportError(message)
         warnings.warn(f"{message} Using engine='torch'.", RuntimeWarning, stacklevel=3)
@@ -79,7 +99,67 @@ def resolve_engine(engine, device, strict=True):
     return engine
 
 
-def compile_prefix(modules, input_shape, engine, device="cpu"):
+def _onnx(sequential, example):
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on the legacy path
+        torch.onnx.export(sequential, (example,), buffer, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}},
+                          dynamo=False, opset_version=17)
+    return buffer.getvalue()
+
+
+def _session(model_bytes, threads):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    # Without its arena ONNX Runtime is slower (1.26x torch instead of 1.7-1.85x here),
+    # but the arena held 0.5-1.7 GB more at its peak: over the memory bound of a fit.
+    options.enable_cpu_mem_arena = False
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
+
+
+def _quantize(model_bytes, calibration):
+    """``(int8 model bytes, calibration JSON)``; ``calibration``: a batch, or the JSON of one."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Batches(CalibrationDataReader):
+        """The calibration batch, eight images at a time."""
+
+        def __init__(self, batch):
+            self.chunks = iter([{"x": batch[i:i + 8].contiguous().numpy()}
+                                for i in range(0, len(batch), 8)])
+
+        def get_next(self):
+            return next(self.chunks, None)
+
+    reader = None
+    with tempfile.TemporaryDirectory(prefix="sktransfer-int8-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "fp32.onnx").write_bytes(model_bytes)
+        ranges = tmp / "calibration.json"
+        if isinstance(calibration, str):
+            ranges.write_text(calibration)  # read back by ONNX Runtime: no calibration run
+        else:
+            reader = Batches(calibration)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its advice goes to the root logger, one line per layer
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_static(tmp / "fp32.onnx", tmp / "int8.onnx", reader,
+                                quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibration_cache_path=ranges)
+        finally:
+            root.setLevel(level)
+        return (tmp / "int8.onnx").read_bytes(), ranges.read_text()
+
+
+def compile_prefix(modules, input_shape, engine, device="cpu", calibration=None):
     """A function running ``modules`` in order on a batch, with ``engine``.
 
     Parameters
@@ -88,8 +168,12 @@ def compile_prefix(modules, input_shape, engine, device="cpu"):
         In inference mode, BatchNorm already folded; not changed here.
     input_shape : tuple of int
         One image's shape, ``(3, s, s)``.
-    engine : {"torch", "openvino", "onnxruntime"}
+    engine : {"torch", "openvino", "onnxruntime", "onnxruntime-int8"}
     device : str, default="cpu"
+    calibration : torch.Tensor, str or None, default=None
+        int8 only: a batch of preprocessed images to calibrate on, or the
+        calibration JSON an earlier calibration gave (the function's
+        ``calibration`` attribute).
 
     Returns
     -------
@@ -122,20 +206,12 @@ def compile_prefix(modules, input_shape, engine, device="cpu"):
             "INFERENCE_PRECISION_HINT": "f32"})
         return lambda x: torch.from_numpy(compiled(x.contiguous().numpy())[0].copy())
     if engine == "onnxruntime":
-        import onnxruntime as ort
-
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's notes on the legacy path
-            torch.onnx.export(sequential, (example,), buffer, input_names=["x"],
-                              output_names=["y"], dynamic_axes={"x": {0: "n"}},
-                              dynamo=False, opset_version=17)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # Without its arena ONNX Runtime is slower (1.26x torch instead of 1.7-1.85x here),
-        # but the arena held 0.5-1.7 GB more at its peak: over the memory bound of a fit.
-        options.enable_cpu_mem_arena = False
-        session = ort.InferenceSession(buffer.getvalue(), options,
-                                       providers=["CPUExecutionProvider"])
-        return lambda x: torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
+        return _session(_onnx(sequential, example), threads)
+    if engine == "onnxruntime-int8":
+        if calibration is None:
+            raise ValueError("engine='onnxruntime-int8' needs a calibration batch or JSON")
+        model, ranges = _quantize(_onnx(sequential, example), calibration)
+        run = _session(model, threads)
+        run.calibration = ranges
+        return run
     raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")

@@ -26,7 +26,7 @@ from torchvision.transforms import functional as TF
 from .backbones import build_backbone, feature_shape, make_pooling, pooled_size
 from .cache import ActivationStore
 from .data import ImageDecodeError, as_images
-from .engines import compile_prefix
+from .engines import CALIBRATION_IMAGES, compile_prefix, quantized
 from .progress import progress
 from .views import with_view as viewed_transform
 
@@ -192,6 +192,7 @@ class Extractor:
         self.engine = engine
         self.fallback = fallback
         self.view = None
+        self.calibration = None  # int8 engines: what calibration found (JSON), once calibrated
         self._key = None
         self._entry_nbytes = None
 
@@ -203,7 +204,8 @@ class Extractor:
         """
         if view is None:
             return self
-        self._prefix_key  # noqa: B018 - fingerprinted without the view, once, then shared
+        if not (quantized(self.engine) and self.calibration is None):
+            self._prefix_key  # noqa: B018 - fingerprinted without the view, once, then shared
         viewed = copy.copy(self)
         viewed.transform, viewed.view = viewed_transform(self.transform, view), view
         return viewed
@@ -228,6 +230,10 @@ class Extractor:
             if self.identity is not None:
                 _FINGERPRINTS[self.identity] = self._key
         engine = "" if self.engine == "torch" else f"-{self.engine}"
+        if quantized(self.engine):  # int8 results depend on the calibration
+            if self.calibration is None:
+                raise RuntimeError("an int8 extractor is keyed once it is calibrated")
+            engine += "-" + hashlib.sha256(self.calibration.encode()).hexdigest()[:16]
         return self._key + ("-amp" if self.amp else "") + engine
 
     @property
@@ -253,20 +259,8 @@ class Extractor:
         if cache_key in _INFERENCE_COPIES:
             _INFERENCE_COPIES.move_to_end(cache_key)
             return _INFERENCE_COPIES[cache_key]
-        folded = fuse_conv_bn([m.cpu() for m in self.modules])
-        shape = (3, self.transform.crop_size[0], self.transform.crop_size[0])
-        try:
-            runner = compile_prefix(folded, shape, self.engine, self.device)
-        except Exception as exc:  # noqa: BLE001 - converters raise anything for a module they cannot take
-            if not self.fallback:
-                raise RuntimeError(
-                    f"engine={self.engine!r} could not convert this network "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); use "
-                    "engine='torch'.") from exc
-            warnings.warn(f"engine={self.engine!r} could not convert this network "
-                          f"({type(exc).__name__}); running it with torch.", RuntimeWarning,
-                          stacklevel=4)
-            self.engine = "torch"  # results are keyed, from now on, as torch's
+        runner = self._compile(self.calibration)
+        if runner is None:  # fell back to torch
             return self._runner()
         _INFERENCE_COPIES[cache_key] = runner
         while len(_INFERENCE_COPIES) > 2:
@@ -303,6 +297,8 @@ class Extractor:
         images = as_images(X)
         n = len(images)
         results = [None] * n
+        if quantized(self.engine) and self.calibration is None and n:
+            self._calibrate(images, n_jobs)
         store = ActivationStore(
             cache, cache_dir, entry_nbytes=self.entry_nbytes if cache_dir is not None else None,
             description=self.description)
@@ -333,6 +329,47 @@ class Extractor:
             if results[i] is None:  # a duplicate of an image computed above
                 results[i] = results[first_of[key]]
         return torch.stack(results) if n else torch.empty(0)
+
+    def _compile(self, calibration):
+        """The folded prefix compiled by the engine; ``None`` when it fell back to torch."""
+        folded = fuse_conv_bn([m.cpu() for m in self.modules])
+        shape = (3, self.transform.crop_size[0], self.transform.crop_size[0])
+        try:
+            with torch.inference_mode():
+                return compile_prefix(folded, shape, self.engine, self.device,
+                                      calibration=calibration)
+        except Exception as exc:  # noqa: BLE001 - converters raise anything for a module they cannot take
+            if not self.fallback:
+                raise RuntimeError(
+                    f"engine={self.engine!r} could not convert this network "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); use "
+                    "engine='torch'.") from exc
+            warnings.warn(f"engine={self.engine!r} could not convert this network "
+                          f"({type(exc).__name__}); running it with torch.", RuntimeWarning,
+                          stacklevel=5)
+            self.engine = "torch"  # results are keyed, from now on, as torch's
+            return None
+
+    def _calibrate(self, images, n_jobs):
+        """Calibrate an int8 engine on the first images of X in the order of their digests.
+
+        The same images whatever their order in X; unreadable ones are
+        skipped here (``run`` reports them).
+        """
+        digests = {}
+        for i in range(len(images)):
+            try:
+                digests.setdefault(images.content_key(i), i)
+            except ImageDecodeError:
+                continue
+        chosen = [digests[k] for k in sorted(digests)][:CALIBRATION_IMAGES]
+        decoded = [t for t, _ in decode_batch(images, self.transform, chosen, n_jobs)
+                   if t is not None]
+        if not decoded:
+            raise ImageDecodeError("no readable image to calibrate the int8 engine on")
+        runner = self._compile(to_batch(decoded, self.transform))  # int8 is never a fallback
+        self.calibration = runner.calibration
+        _INFERENCE_COPIES[(self._prefix_key, self.device, self.engine)] = runner
 
     def _compute(self, images, pending, results, batch_size, n_jobs, verbose, save=None):
         """Run ``pending`` images through the prefix into ``results`` (and ``save`` each)."""

@@ -105,6 +105,8 @@ def save(est, path):
         "weights_loaded": est.weights_,
         "history": json.loads(json.dumps(list(est.history_), default=_to_json)),
         "state_sha256": hashlib.sha256(weights).hexdigest(),
+        # an int8 engine's calibration (tensor ranges), so the same engine is rebuilt
+        "engine_calibration": est.extractor_.calibration,
     }
     path = Path(os.fspath(path))
     tmp = path.with_name(path.name + ".partial")
@@ -205,7 +207,8 @@ def read_model(path):
     Returns
     -------
     dict
-        ``params``, ``classes``, ``state``, ``history`` and ``weights_loaded``.
+        ``params``, ``classes``, ``state``, ``history``, ``weights_loaded`` and
+        ``engine_calibration``.
 
     Raises
     ------
@@ -224,6 +227,7 @@ def read_model(path):
             "state": state,
             "history": config["history"],
             "weights_loaded": config["weights_loaded"],
+            "engine_calibration": config.get("engine_calibration"),
         }
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError,
             pickle.UnpicklingError) as exc:

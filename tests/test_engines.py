@@ -101,3 +101,56 @@ def test_pretrained_features_use_the_engine(tiny):
     engine = ENGINES[0]
     fast = PretrainedFeatures(backbone="resnet18", weights=None, image_size=32, engine=engine)
     assert fast.fit(X).engine_ == engine and fast.transform(X).shape == (16, 512)
+
+
+int8 = pytest.mark.skipif(not available("onnxruntime-int8"), reason="onnxruntime not installed")
+
+
+@int8
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18"])
+def test_int8_features_are_close_to_float32_ones(name):
+    cut = cut_backbone(_backbone(name), 0, image_size=64)
+    X = np.random.RandomState(0).randint(0, 256, (12, 70, 90, 3), dtype=np.uint8)
+    reference = Extractor(cut.frozen, cut.transform).run(X, cache=False)
+    extractor = Extractor(cut.frozen, cut.transform, engine="onnxruntime-int8")
+    out = extractor.run(X, cache=False)
+    assert extractor.calibration is not None
+    cosine = torch.nn.functional.cosine_similarity(out, reference, dim=1)
+    assert cosine.min() > 0.95, cosine
+    assert not torch.equal(out, reference)  # quantized indeed
+
+
+@int8
+def test_int8_calibration_is_deterministic_and_keys_the_cache():
+    cut = cut_backbone(_backbone("resnet18"), 0, image_size=32)
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 256, (40, 40, 40, 3), dtype=np.uint8)
+
+    def calibrated(images):
+        extractor = Extractor(cut.frozen, cut.transform, engine="onnxruntime-int8")
+        extractor.run(images, cache=False)
+        return extractor
+
+    first = calibrated(X)
+    # the same images in another order: the same 32 chosen by digest, the same ranges
+    assert calibrated(X[::-1].copy()).key == first.key
+    other = calibrated(rng.randint(0, 256, (40, 40, 40, 3), dtype=np.uint8))
+    assert other.calibration != first.calibration and other.key != first.key
+
+
+@int8
+def test_int8_models_save_load_and_pickle_without_their_images(tiny, tmp_path):
+    X, y = tiny
+    clf = TransferClassifier(**FAST, engine="onnxruntime-int8").fit(X, y)
+    proba = clf.predict_proba(X)
+    clf.save(tmp_path / "m.sktransfer")
+    from sktransfer import extractor
+
+    extractor._INFERENCE_COPIES.clear()  # rebuilt from the saved calibration, not reused
+    loaded = load(tmp_path / "m.sktransfer")
+    assert loaded.extractor_.calibration == clf.extractor_.calibration
+    other = np.random.RandomState(1).randint(0, 256, (4, 40, 40, 3), dtype=np.uint8)
+    np.testing.assert_allclose(loaded.predict_proba(other), clf.predict_proba(other),
+                               atol=1e-6)
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(clf)).predict_proba(X), proba,
+                               atol=1e-6)
