@@ -211,7 +211,8 @@ def run_ifct(quick):
                    f"{len(set(labels))} food groups")
     print(f"\n{description}, {cv.get_n_splits()}-fold CV", flush=True)
     chosen = models(quick)
-    for engine in ("torch", "openvino", "onnxruntime"):  # fp32 engines: the same accuracy
+    # fp32 engines: the same accuracy; int8: its cost
+    for engine in ("torch", "openvino", "onnxruntime", "onnxruntime-int8"):
         if available(engine):
             chosen[f"TransferClassifier() defaults, engine={engine!r}"] = TransferClassifier(
                 "mobilenet", random_state=0, engine=engine)
@@ -235,6 +236,8 @@ def _fashion_sets(sizes, n_test):
 
 
 def run_fashion(quick):
+    from sktransfer.engines import available
+
     n_test = 1000 if quick else 2000
     results = {}
     for n, (X, y, split) in _fashion_sets([500] if quick else [100, 500, 2000], n_test).items():
@@ -242,6 +245,9 @@ def run_fashion(quick):
         if not quick:
             chosen["search: unfreeze=2, finetune_lr=1e-4"] = TransferClassifier(
                 "mobilenet", random_state=0, **SEARCH["unfreeze=2, finetune_lr=1e-4"])
+        if available("onnxruntime-int8"):  # the int8 engine's accuracy cost
+            chosen["TransferClassifier() defaults, engine='onnxruntime-int8'"] = (
+                TransferClassifier("mobilenet", random_state=0, engine="onnxruntime-int8"))
         print(f"\nFashion-MNIST: {n} training images, {n_test} test images", flush=True)
         results[str(n)] = _run_all(chosen, list(X), y, split)
     return results

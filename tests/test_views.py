@@ -138,4 +138,6 @@ def test_unfreeze_at_default_settings_changes_the_unfrozen_blocks(tiny, r18_weig
             if name.startswith(f"{i}.") and value.ndim == 4:
                 original = start[f"{prefix}.{name[2:]}"]
                 changes.append(float((value.detach() - original).norm() / original.norm()))
-    assert len(changes) >= 4 and min(changes) > 1e-3, changes
+    # three steps at finetune_lr=1e-5 move every conv of both blocks by ~1e-4 or more of
+    # its norm (float noise is ~1e-7): small, as the benchmarks say it should stay
+    assert len(changes) >= 4 and min(changes) > 1e-4, changes
