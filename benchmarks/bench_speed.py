@@ -199,14 +199,14 @@ def tutorial_fit(X, y, X_test, y_test, epochs, finetune_epochs):
 def worker_extract(args):
     import torch
 
-    from sktransfer.backbones import build_backbone, make_pooling
-    from sktransfer.extractor import Extractor
+    from sktransfer.backbones import build_backbone
+    from sktransfer.extractor import Extractor, cut_backbone
 
     paths = load_data(args.data)[0][:args.n]
     bb = build_backbone("mobilenet")
     transform = bb.transform()
     # What a fit with unfreeze=0 runs: every block, then the average pooling.
-    prefix = [*bb.blocks, make_pooling("avg", 3)]
+    prefix = cut_backbone(bb, 0).frozen
     x = torch.randn(len(paths), 3, 224, 224)
     out = {}
     with torch.inference_mode():  # raw torchvision forward, as torchvision lays it out
@@ -249,15 +249,15 @@ def worker_engines(args):
     """End-to-end extraction from JPEG files with each engine, interleaved in one process."""
     import torch
 
-    from sktransfer.backbones import build_backbone, make_pooling
+    from sktransfer.backbones import build_backbone
     from sktransfer.data import as_images
     from sktransfer.engines import available
-    from sktransfer.extractor import Extractor, decode_batch
+    from sktransfer.extractor import Extractor, cut_backbone, decode_batch
 
     paths = load_data(args.data)[0]
     bb = build_backbone("mobilenet")
     transform = bb.transform()
-    prefix = [*bb.blocks, make_pooling("avg", 3)]  # what a fit with unfreeze=0 runs
+    prefix = cut_backbone(bb, 0).frozen  # what a fit with unfreeze=0 runs
     # int8 calibrates on the warm-up images here: speed does not depend on which
     engines = [e for e in ("torch", "openvino", "onnxruntime", "onnxruntime-int8")
                if available(e)]
