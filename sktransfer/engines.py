@@ -117,6 +117,9 @@ def _session(model_bytes, threads):
     # Without its arena ONNX Runtime is slower (1.26x torch instead of 1.7-1.85x here),
     # but the arena held 0.5-1.7 GB more at its peak: over the memory bound of a fit.
     options.enable_cpu_mem_arena = False
+    # Its idle workers would spin on the cores the next batch is decoding on.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: not its notes on unused initializers
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
 

@@ -267,7 +267,9 @@ class Extractor:
         if runner is None:  # fell back to torch
             return self._runner()
         _INFERENCE_COPIES[cache_key] = runner
-        while len(_INFERENCE_COPIES) > 2:
+        # A few: a process alternating between prefixes (engines, cuts) must not
+        # convert them again at every call.
+        while len(_INFERENCE_COPIES) > 4:
             _INFERENCE_COPIES.popitem(last=False)
         return runner
 

@@ -96,7 +96,7 @@ class Dropout(nn.Dropout):
                               device=x.device)
         bits = words.view(torch.int16)[:n].view(x.shape)  # uniform in [-32768, 32767]
         keep = bits >= round(self.p * 65536) - 32768
-        return x * keep * (1.0 / (1.0 - self.p))
+        return torch.mul(x, keep).mul_(1.0 / (1.0 - self.p))
 
 
 def make_head(in_features, hidden_units, dropout, n_classes):
