@@ -162,7 +162,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     tta : int, default=1
         Test-time augmentation: ``predict_proba`` averages the
         probabilities of the image and its first ``tta - 1`` views (the
-        flip first), each cached the same way.  1: the image alone.
+        flip first), each cached the same way.  1: the image alone.  (The
+        network :meth:`export_onnx` writes sees one image at a time.)
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified) and stop
         when the validation loss has not improved for ``n_iter_no_change``
