@@ -239,7 +239,7 @@ def worker_memory(args):
     base = rss_mb()
     t = time.perf_counter()
     TransferClassifier("mobilenet", epochs=2, unfreeze=2, finetune_epochs=1,
-                       random_state=0).fit(paths, labels)
+                       random_state=0, **json.loads(args.params)).fit(paths, labels)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": time.perf_counter() - t, "base_mb": base, "peak_mb": peak,
             "above_model_mb": peak - base, "n_paths": len(paths)}
