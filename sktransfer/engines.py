@@ -33,12 +33,12 @@ from torch import nn
 
 #: ``engine`` values; ``"auto"``: the first of :data:`AUTO_ORDER` installed, on CPU.
 ENGINES = ("auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8")
-#: The engines ``"auto"`` prefers to torch, fastest first.  Empty for now: measured end
-#: to end from JPEG files on 2 CPU cores (bench_speed.py), ONNX Runtime ran 1.1-1.3x
-#: torch (1.7-1.9x with its memory arena) and OpenVINO about 1.0x (2.4x on decoded
-#: tensors alone: it competes with decoding for the cores), while a fit on 2,000 paths
-#: peaked between 0.6 and 2.4 GB above the model with either, against 0.5 GB with torch
-#: and a bound of 1.5 GB.  An engine joins here once it is faster within that bound.
+#: The engines ``"auto"`` prefers to torch, fastest first.  Empty for now.  Measured end
+#: to end from JPEG files on 2 CPU cores (bench_speed.py, decoding a batch ahead):
+#: OpenVINO 1.7x torch, ONNX Runtime 1.4x.  A fit on 2,000 paths peaked 0.9 GB above the
+#: model with OpenVINO once its runtime cache was off (1.5-2.2 GB before), 0.5 GB with
+#: ONNX Runtime (one run) and with torch; the bound is 1.5 GB.  OpenVINO is the
+#: candidate; it joins once the whole suite and the benchmarks have run with it.
 AUTO_ORDER = ()
 _PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime",
              "onnxruntime-int8": "onnxruntime"}
@@ -206,7 +206,10 @@ def compile_prefix(modules, input_shape, engine, device="cpu", calibration=None)
                                      input=[(-1, *input_shape)])
         compiled = ov.Core().compile_model(model, "CPU", {
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
-            "INFERENCE_PRECISION_HINT": "f32"})
+            "INFERENCE_PRECISION_HINT": "f32",
+            # Its cache of shape-specialised kernels held 0.7-1.3 GB more at the peak of a
+            # 2,000-image fit (bench_speed.py's memory worker), for no measurable speed.
+            "CPU_RUNTIME_CACHE_CAPACITY": "0"})
         return lambda x: torch.from_numpy(compiled(x.contiguous().numpy())[0].copy())
     if engine == "onnxruntime":
         return _session(_onnx(sequential, example), threads)
