@@ -340,3 +340,22 @@ def test_a_changed_weights_file_is_loaded_again(tiny, tmp_path):
     second = TransferClassifier(**{**FAST, "weights": path}).fit(X, y)
     assert first.extractor_.key != second.extractor_.key
     assert len([t for t in backbones._TEMPLATES if t[1] == str(path.resolve())]) == 2
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_the_heads_dropout_drops_p_and_rescales(p):
+    from sktransfer.network import Dropout
+
+    x = torch.ones(400, 1001)
+    torch.manual_seed(0)
+    out = Dropout(p).train()(x)
+    assert abs(float((out == 0).float().mean()) - p) < 0.005
+    torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 1 / (1 - p)))
+    torch.manual_seed(0)
+    torch.testing.assert_close(Dropout(p).train()(x), out, rtol=0, atol=0)  # seeded
+    assert torch.equal(Dropout(p).eval()(x), x)
+    # gradients flow through the kept elements only, scaled like the values
+    x = torch.ones(8, 16, requires_grad=True)
+    Dropout(p).train()(x).sum().backward()
+    grads = x.grad.unique()
+    assert all(g == 0 or abs(g - 1 / (1 - p)) < 1e-5 for g in grads.tolist()), grads
