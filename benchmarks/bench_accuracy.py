@@ -149,10 +149,11 @@ def run_levers():
 
 
 def run_int8():
-    """The int8 engine's accuracy cost: the defaults in float32 and in int8, same splits."""
-    pair = {"TransferClassifier() defaults": TransferClassifier("mobilenet", random_state=0),
-            "TransferClassifier() defaults, engine='onnxruntime-int8'": TransferClassifier(
-                "mobilenet", random_state=0, engine="onnxruntime-int8")}
+    """The int8 engines' accuracy cost: the defaults in float32 and in int8, same splits."""
+    pair = {"TransferClassifier() defaults": TransferClassifier("mobilenet", random_state=0)}
+    for engine in ("onnxruntime-int8", "openvino-int8"):
+        pair[f"TransferClassifier() defaults, engine='{engine}'"] = TransferClassifier(
+            "mobilenet", random_state=0, engine=engine)
     paths, labels, splits = ifct_folds()
     print("\nint8, IFCT-9, 5-fold CV", flush=True)
     out = {"IFCT-9": _run_all(pair, paths, labels, splits)}

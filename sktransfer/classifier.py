@@ -183,14 +183,18 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     mixed_precision : bool, default=False
         On CUDA, run the frozen part under ``torch.autocast`` (float16):
         faster extraction on tensor cores.  Ignored on CPU.
-    engine : {"auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8"}, default="auto"
+    engine : str, default="auto"
+        One of ``"auto"``, ``"torch"``, ``"openvino"``, ``"onnxruntime"``,
+        ``"onnxruntime-int8"``, ``"openvino-int8"``.
         What runs the frozen part.  ``"auto"`` picks the engine measured
         fastest within the project's memory bounds: today that is torch
         everywhere (see docs/performance.md); CUDA always runs torch.
         ``"openvino"`` and ``"onnxruntime"`` compute in float32 and agree
-        with torch within 1e-4.  ``"onnxruntime-int8"`` (opt-in) quantizes
-        the frozen part to int8, calibrated on 32 of the images fitted; its
-        features differ from float32 ones (accuracy cost measured in
+        with torch within 1e-4.  ``"onnxruntime-int8"`` and
+        ``"openvino-int8"`` (opt-in) quantize the frozen part to int8,
+        calibrated on 32 of the images fitted, and run it with ONNX Runtime
+        or OpenVINO (the faster; it needs both extras); their features
+        differ from float32 ones (accuracy cost measured in
         docs/benchmarks.md).
     n_jobs : int, default=None
         Threads decoding images.

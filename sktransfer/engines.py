@@ -10,13 +10,15 @@ The activation cache keys each engine's results apart: an entry always
 holds exactly what its engine computes, so a fit gives the same numbers bit
 for bit whatever ran before it.
 
-``"onnxruntime-int8"`` is the opt-in exception: ONNX Runtime's static
+The int8 engines are the opt-in exception: ONNX Runtime's static
 post-training quantization (QDQ, int8 weights per channel, uint8
 activations), calibrated by min-max on :data:`CALIBRATION_IMAGES` of the
-images being fitted.  What calibration found (the range of every tensor of
-the graph, as ONNX Runtime's calibration cache writes it) is part of the
-cache key and of a saved model, so the same int8 network is rebuilt without
-the images.
+images being fitted, then run by ONNX Runtime (``"onnxruntime-int8"``) or
+by OpenVINO (``"openvino-int8"``, which reads the same quantized graph and
+runs it about 1.5 times faster on processors with VNNI).  What calibration
+found (the range of every tensor of the graph, as ONNX Runtime's
+calibration cache writes it) is part of the cache key and of a saved model,
+so the same int8 network is rebuilt without the images.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from torch import nn
 
 #: ``engine`` values; ``"auto"``: the first of :data:`AUTO_ORDER` installed, on CPU.
-ENGINES = ("auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8")
+ENGINES = ("auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8", "openvino-int8")
 #: The engines ``"auto"`` prefers to torch, fastest first.  Empty for now.  Measured end
 #: to end from JPEG files on 2 CPU cores (bench_speed.py, decoding a batch ahead):
 #: OpenVINO 1.7x torch, ONNX Runtime 1.4x.  A fit on 2,000 paths peaked 0.9 GB above the
@@ -40,8 +42,10 @@ ENGINES = ("auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8")
 #: ONNX Runtime (one run) and with torch; the bound is 1.5 GB.  OpenVINO is the
 #: candidate; it joins once the whole suite and the benchmarks have run with it.
 AUTO_ORDER = ()
-_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime",
-             "onnxruntime-int8": "onnxruntime"}
+# The packages each engine imports; "openvino-int8" quantizes with ONNX Runtime's tools.
+_PACKAGES = {"openvino": ("openvino",), "onnxruntime": ("onnxruntime",),
+             "onnxruntime-int8": ("onnxruntime",),
+             "openvino-int8": ("openvino", "onnxruntime")}
 #: Images an int8 engine is calibrated on: the first of the fitted images in the
 #: order of their content digests (so the same images, whatever their order in X).
 CALIBRATION_IMAGES = 32
@@ -54,14 +58,18 @@ def quantized(engine):
 
 def available(engine):
     """Whether ``engine`` can run here (its package imports)."""
-    package = _PACKAGES.get(engine)
-    if package is None:
-        return True
-    try:
-        importlib.import_module(package)
-    except ImportError:
-        return False
-    return True
+    return not _missing(engine)
+
+
+def _missing(engine):
+    """The packages ``engine`` needs that do not import here."""
+    missing = []
+    for package in _PACKAGES.get(engine, ()):
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            missing.append(package)
+    return missing
 
 
 def resolve_engine(engine, device, strict=True):
@@ -69,7 +77,7 @@ def resolve_engine(engine, device, strict=True):
 
     Parameters
     ----------
-    engine : {"auto", "torch", "openvino", "onnxruntime"}
+    engine : {"auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8", "openvino-int8"}
     device : str
         CUDA devices always run torch.
     strict : bool, default=True
@@ -89,9 +97,11 @@ def resolve_engine(engine, device, strict=True):
     if engine != "torch" and cuda:
         raise ValueError(f"engine={engine!r} runs on the CPU; with device={device!r} use "
                          "engine='torch' or 'auto'.")
-    if not available(engine):
-        message = (f"engine={engine!r} needs the {_PACKAGES[engine]} package: "
-                   f"pip install 'sktransfer[{_PACKAGES[engine]}]' (or use engine='auto').")
+    missing = _missing(engine)
+    if missing:
+        message = (f"engine={engine!r} needs the {' and '.join(missing)} package"
+                   f"{'s' if len(missing) > 1 else ''}: pip install "
+                   f"'sktransfer[{','.join(missing)}]' (or use engine='auto').")
         if strict:
             raise ImportError(message)
         warnings.warn(f"{message} Using engine='torch'.", RuntimeWarning, stacklevel=3)
@@ -122,6 +132,24 @@ def _session(model_bytes, threads):
     options.log_severity_level = 3  # errors only: not its notes on unused initializers
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
+
+
+def _openvino(model, threads):
+    """OpenVINO's compiled ``model`` (an ``ov.Model``) as a function of a torch batch."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(model, "CPU", {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
+        # float32 is what torch computes; OpenVINO's default on CPUs with bfloat16
+        # units is bfloat16, 2x faster here but 4e-2 away from torch.
+        "INFERENCE_PRECISION_HINT": "f32",
+        # Its cache of shape-specialised kernels held 0.7-1.3 GB more at the peak of a
+        # 2,000-image fit (bench_speed.py's memory worker), for no measurable speed.
+        "CPU_RUNTIME_CACHE_CAPACITY": "0"})
+
+    def run_openvino(x):
+        return torch.from_numpy(compiled(x.contiguous().numpy())[0].copy())
+    return run_openvino
 
 
 def _quantize(model_bytes, calibration):
@@ -171,7 +199,7 @@ def compile_prefix(modules, input_shape, engine, device="cpu", calibration=None)
         In inference mode, BatchNorm already folded; not changed here.
     input_shape : tuple of int
         One image's shape, ``(3, s, s)``.
-    engine : {"torch", "openvino", "onnxruntime", "onnxruntime-int8"}
+    engine : {"torch", "openvino", "onnxruntime", "onnxruntime-int8", "openvino-int8"}
     device : str, default="cpu"
     calibration : torch.Tensor, str or None, default=None
         int8 only: a batch of preprocessed images to calibrate on, or the
@@ -204,20 +232,19 @@ def compile_prefix(modules, input_shape, engine, device="cpu", calibration=None)
             warnings.simplefilter("ignore")  # the tracer's notes on shapes it cannot know
             model = ov.convert_model(sequential, example_input=example,
                                      input=[(-1, *input_shape)])
-        compiled = ov.Core().compile_model(model, "CPU", {
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
-            "INFERENCE_PRECISION_HINT": "f32",
-            # Its cache of shape-specialised kernels held 0.7-1.3 GB more at the peak of a
-            # 2,000-image fit (bench_speed.py's memory worker), for no measurable speed.
-            "CPU_RUNTIME_CACHE_CAPACITY": "0"})
-        return lambda x: torch.from_numpy(compiled(x.contiguous().numpy())[0].copy())
+        return _openvino(model, threads)
     if engine == "onnxruntime":
         return _session(_onnx(sequential, example), threads)
-    if engine == "onnxruntime-int8":
+    if quantized(engine):
         if calibration is None:
-            raise ValueError("engine='onnxruntime-int8' needs a calibration batch or JSON")
+            raise ValueError(f"engine={engine!r} needs a calibration batch or JSON")
         model, ranges = _quantize(_onnx(sequential, example), calibration)
-        run = _session(model, threads)
+        if engine == "openvino-int8":
+            import openvino as ov
+
+            run = _openvino(ov.Core().read_model(model, b""), threads)  # ONNX bytes, no weights file
+        else:
+            run = _session(model, threads)
         run.calibration = ranges
         return run
     raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")

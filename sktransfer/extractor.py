@@ -23,7 +23,6 @@ import torch
 from joblib import Parallel, delayed
 from torch import nn
 from torchvision import models as tv_models
-from torchvision.transforms import functional as TF
 
 from .backbones import build_backbone, feature_shape, make_pooling, pooled_size
 from .cache import ActivationStore
@@ -134,8 +133,8 @@ def to_batch(tensors, transform):
     """Stack what :func:`decode_batch` made into a normalised float batch."""
     if not hasattr(transform, "normalize"):
         return torch.stack(tensors)
-    if len({t.dtype for t in tensors}) > 1:  # uint8 and float images in one batch
-        tensors = [TF.convert_image_dtype(t, torch.float32) for t in tensors]
+    if len({t.dtype for t in tensors}) > 1:  # uint8 and float images in one batch: rare
+        return torch.stack([transform.normalize(t) for t in tensors])
     return transform.normalize(torch.stack(tensors))
 
 

@@ -47,9 +47,10 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
     device : str, default="auto"
     mixed_precision : bool, default=False
         On CUDA, run the network under ``torch.autocast`` (float16).
-    engine : {"auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8"}, default="auto"
-        As in :class:`TransferClassifier`; ``"onnxruntime-int8"`` is
-        calibrated on the first images transformed.
+    engine : str, default="auto"
+        As in :class:`TransferClassifier`; an int8 engine
+        (``"onnxruntime-int8"``, ``"openvino-int8"``) is calibrated on the
+        first images transformed.
     n_jobs : int, default=None
         Threads decoding images.
     verbose : int, default=0

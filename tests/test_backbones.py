@@ -215,6 +215,23 @@ def test_batch_preprocessing_is_bit_identical_to_per_image(crop):
         assert torch.equal(batched, one_by_one)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+def test_normalisation_is_torchvisions_within_1e_6_and_leaves_its_input(dtype):
+    import torchvision.transforms.functional as TF
+
+    pre = build_backbone("mobilenet_v2", weights=None).transform()
+    x = torch.randint(0, 256, (4, 3, 17, 19), dtype=torch.uint8)
+    if dtype != torch.uint8:
+        x = x.to(dtype) / 255
+    before = x.clone()
+    expected = TF.normalize(TF.convert_image_dtype(x, torch.float32), pre.mean, pre.std)
+    out = pre.normalize(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    assert torch.equal(x, before)
+    assert torch.equal(pre.normalize(x[1]), out[1])  # a batch, or its images one by one
+
+
 @pytest.mark.parametrize("alias", sorted(ALIASES))
 def test_crop_preset_is_the_weights_own_transforms_for_every_alias(alias):
     """Resize, crop, interpolation (bicubic for EfficientNet), mean and std: all carried."""

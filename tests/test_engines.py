@@ -103,16 +103,17 @@ def test_pretrained_features_use_the_engine(tiny):
     assert fast.fit(X).engine_ == engine and fast.transform(X).shape == (16, 512)
 
 
-int8 = pytest.mark.skipif(not available("onnxruntime-int8"), reason="onnxruntime not installed")
+INT8 = [e for e in ("onnxruntime-int8", "openvino-int8") if available(e)]
+int8 = pytest.mark.parametrize("engine", INT8)
 
 
 @int8
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18"])
-def test_int8_features_are_close_to_float32_ones(name):
+def test_int8_features_are_close_to_float32_ones(name, engine):
     cut = cut_backbone(_backbone(name), 0, image_size=64)
     X = np.random.RandomState(0).randint(0, 256, (12, 70, 90, 3), dtype=np.uint8)
     reference = Extractor(cut.frozen, cut.transform).run(X, cache=False)
-    extractor = Extractor(cut.frozen, cut.transform, engine="onnxruntime-int8")
+    extractor = Extractor(cut.frozen, cut.transform, engine=engine)
     out = extractor.run(X, cache=False)
     assert extractor.calibration is not None
     cosine = torch.nn.functional.cosine_similarity(out, reference, dim=1)
@@ -121,13 +122,13 @@ def test_int8_features_are_close_to_float32_ones(name):
 
 
 @int8
-def test_int8_calibration_is_deterministic_and_keys_the_cache():
+def test_int8_calibration_is_deterministic_and_keys_the_cache(engine):
     cut = cut_backbone(_backbone("resnet18"), 0, image_size=32)
     rng = np.random.RandomState(0)
     X = rng.randint(0, 256, (40, 40, 40, 3), dtype=np.uint8)
 
     def calibrated(images):
-        extractor = Extractor(cut.frozen, cut.transform, engine="onnxruntime-int8")
+        extractor = Extractor(cut.frozen, cut.transform, engine=engine)
         extractor.run(images, cache=False)
         return extractor
 
@@ -139,9 +140,9 @@ def test_int8_calibration_is_deterministic_and_keys_the_cache():
 
 
 @int8
-def test_int8_models_save_load_and_pickle_without_their_images(tiny, tmp_path):
+def test_int8_models_save_load_and_pickle_without_their_images(tiny, tmp_path, engine):
     X, y = tiny
-    clf = TransferClassifier(**FAST, engine="onnxruntime-int8").fit(X, y)
+    clf = TransferClassifier(**FAST, engine=engine).fit(X, y)
     proba = clf.predict_proba(X)
     clf.save(tmp_path / "m.sktransfer")
     from sktransfer import extractor
@@ -154,3 +155,29 @@ def test_int8_models_save_load_and_pickle_without_their_images(tiny, tmp_path):
                                atol=1e-6)
     np.testing.assert_allclose(pickle.loads(pickle.dumps(clf)).predict_proba(X), proba,
                                atol=1e-6)
+
+
+@pytest.mark.skipif(len(INT8) < 2, reason="needs both int8 engines")
+def test_int8_engines_run_the_same_quantized_graph(tiny):
+    X, _ = tiny
+    cut = cut_backbone(_backbone("resnet18"), 0, image_size=32)
+    outs = {}
+    for engine in INT8:
+        extractor = Extractor(cut.frozen, cut.transform, engine=engine)
+        outs[engine] = (extractor.run(X, cache=False), extractor.calibration, extractor.key)
+    (a, ranges_a, key_a), (b, ranges_b, key_b) = outs.values()
+    assert ranges_a == ranges_b  # one calibration, two runtimes
+    assert key_a != key_b  # whose results differ in rounding: keyed apart
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    assert cosine.min() > 0.95, cosine
+
+
+def test_an_engine_missing_one_of_its_packages_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(ImportError, match=r"needs the openvino package: "
+                                          r"pip install 'sktransfer\[openvino\]'"):
+        resolve_engine("openvino-int8", "cpu")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r"openvino and onnxruntime packages: "
+                                          r"pip install 'sktransfer\[openvino,onnxruntime\]'"):
+        resolve_engine("openvino-int8", "cpu")
