@@ -160,9 +160,11 @@ ImageNet `IMAGENET1K_V1` weights (found offline). Raw numbers:
         parts.append(f"\nThe float32 inference engines differ by at most {spread:.1f} "
                      "points on the same folds (target: 0.3).\n")
     if "int8" in report:
+        seeds = next(iter(next(iter(report["int8"].values())).values())).get("seeds")
         parts.append("### The int8 engines\n\nThe defaults in float32 and with each int8 "
-                     "engine (calibrated on 32 of each fit's images), "
-                     "the same splits:\n")
+                     "engine (calibrated on 32 of each fit's images), the same splits"
+                     + (f", each accuracy the mean of {len(seeds)} seeds" if seeds else "")
+                     + ":\n")
         parts += [line for name, results in report["int8"].items()
                   for line in _int8_lines(name, results)]
     if "backbones" in report:

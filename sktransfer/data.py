@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,42 @@ def decode_file(path, min_size=None):
         raise ImageDecodeError(f"cannot read image file {os.fspath(path)!r}: {reason}") from None
 
 
+# (path, device, inode, size, modification and change times in ns) -> digest of the bytes
+_FILE_DIGESTS = OrderedDict()
+_FILE_DIGESTS_MAX = 100_000
+
+
+def file_digest(path):
+    """The digest of a file's bytes, read once per process while the file is unchanged.
+
+    A search fits the same files once per fold and grid point; their bytes
+    are hashed again only when the file's size or its modification or change
+    time is not what it was (a write always moves the change time, which no
+    one can set back), as ``git`` and ``make`` decide what changed.
+
+    Raises
+    ------
+    ImageDecodeError
+        The file cannot be read.
+    """
+    try:
+        st = os.stat(path)
+        token = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                 st.st_ctime_ns)
+        digest = _FILE_DIGESTS.get(token)
+        if digest is None:
+            h = hashlib.blake2b(digest_size=16)
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            digest = _FILE_DIGESTS[token] = h.hexdigest()
+            while len(_FILE_DIGESTS) > _FILE_DIGESTS_MAX:
+                _FILE_DIGESTS.popitem(last=False)
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read image file {path!r}: {exc}") from None
+    return digest
+
+
 class ImageSource:
     """Validated images of one kind; nothing is decoded until asked for.
 
@@ -180,16 +217,11 @@ class ImageSource:
 
     def content_key(self, i):
         """A digest of item ``i``'s content (file bytes, or pixels with shape and dtype)."""
-        h = hashlib.blake2b(digest_size=16)
         item = self.items[i]
         if self.kind == "paths":
-            try:
-                with open(item, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
-            except OSError as exc:
-                raise ImageDecodeError(f"cannot read image file {item!r}: {exc}") from None
-        elif isinstance(item, Image.Image):
+            return file_digest(item)
+        h = hashlib.blake2b(digest_size=16)
+        if isinstance(item, Image.Image):
             h.update(f"{item.mode}{item.size}".encode())
             h.update(item.tobytes())
         else:

@@ -137,6 +137,33 @@ def test_content_keys_follow_content(tmp_path):
     assert files.content_key(0) == files.content_key(1)
 
 
+def test_a_files_digest_is_read_once_and_again_after_any_write(tmp_path, monkeypatch):
+    import builtins
+
+    from sktransfer import data
+
+    path = tmp_path / "x.png"  # the digest reads bytes: they need not decode
+    path.write_bytes(b"a" * 100)
+    opened = []
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(file)
+        return builtins.open(file, *args, **kwargs)
+    monkeypatch.setattr(data, "open", counting_open, raising=False)
+    first = as_images([path]).content_key(0)
+    assert as_images([str(path)]).content_key(0) == first  # the same file: not read again
+    assert len(opened) == 1
+    # the same size, its modification time set back: the change time still moved
+    before = path.stat()
+    path.write_bytes(b"b" * 100)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert as_images([path]).content_key(0) != first
+    assert len(opened) == 2
+    path.unlink()
+    with pytest.raises(ImageDecodeError, match="cannot read image file"):
+        data.file_digest(path)
+
+
 def test_a_dataframe_column_of_paths_is_the_same_as_the_list(image_folder):
     import pandas as pd
 
