@@ -7,7 +7,7 @@ cannot be fetched.  Prints ratios measured side by side in this one run and
 writes ``benchmarks/results/speed.json`` and the table in
 ``docs/performance.md``.
 
-    python benchmarks/bench_speed.py            # about 6 minutes on 2 cores
+    python benchmarks/bench_speed.py            # about 8 minutes on 2 cores
     python benchmarks/bench_speed.py --quick    # fewer images and epochs
 """
 
@@ -270,7 +270,7 @@ def worker_engines(args):
         extractors[engine].run(paths[:8], cache=False)  # conversion + warm-up
         out[f"{engine}_convert_s"] = time.perf_counter() - t
     rates = {engine: [] for engine in engines}
-    for _ in range(2):  # interleaved rounds: each engine sees the same machine
+    for _ in range(3):  # interleaved rounds: each engine sees the same machine
         for engine in engines:
             t = time.perf_counter()
             extractors[engine].run(paths, cache=False, n_jobs=args.n_jobs)
@@ -305,6 +305,22 @@ def run_worker(name, data, **kwargs):
     return result
 
 
+def interleaved(rounds, runs, data):
+    """``{name: result}`` for ``runs`` (name -> (worker, kwargs)), each run ``rounds`` times in
+    turn; ``seconds`` is the median, ``rounds`` every run's seconds."""
+    results = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (worker, kwargs) in runs.items():
+            results[name].append(run_worker(worker, data, **kwargs))
+    out = {}
+    for name, results_of in results.items():
+        seconds = sorted(r["seconds"] for r in results_of)
+        median = seconds[len(seconds) // 2]
+        out[name] = {**next(r for r in results_of if r["seconds"] == median),
+                     "rounds": [r["seconds"] for r in results_of]}
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller run, for a smoke test")
@@ -328,17 +344,24 @@ def main():
     cores = os.cpu_count()
     print(f"sktransfer speed benchmark: MobileNetV2 {weights}, {description}, {cores} cores")
     n_mem = 300 if args.quick else 2000
+    # The ratios at defaults are a second apart on this machine's noise, so each
+    # run is the median of three fresh-process runs, the runs compared taken in turn.
+    paired = interleaved(3 if not args.quick else 1, {
+        "fit3": ("fit", dict(epochs=3)),
+        "fit30": ("fit", dict(epochs=30)), "grid30": ("grid", dict(epochs=30)),
+        "fit30_100": ("fit", dict(epochs=30, subset=100)),
+        "grid30_100": ("grid", dict(epochs=30, subset=100))}, args.data)
     r = {
-        "fit3": run_worker("fit", args.data, epochs=3),
-        "fit30": run_worker("fit", args.data, epochs=30),
+        "fit3": paired["fit3"],
+        "fit30": paired["fit30"],
         "fit5": run_worker("fit", args.data, epochs=5),
         # the defaults before cached views existed: what a default fit costs more now
         "fit30_no_views": run_worker("fit", args.data, epochs=30,
                                      params=json.dumps(NO_VIEWS)),
         "grid": run_worker("grid", args.data, epochs=5),
-        "grid30": run_worker("grid", args.data, epochs=30),
-        "fit30_100": run_worker("fit", args.data, epochs=30, subset=100),
-        "grid30_100": run_worker("grid", args.data, epochs=30, subset=100),
+        "grid30": paired["grid30"],
+        "fit30_100": paired["fit30_100"],
+        "grid30_100": paired["grid30_100"],
         "ours": run_worker("ours", args.data, epochs=5, finetune_epochs=3),
         "naive": run_worker("naive", args.data, epochs=5, finetune_epochs=3),
         "extract": run_worker("extract", args.data, n=96 if args.quick else 256),
