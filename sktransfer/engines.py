@@ -15,7 +15,7 @@ post-training quantization (QDQ, int8 weights per channel, uint8
 activations), calibrated by min-max on :data:`CALIBRATION_IMAGES` of the
 images being fitted, then run by ONNX Runtime (``"onnxruntime-int8"``) or
 by OpenVINO (``"openvino-int8"``, which reads the same quantized graph and
-runs it about 1.5 times faster on processors with VNNI).  What calibration
+runs it faster on processors with VNNI; measured in bench_speed.py).  What calibration
 found (the range of every tensor of the graph, as ONNX Runtime's
 calibration cache writes it) is part of the cache key and of a saved model,
 so the same int8 network is rebuilt without the images.
