@@ -17,6 +17,8 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from .engines import ENGINES
+
 
 def suggest(error, est):
     """``error`` (an ``InvalidParameterError``), with a did-you-mean for a mistyped option."""
@@ -67,8 +69,7 @@ COMMON_CONSTRAINTS = {
     "cache_dir": [str, os.PathLike, None],
     "device": [str, torch.device],
     "mixed_precision": ["boolean"],
-    "engine": [StrOptions({"auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8",
-                           "openvino-int8"})],
+    "engine": [StrOptions(set(ENGINES))],
     "n_jobs": [Interval(numbers.Integral, 1, None, closed="left"),
                Interval(numbers.Integral, None, -1, closed="right"), None],
     "verbose": ["verbose"],

@@ -135,10 +135,13 @@ def _session(model_bytes, threads):
 
 
 def _openvino(model, threads):
-    """OpenVINO's compiled ``model`` (an ``ov.Model``) as a function of a torch batch."""
+    """OpenVINO's compiled ``model`` (an ``ov.Model``, or ONNX bytes) as a function of a batch."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(model, "CPU", {
+    core = ov.Core()
+    if isinstance(model, bytes):
+        model = core.read_model(model, b"")  # the weights are inside the ONNX bytes
+    compiled = core.compile_model(model, "CPU", {
         "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
         # float32 is what torch computes; OpenVINO's default on CPUs with bfloat16
         # units is bfloat16, 2x faster here but 4e-2 away from torch.
@@ -239,12 +242,7 @@ def compile_prefix(modules, input_shape, engine, device="cpu", calibration=None)
         if calibration is None:
             raise ValueError(f"engine={engine!r} needs a calibration batch or JSON")
         model, ranges = _quantize(_onnx(sequential, example), calibration)
-        if engine == "openvino-int8":
-            import openvino as ov
-
-            run = _openvino(ov.Core().read_model(model, b""), threads)  # ONNX bytes, no weights file
-        else:
-            run = _session(model, threads)
+        run = (_openvino if engine == "openvino-int8" else _session)(model, threads)
         run.calibration = ranges
         return run
     raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")

@@ -13,11 +13,12 @@ PACKAGE = Path(sktransfer.__file__).parent
 
 # Lowest first: a module may import only modules of earlier layers.
 LAYERS = [
+    {"engines"},
     {"_version", "_validation", "catalog", "data", "demo_data", "progress", "views"},
     {"weights"},
     {"timm_family"},
     {"backbones"},
-    {"cache", "engines"},
+    {"cache"},
     {"extractor"},
     {"callbacks", "explain", "network", "persist", "plots"},
     {"classifier", "features"},
