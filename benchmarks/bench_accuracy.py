@@ -96,6 +96,8 @@ BEFORE = dict(augment_views=0, tta=1, lr_schedule="constant", finetune_epochs=3,
               finetune_lr=1e-5, finetune_lr_decay=1.0)
 LEVERS = {
     "head only: views off, TTA off": {},
+    "previous head settings (batches of 32 at 1e-3, dropout 0.5)": dict(
+        batch_size=32, lr=1e-3, dropout=0.5),
     "flip TTA (tta=2)": dict(tta=2),
     "views (augment_views=2)": dict(augment_views=2),
     "views + TTA (augment_views=2, tta=3)": dict(augment_views=2, tta=3),
