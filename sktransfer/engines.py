@@ -37,10 +37,11 @@ from torch import nn
 ENGINES = ("auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8", "openvino-int8")
 #: The engines ``"auto"`` prefers to torch, fastest first.  Empty for now.  Measured end
 #: to end from JPEG files on 2 CPU cores (bench_speed.py, decoding a batch ahead):
-#: OpenVINO 1.7x torch, ONNX Runtime 1.4x.  A fit on 2,000 paths peaked 0.9 GB above the
-#: model with OpenVINO once its runtime cache was off (1.5-2.2 GB before), 0.5 GB with
-#: ONNX Runtime (one run) and with torch; the bound is 1.5 GB.  OpenVINO is the
-#: candidate; it joins once the whole suite and the benchmarks have run with it.
+#: OpenVINO 1.7-1.8x torch, ONNX Runtime 1.4x.  A fit on 2,000 paths in batches of 32
+#: peaked 0.9 GB above the model with OpenVINO once its runtime cache was off (1.5-2.2
+#: GB before), 0.5 GB with ONNX Runtime (one run) and with torch; the bound is 1.5 GB.
+#: OpenVINO is the candidate; it joins once the whole suite, the benchmarks and its
+#: memory at the default batch of 64 have been measured with it.
 AUTO_ORDER = ()
 # The packages each engine imports (every engine but torch exports the prefix to ONNX
 # first; "openvino-int8" quantizes with ONNX Runtime's tools), and the extras that
