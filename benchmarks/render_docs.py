@@ -167,9 +167,28 @@ ImageNet `IMAGENET1K_V1` weights (found offline). Raw numbers:
                      + ":\n")
         parts += [line for name, results in report["int8"].items()
                   for line in _int8_lines(name, results)]
+    if "head" in report:
+        parts.append(_head(report["head"]))
     if "backbones" in report:
         parts.append(_backbones(report))
     return "\n".join(parts)
+
+
+def _head(head):
+    """The default head settings against the previous ones, seed-averaged, per data set."""
+    names = list(next(iter(head.values())))
+    seeds = next(iter(next(iter(head.values())).values()))["seeds"]
+    lines = ["\n### The head's training settings\n",
+             f"The defaults against the head settings before them, the same splits, each "
+             f"accuracy (%) the mean of {len(seeds)} seeds; what the change does to speed "
+             "is in [performance](performance.md):\n",
+             "| data set | " + " | ".join(names) + " | difference (points) |",
+             "|---|" + "---|" * (len(names) + 1)]
+    for data, results in head.items():
+        acc = [100 * results[n]["mean"] for n in names]
+        lines.append(f"| {data} | " + " | ".join(f"{a:.1f}" for a in acc)
+                     + f" | {acc[0] - acc[-1]:+.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _stale_defaults(report, part):
