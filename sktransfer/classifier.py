@@ -143,7 +143,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         is the per-operation overhead, not arithmetic), so 64 halves the
         head's training time; with ``lr=1.5e-3`` and ``dropout=0.2`` it
         scores as batches of 32 at 1e-3 with dropout 0.5 did
-        (docs/benchmarks.md, the levers).
+        (docs/benchmarks.md, the head's training settings).
     image_size : int or None, default=None
         Side of the network input in pixels; None: the backbone's own (224,
         299 for inception).
