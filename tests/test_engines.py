@@ -181,3 +181,17 @@ def test_an_engine_missing_one_of_its_packages_names_it(monkeypatch):
     with pytest.raises(ImportError, match=r"openvino and onnxruntime packages: "
                                           r"pip install 'sktransfer\[openvino,onnxruntime\]'"):
         resolve_engine("openvino-int8", "cpu")
+
+
+def test_onnx_missing_names_the_engines_own_extra(monkeypatch):
+    # every engine but torch goes through ONNX; each runtime's extra brings it
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"needs the onnx package: "
+                                          r"pip install 'sktransfer\[openvino\]'"):
+        resolve_engine("openvino", "cpu")
+    with pytest.raises(ImportError, match=r"needs the onnx package: "
+                                          r"pip install 'sktransfer\[onnxruntime\]'"):
+        resolve_engine("onnxruntime-int8", "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_engine("auto", "cpu") == "torch"  # silent, whatever AUTO_ORDER holds
