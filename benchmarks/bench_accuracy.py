@@ -93,14 +93,17 @@ GRID = {"backbone": BACKBONES, "unfreeze": [0, 2], "lr": [1e-3, 3e-4]}
 # The head-training defaults a part records (head_defaults), for the pages to compare.
 HEAD_SETTINGS = ("epochs", "batch_size", "lr", "dropout", "label_smoothing", "optimizer")
 
+# The head settings the defaults replaced, compared in the levers and the head part.
+PREVIOUS_HEAD = ("previous head settings (batches of 32 at 1e-3, dropout 0.5)",
+                 dict(batch_size=32, lr=1e-3, dropout=0.5))
+
 # The levers of the fit, each on its own and combined (the ablation), with the
 # settings spelt out, so that a row means the same whatever the defaults are.
 BEFORE = dict(augment_views=0, tta=1, lr_schedule="constant", finetune_epochs=3,
               finetune_lr=1e-5, finetune_lr_decay=1.0)
 LEVERS = {
     "head only: views off, TTA off": {},
-    "previous head settings (batches of 32 at 1e-3, dropout 0.5)": dict(
-        batch_size=32, lr=1e-3, dropout=0.5),
+    PREVIOUS_HEAD[0]: PREVIOUS_HEAD[1],
     "flip TTA (tta=2)": dict(tta=2),
     "views (augment_views=2)": dict(augment_views=2),
     "views + TTA (augment_views=2, tta=3)": dict(augment_views=2, tta=3),
@@ -172,11 +175,8 @@ def run_int8():
     engines = {"TransferClassifier() defaults": "torch"}
     for engine in ("onnxruntime-int8", "openvino-int8"):
         engines[f"TransferClassifier() defaults, engine='{engine}'"] = engine
-    sets = {"IFCT-9": ifct_folds()}
-    for n, (X, y, split) in _fashion_sets([100, 500, 2000], 2000).items():
-        sets[f"Fashion-MNIST, {n} training images"] = (list(X), y, split)
     out = {}
-    for set_name, (X, y, splits) in sets.items():
+    for set_name, (X, y, splits) in _seeded_sets("IFCT-9").items():
         print(f"\nint8, {set_name}, seeds {INT8_SEEDS}", flush=True)
         out[set_name] = {}
         for name, engine in engines.items():
@@ -184,6 +184,14 @@ def run_int8():
                 name, lambda seed: TransferClassifier("mobilenet", random_state=seed,
                                                       engine=engine), X, y, splits, INT8_SEEDS)
     return out
+
+
+def _seeded_sets(ifct_name):
+    """name -> (X, y, splits): IFCT-9's folds, then Fashion-MNIST at 100, 500 and 2,000."""
+    sets = {ifct_name: ifct_folds()}
+    for n, (X, y, split) in _fashion_sets([100, 500, 2000], 2000).items():
+        sets[f"Fashion-MNIST, {n} training images"] = (list(X), y, split)
+    return sets
 
 
 def seed_averaged(name, make, X, y, splits, seeds):
@@ -202,11 +210,7 @@ def seed_averaged(name, make, X, y, splits, seeds):
 
 # The head's training settings: the defaults against the ones before them, five seeds.
 HEAD_SEEDS = (0, 1, 2, 3, 4)
-HEAD_VARIANTS = {
-    "defaults": {},
-    "previous head settings (batches of 32 at 1e-3, dropout 0.5)": dict(
-        batch_size=32, lr=1e-3, dropout=0.5),
-}
+HEAD_VARIANTS = {"defaults": {}, PREVIOUS_HEAD[0]: PREVIOUS_HEAD[1]}
 
 
 def run_head():
@@ -216,9 +220,7 @@ def run_head():
     difference being measured; the frozen features come from the cache, so
     each seed costs only the heads.
     """
-    sets = {"IFCT-9, 5-fold CV": ifct_folds()}
-    for n, (X, y, split) in _fashion_sets([100, 500, 2000], 2000).items():
-        sets[f"Fashion-MNIST, {n} training images"] = (list(X), y, split)
+    sets = _seeded_sets("IFCT-9, 5-fold CV")
     sets["scikit-learn's digits, 300 training images"] = _digits_set()
     out = {}
     for set_name, (X, y, splits) in sets.items():

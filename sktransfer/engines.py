@@ -43,14 +43,12 @@ ENGINES = ("auto", "torch", "openvino", "onnxruntime", "onnxruntime-int8", "open
 #: OpenVINO is the candidate; it joins once the whole suite, the benchmarks and its
 #: memory at the default batch of 64 have been measured with it.
 AUTO_ORDER = ()
-# The packages each engine imports (every engine but torch exports the prefix to ONNX
-# first; "openvino-int8" quantizes with ONNX Runtime's tools), and the extras that
-# install them.
-_PACKAGES = {"openvino": ("openvino", "onnx"), "onnxruntime": ("onnxruntime", "onnx"),
-             "onnxruntime-int8": ("onnxruntime", "onnx"),
-             "openvino-int8": ("openvino", "onnxruntime", "onnx")}
+# The extras each engine needs, each named after the runtime package it installs
+# ("openvino-int8" quantizes with ONNX Runtime's tools); every engine but torch also
+# exports the prefix to ONNX, and each of these extras brings onnx.
 _EXTRAS = {"openvino": ("openvino",), "onnxruntime": ("onnxruntime",),
            "onnxruntime-int8": ("onnxruntime",), "openvino-int8": ("openvino", "onnxruntime")}
+_PACKAGES = {engine: (*extras, "onnx") for engine, extras in _EXTRAS.items()}
 #: Images an int8 engine is calibrated on: the first of the fitted images in the
 #: order of their content digests (so the same images, whatever their order in X).
 CALIBRATION_IMAGES = 32
@@ -78,8 +76,7 @@ def _missing(engine):
 
 
 def _extras(engine, missing):
-    """The extras that install ``missing``: each is named after its runtime, and each
-    of an engine's extras brings onnx."""
+    """The extras that install ``missing`` (onnx: the engine's first)."""
     extras = _EXTRAS[engine]
     return list(dict.fromkeys(p if p in extras else extras[0] for p in missing))
 
