@@ -192,8 +192,9 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         One of ``"auto"``, ``"torch"``, ``"openvino"``, ``"onnxruntime"``,
         ``"onnxruntime-int8"``, ``"openvino-int8"``.
         What runs the frozen part.  ``"auto"`` picks the engine measured
-        fastest within the project's memory bounds: today that is torch
-        everywhere (see docs/performance.md); CUDA always runs torch.
+        fastest within the project's memory bounds: OpenVINO on the CPU when
+        the ``openvino`` extra is installed, else torch (see
+        docs/performance.md); CUDA always runs torch.
         ``"openvino"`` and ``"onnxruntime"`` compute in float32 and agree
         with torch within 1e-4.  ``"onnxruntime-int8"`` and
         ``"openvino-int8"`` (opt-in) quantize the frozen part to int8,

@@ -18,8 +18,9 @@ GRID = {"lr": [1e-3, 1e-2], "epochs": [1, 3]}
 
 
 def _search(X, y, cache_dir, log, n_jobs):
+    # engine="torch": the stem counts the images that torch runs through it.
     est = TransferClassifier(counting_backbone(log), image_size=32, random_state=0,
-                             cache_dir=cache_dir)
+                             cache_dir=cache_dir, engine="torch")
     return GridSearchCV(est, GRID, cv=3, n_jobs=n_jobs).fit(X, y)
 
 
