@@ -81,9 +81,11 @@ def _engines_line(e):
     names = [k[:-6] for k in e if k.endswith("_img_s") and k != "decode_img_s"]
     rates = ", ".join(f"{n} {e[n + '_img_s']:.1f}" for n in names)
     converts = ", ".join(f"{n} {e[n + '_convert_s']:.1f} s" for n in names)
+    alone = ", ".join(f"{n} {v:.1f}" for n, v in e.get("predecoded_rates", {}).items())
     return (f"Engines, end to end from {e['n_images']} JPEG files, images/s: {rates}; "
             f"decoding and resizing alone {e['decode_img_s']:.1f}. "
-            f"Conversion (once per process): {converts}.")
+            + (f"On batches decoded beforehand, images/s: {alone}. " if alone else "")
+            + f"Conversion (once per process): {converts}.")
 
 
 # -- accuracy: docs/benchmarks.md ------------------------------------------------
