@@ -271,9 +271,11 @@ def render_levers(report):
     ref = levers.get("reference", {}).get("fastai")
     lines = ["Each lever alone and combined, MobileNetV2, every other setting as the "
              "head-only row (which is the defaults before views and TTA existed); the same "
-             "folds as above. Fit times add up all folds in one process: the first row "
+             "folds as above. Fit times (a mean over the seeds) add up all folds in one "
+             "process: the first row "
              "computes the plain images' activations and the others reuse them, while a row "
-             "with views pays for extracting each view once.\n",
+             "with views pays for extracting each view once."
+             + _seeds_sentence(levers) + "\n",
              _levers_tables(levers)]
     if ref:
         lines.append(f"For reference, quoted rather than measured here: {ref['setup']}: about "
@@ -282,6 +284,16 @@ def render_levers(report):
     lines.append("Points over the head-only row, per data set:\n")
     lines.append(_gains_table(levers))
     return "\n".join(lines)
+
+
+def _seeds_sentence(levers):
+    """How many seeds each lever's accuracy averages, read from the results."""
+    seeds = {len(r["seeds"]) for data, results in levers.items() if data != "reference"
+             for r in results.values() if "seeds" in r}
+    if not seeds:
+        return " Each row is one fit per split (random_state=0)."
+    return (f" Each accuracy is the mean of {max(seeds)} seeds' fits (the deterministic "
+            "linear probe: one).")
 
 
 def _lever_goals(report):
