@@ -272,9 +272,8 @@ def worker_engines(args):
     images = as_images(paths)
 
     def decode_all():
-        for start in range(0, len(paths), 32):
-            decode_batch(images, transform, list(range(start, min(start + 32, len(paths)))),
-                         args.n_jobs)
+        for batch in batches_of(len(paths), 32):
+            decode_batch(images, transform, batch, args.n_jobs)
     rates = {name: [] for name in (*engines, "decode")}
     for _ in range(3):  # interleaved rounds: each engine, and decoding, see the same machine
         for engine in engines:
@@ -290,6 +289,11 @@ def worker_engines(args):
     return out
 
 
+def batches_of(n, size):
+    """``[0, n)`` in consecutive lists of ``size`` indices (the last one shorter)."""
+    return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+
+
 def predecoded_rates(prefix, transform, images, engines, batch_size=32):
     """Each engine's images/s on batches decoded beforehand: what it could reach with free decoding.
 
@@ -302,8 +306,8 @@ def predecoded_rates(prefix, transform, images, engines, batch_size=32):
     from sktransfer.extractor import decode_batch, fuse_conv_bn, to_batch
 
     n = len(images)
-    batches = [to_batch([t for t, _ in decode_batch(images, transform, list(range(
-        s, min(s + batch_size, n))), None)], transform) for s in range(0, n, batch_size)]
+    batches = [to_batch([t for t, _ in decode_batch(images, transform, batch, None)], transform)
+               for batch in batches_of(n, batch_size)]
     folded = fuse_conv_bn(prefix)
     runners = {e: compile_prefix(folded, tuple(batches[0].shape[1:]), e,
                                  calibration=batches[0] if quantized(e) else None)
