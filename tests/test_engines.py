@@ -88,6 +88,25 @@ def test_save_load_and_pickle_with_every_engine(engine, tiny, tmp_path):
     np.testing.assert_allclose(pickle.loads(blob).predict_proba(X), proba, atol=1e-5)
 
 
+@pytest.mark.skipif(not available("openvino"), reason="the openvino extra is not installed")
+def test_a_model_auto_ran_with_openvino_loads_where_openvino_is_missing(tiny, tmp_path,
+                                                                      monkeypatch):
+    X, y = tiny
+    clf = TransferClassifier(**FAST).fit(X, y)
+    assert clf.engine_ == "openvino"  # "auto" on the CPU
+    proba = clf.predict_proba(X)
+    clf.save(tmp_path / "m.sktransfer")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # the machine it is deployed on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "auto" falls back in silence, as in fit
+        loaded = load(tmp_path / "m.sktransfer")
+        assert loaded.engine_ == "torch"
+        np.testing.assert_allclose(loaded.predict_proba(X), proba, atol=1e-5)
+        # the same with a pickled one (joblib, Dask workers)
+        np.testing.assert_allclose(pickle.loads(pickle.dumps(clf)).predict_proba(X), proba,
+                                   atol=1e-5)
+
+
 def test_engines_are_keyed_apart_in_the_cache(tiny):
     X, y = tiny
     keys = {e: TransferClassifier(**FAST, engine=e).fit(X, y).extractor_.key
