@@ -14,6 +14,7 @@ writes ``benchmarks/results/speed.json`` and the table in
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -274,17 +275,11 @@ def worker_engines(args):
     def decode_all():
         for batch in batches_of(len(paths), 32):
             decode_batch(images, transform, batch, args.n_jobs)
-    rates = {name: [] for name in (*engines, "decode")}
-    for _ in range(3):  # interleaved rounds: each engine, and decoding, see the same machine
-        for engine in engines:
-            t = time.perf_counter()
-            extractors[engine].run(paths, cache=False, n_jobs=args.n_jobs)
-            rates[engine].append(len(paths) / (time.perf_counter() - t))
-        t = time.perf_counter()
-        decode_all()
-        rates["decode"].append(len(paths) / (time.perf_counter() - t))
-    for name, values in rates.items():
-        out[f"{name}_img_s"] = max(values)  # the best round of each, measured alike
+    jobs = {engine: functools.partial(extractors[engine].run, paths, cache=False,
+                                      n_jobs=args.n_jobs) for engine in engines}
+    jobs["decode"] = decode_all
+    # each engine, and decoding, measured alike
+    out.update({f"{name}_img_s": rate for name, rate in best_rates(jobs, len(paths)).items()})
     out["predecoded_rates"] = predecoded_rates(prefix, transform, images, engines)
     return out
 
@@ -292,6 +287,20 @@ def worker_engines(args):
 def batches_of(n, size):
     """``[0, n)`` in consecutive lists of ``size`` indices (the last one shorter)."""
     return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+
+
+def best_rates(jobs, n, rounds=3):
+    """name -> the best images/s of ``jobs[name]()`` (``n`` images) over interleaved rounds.
+
+    Interleaved, so that every job sees the same machine.
+    """
+    rates = {name: [] for name in jobs}
+    for _ in range(rounds):
+        for name, job in jobs.items():
+            t = time.perf_counter()
+            job()
+            rates[name].append(n / (time.perf_counter() - t))
+    return {name: max(values) for name, values in rates.items()}
 
 
 def predecoded_rates(prefix, transform, images, engines, batch_size=32):
@@ -312,15 +321,14 @@ def predecoded_rates(prefix, transform, images, engines, batch_size=32):
     runners = {e: compile_prefix(folded, tuple(batches[0].shape[1:]), e,
                                  calibration=batches[0] if quantized(e) else None)
                for e in engines}
-    rates = {e: [] for e in engines}
     with torch.inference_mode():
-        for _ in range(3):
-            for e in engines:
-                t = time.perf_counter()
-                for x in batches:
-                    runners[e](x)
-                rates[e].append(n / (time.perf_counter() - t))
-    return {e: max(v) for e, v in rates.items()}
+        return best_rates({e: functools.partial(_run_all_batches, runners[e], batches)
+                           for e in engines}, n)
+
+
+def _run_all_batches(runner, batches):
+    for x in batches:
+        runner(x)
 
 
 WORKERS = {"fit": worker_fit, "grid": worker_grid, "ours": worker_ours,
