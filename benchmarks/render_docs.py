@@ -330,6 +330,29 @@ def render_levers_guide(report):
             "[the benchmarks](benchmarks.md#the-levers-of-a-fit)):\n\n" + _gains_table(levers))
 
 
+def render_features(report):
+    """The features' ablation (input side, pooling): docs/benchmarks.md."""
+    features = report.get("features")
+    if not features:
+        return "Not measured yet: `python benchmarks/bench_accuracy.py --part features`."
+    parts = ["Each setting of the frozen MobileNetV2 features scored by its own linear "
+             "probe (logistic regression, whole image) and by the defaults' head (every "
+             "other parameter at its default), the same folds as above."
+             + _seeds_sentence(features) + " The goals compare the defaults with the "
+             "probe of the first row.\n"]
+    for data, results in features.items():
+        settings = dict.fromkeys(k.rsplit(": ", 1)[0] for k in results)
+        baseline = 100 * results[f"{next(iter(settings))}: linear probe"]["mean"]
+        lines = [f"#### {data}\n", "| features | linear probe % | defaults' head % "
+                 "| head over the first row's probe (points) |", "|---|---|---|---|"]
+        for setting in settings:
+            probe = 100 * results[f"{setting}: linear probe"]["mean"]
+            head = 100 * results[f"{setting}: TransferClassifier defaults"]["mean"]
+            lines.append(f"| {setting} | {probe:.1f} | {head:.1f} | {head - baseline:+.1f} |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
 def _short(data):
     """``"Fashion-MNIST, 100 training images, ..."`` -> ``"Fashion-MNIST, 100"``."""
     name, rest = (data.split(",") + [""])[:2]
@@ -377,6 +400,7 @@ SECTIONS = [
     ("docs/performance.md", "speed", render_speed),
     ("docs/benchmarks.md", "accuracy", render_accuracy),
     ("docs/benchmarks.md", "accuracy-levers", render_levers),
+    ("docs/benchmarks.md", "accuracy-features", render_features),
     ("docs/user-guide.md", "accuracy-guide", render_levers_guide),
     ("docs/benchmarks.md", "tabular", render_tabular),
     ("docs/scaling.md", "device", render_device),
