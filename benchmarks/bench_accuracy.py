@@ -9,7 +9,9 @@ subsets of 100, 500 and 2,000 images, tested on 2,000 test images.  The
 backbone axis: IFCT-9 with each real ImageNet backbone of this machine
 (MobileNetV2, EfficientNet-Lite0, EfficientNet-Lite2), their features
 combined, and a GridSearchCV over backbone x unfreeze x lr chosen by nested
-cross-validation.  Every model of a data set sees identical folds; the
+cross-validation.  The ablations: the fit's levers (views, TTA, schedules,
+fine-tuning), the head's settings, the features themselves (input side,
+pooling) and the int8 engines' cost.  Every model of a data set sees identical folds; the
 frozen network's activations are shared through the cache, so the whole run
 costs about one forward pass per distinct image and cut.
 
