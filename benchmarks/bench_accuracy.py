@@ -11,9 +11,10 @@ backbone axis: IFCT-9 with each real ImageNet backbone of this machine
 combined, and a GridSearchCV over backbone x unfreeze x lr chosen by nested
 cross-validation.  The ablations: the fit's levers (views, TTA, schedules,
 fine-tuning), the head's settings, the features themselves (input side,
-pooling) and the int8 engines' cost.  Every model of a data set sees identical folds; the
-frozen network's activations are shared through the cache, so the whole run
-costs about one forward pass per distinct image and cut.
+pooling) and the int8 engines' cost.  Every model of a data set sees
+identical folds; the frozen network's activations are shared through the
+cache, so the whole run costs about one forward pass per distinct image and
+cut.
 
     python benchmarks/bench_accuracy.py                    # about an hour on 2 cores
     python benchmarks/bench_accuracy.py --part backbones   # one part, merged into the JSON
@@ -190,17 +191,15 @@ def run_int8():
     a single seed's head training moves a score by about a point on these
     sets, as much as the cost being measured.
     """
-    engines = {"TransferClassifier() defaults": "torch"}
+    chosen = {"TransferClassifier() defaults": TransferClassifier(
+        "mobilenet", random_state=0, engine="torch")}
     for engine in ("onnxruntime-int8", "openvino-int8"):
-        engines[f"TransferClassifier() defaults, engine='{engine}'"] = engine
+        chosen[f"TransferClassifier() defaults, engine='{engine}'"] = TransferClassifier(
+            "mobilenet", random_state=0, engine=engine)
     out = {}
     for set_name, (X, y, splits) in _seeded_sets("IFCT-9").items():
         print(f"\nint8, {set_name}, seeds {INT8_SEEDS}", flush=True)
-        out[set_name] = {}
-        for name, engine in engines.items():
-            out[set_name][name] = seed_averaged(
-                name, lambda seed: TransferClassifier("mobilenet", random_state=seed,
-                                                      engine=engine), X, y, splits, INT8_SEEDS)
+        out[set_name] = _run_seeded(chosen, X, y, splits, INT8_SEEDS)
     return out
 
 
@@ -240,13 +239,12 @@ def run_head():
     """
     sets = _seeded_sets("IFCT-9, 5-fold CV")
     sets["scikit-learn's digits, 300 training images"] = _digits_set()
+    chosen = {name: TransferClassifier("mobilenet", random_state=0, **{**BEFORE, **params})
+              for name, params in HEAD_VARIANTS.items()}
     out = {}
     for set_name, (X, y, splits) in sets.items():
         print(f"\nhead settings, {set_name}, seeds {HEAD_SEEDS}", flush=True)
-        out[set_name] = {
-            name: seed_averaged(name, lambda seed, p=params: TransferClassifier(
-                "mobilenet", random_state=seed, **{**BEFORE, **p}), X, y, splits, HEAD_SEEDS)
-            for name, params in HEAD_VARIANTS.items()}
+        out[set_name] = _run_seeded(chosen, X, y, splits, HEAD_SEEDS)
     return out
 
 

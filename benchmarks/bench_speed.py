@@ -304,7 +304,7 @@ def best_rates(jobs, n, rounds=3):
 
 
 def predecoded_rates(prefix, transform, images, engines, batch_size=32):
-    """Each engine's images/s on batches decoded beforehand: what it could reach with free decoding.
+    """Each engine's images/s on batches decoded beforehand (as if decoding were free).
 
     The end-to-end rate cannot exceed it, so it bounds each engine's ratio to
     torch on this machine.
