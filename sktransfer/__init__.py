@@ -14,6 +14,7 @@ _PUBLIC = {
     "PartialUnfreeze": "callbacks",
     "PretrainedFeatures": "features",
     "TransferClassifier": "classifier",
+    "WriteError": "files",
     "list_backbones": "backbones",
     "load": "classifier",
     "load_image_folder": "data",

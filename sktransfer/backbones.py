@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import os
-import shutil
 import functools
 import math
 import re
@@ -33,6 +31,7 @@ from torchvision.transforms import functional as TF
 
 from . import catalog, timm_family
 from .catalog import ALIASES
+from .files import copy_file
 from . import weights as weights_mod
 
 
@@ -624,8 +623,7 @@ def fetch_weights(backbone, weights="imagenet", folder=None, progress=None):
     target = Path(folder) / weights_mod.file_name(enum)
     if not target.is_file():
         Path(folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target.with_suffix(".partial"))  # never a half file in place
-        os.replace(target.with_suffix(".partial"), target)
+        copy_file(path, target, "weights")
     catalog.verify_file(target)
     return target
 

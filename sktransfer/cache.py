@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import threading
 import time
 import warnings
@@ -32,6 +31,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from ._validation import parse_bytes
+from .files import TMP_PREFIX, write_bytes
 
 
 class MemoryStore:
@@ -183,12 +183,13 @@ class DiskStore:
         folder = self.root / prefix
         folder.mkdir(parents=True, exist_ok=True)
         if description is not None and not (folder / "meta.json").exists():
-            self._write(folder / "meta.json", json.dumps(description).encode())
+            write_bytes(folder / "meta.json", json.dumps(description).encode(), fsync=False)
         buffer = io.BytesIO()
         np.save(buffer, value.numpy(), allow_pickle=False)
         payload = buffer.getvalue()
         blob = _MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
-        self._write(self._path(prefix, key), blob)
+        # not synced: an entry is checksummed, and recomputed when a crash damaged it
+        write_bytes(self._path(prefix, key), blob, "a cache entry", fsync=False)
         if self.max_bytes is not None:
             if self._size is None:
                 self._size = sum(size for _, size, _ in self._entries())
@@ -198,16 +199,6 @@ class DiskStore:
                 # Prune below the bound, so that pruning does not run at every write.
                 self._size = self.prune(int(self.max_bytes * 0.9))["bytes"]
 
-    @staticmethod
-    def _write(path, blob):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def _entries(self):
         """``(path, size, last used)`` of every entry file."""
@@ -218,7 +209,7 @@ class DiskStore:
             if not folder.is_dir():
                 continue
             for path in folder.glob("*.npy"):
-                if path.name.startswith(".tmp-"):
+                if path.name.startswith(TMP_PREFIX):
                     continue
                 with contextlib.suppress(FileNotFoundError):  # pruned by another process
                     st = path.stat()
@@ -259,7 +250,7 @@ class DiskStore:
             ``removed`` entries and the ``bytes`` that remain.
         """
         now = time.time()
-        for tmp in self.root.glob("*/.tmp-*"):
+        for tmp in self.root.glob(f"*/{TMP_PREFIX}*"):
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime > _STALE_SECONDS:
                     tmp.unlink()
@@ -288,7 +279,7 @@ class DiskStore:
             for name in ("meta.json", ".lock"):
                 with contextlib.suppress(FileNotFoundError):
                     (folder / name).unlink()
-            for tmp in folder.glob(".tmp-*"):
+            for tmp in folder.glob(f"{TMP_PREFIX}*"):
                 tmp.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # not empty: files that are not ours
                 folder.rmdir()

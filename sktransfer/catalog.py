@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from .files import write_text
+
 ALIASES = {
     "mobilenet": "mobilenet_v2",
     "resnet": "resnet50",
@@ -222,4 +224,5 @@ def with_status(rows):
 
 def write(rows, path=TABLE):
     """Write ``rows`` as the shipped table for the installed torchvision."""
-    Path(path).write_text(json.dumps({"versions": _versions(), "rows": rows}, indent=1) + "\n")
+    write_text(path, json.dumps({"versions": _versions(), "rows": rows}, indent=1) + "\n",
+               "the backbone table")

@@ -78,12 +78,17 @@ def _model_paths(out):
 
 
 def _save_figure(ax_or_display, path):
-    fig = getattr(ax_or_display, "figure_", None) or ax_or_display.figure
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    from .files import atomic_write
+
+    fig = getattr(ax_or_display, "figure_", None) or ax_or_display.figure
+    fig.tight_layout()
+    try:
+        with atomic_write(path, "the figure") as fh:
+            fig.savefig(fh, format=Path(path).suffix.lstrip(".") or "png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _report(y_true, y_pred, args):
@@ -334,24 +339,57 @@ def cmd_train(args):
     print(f"time: {time.perf_counter() - start:.1f} s")
 
 
+#: Images predicted per batch by ``sktransfer predict``: rows are written as
+#: each batch completes, so memory stays flat however many images there are.
+PREDICT_BATCH = 256
+
+
+def _predict_rows(model, paths, writer):
+    """Write one row per image, a batch at a time; unreadable images are all
+    listed at the end (nothing of a batch with one is written)."""
+    from .data import ImageDecodeError, as_images, find_unreadable
+
+    bad = []
+    for start in range(0, len(paths), PREDICT_BATCH):
+        batch = paths[start:start + PREDICT_BATCH]
+        if bad:  # the file will not be complete: only look for more unreadable images
+            bad += [(start + i, msg) for i, msg in find_unreadable(as_images(batch))]
+            continue
+        try:
+            proba = model.predict_proba(batch)
+        except ImageDecodeError:
+            bad += [(start + i, msg) for i, msg in find_unreadable(as_images(batch))]
+            continue
+        for path, row in zip(batch, proba):
+            writer.writerow([path, model.classes_[row.argmax()], *[f"{p:.6f}" for p in row]])
+    if bad:
+        raise ImageDecodeError.listing(bad)
+
+
 def cmd_predict(args):
-    """Write a CSV: path, predicted label, probability of each class."""
+    """Write a CSV: path, predicted label, probability of each class.
+
+    With --out, rows go to a temporary file as batches complete, and only a
+    complete file takes the name (a previous file of that name is kept when
+    anything fails).
+    """
     from .classifier import load
+    from .files import atomic_write
 
     model = load(args.model)
     paths = _collect_images(args.images)
     model.set_params(verbose=0)
-    proba = model.predict_proba(paths)
-    labels = model.classes_[proba.argmax(axis=1)]
-    out = open(args.out, "w", newline="") if args.out else sys.stdout
-    try:
-        writer = csv.writer(out)
-        writer.writerow(["path", "label", *[f"p_{c}" for c in model.classes_]])
-        for path, label, row in zip(paths, labels, proba):
-            writer.writerow([path, label, *[f"{p:.6f}" for p in row]])
-    finally:
-        if args.out:
-            out.close()
+    header = ["path", "label", *[f"p_{c}" for c in model.classes_]]
+    if not args.out:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        _predict_rows(model, paths, writer)
+        return
+    with atomic_write(args.out, "predictions", mode="w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        _predict_rows(model, paths, writer)
+    _say(args, f"wrote {len(paths)} predictions to {args.out}")
 
 
 def cmd_evaluate(args):
@@ -606,8 +644,11 @@ def cmd_demo(args):
     else:  # the linear probe is a scikit-learn pipeline: pickle it (trusted file)
         import joblib
 
+        from .files import atomic_write
+
         written.append(out_dir / "model.joblib")
-        joblib.dump(final, written[-1])
+        with atomic_write(written[-1], "the model") as fh:
+            joblib.dump(final, fh)
     print(f"wrote {', '.join(map(str, written))}")
     report_html = _demo_report(models, results, X, y, cv, out_dir, args)
     if report_html is not None:

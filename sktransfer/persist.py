@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ._validation import parse_bytes
+from .files import atomic_write, write_bytes
 
 FORMAT = "sktransfer-model"
 FORMAT_VERSION = 1
@@ -108,12 +109,10 @@ def save(est, path):
         # an int8 engine's calibration (tensor ranges), so the same engine is rebuilt
         "engine_calibration": est.extractor_.calibration,
     }
-    path = Path(os.fspath(path))
-    tmp = path.with_name(path.name + ".partial")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    with atomic_write(path, "the model") as fh, \
+            zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("config.json", json.dumps(config, indent=1))
         zf.writestr("state.pt", weights)
-    os.replace(tmp, path)  # never leave a half-written model file behind
 
 
 MEMBERS = ("config.json", "state.pt")
@@ -285,4 +284,4 @@ def export_onnx(est, path):
         "crop": json.dumps(est.transform_.crop),
     }
     onnx.helper.set_model_props(proto, meta)
-    onnx.save(proto, os.fspath(path))
+    write_bytes(path, proto.SerializeToString(), "the ONNX model")

@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._version import __version__
 from .data import as_images
+from .files import write_text
 from .progress import progress
 
 THUMBNAIL = 160  # longest side, in pixels, of the images shown
@@ -182,10 +183,8 @@ def report(clf, X, y, path="report.html", top_losses=12, examples_per_class=2, t
     steps.update(1)
     steps.close()
     target = Path(os.fspath(path))
-    partial = target.with_name(target.name + ".partial")
-    partial.write_text(page.replace("{{seconds}}", f"{time.perf_counter() - started:.1f}"),
-                       encoding="utf-8")
-    os.replace(partial, target)
+    write_text(target, page.replace("{{seconds}}", f"{time.perf_counter() - started:.1f}"),
+               "the report")
     return target
 
 

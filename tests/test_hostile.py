@@ -16,7 +16,6 @@ import textwrap
 import time
 import warnings
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,8 @@ from sktransfer import cache as cache_mod
 from sktransfer import extractor as extractor_mod
 from sktransfer.cache import MEMORY, DiskStore
 
+from disks import remount_read_only, tmpfs
+
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
 
 
@@ -40,27 +41,6 @@ def _empty_memory():
     MEMORY.clear()
 
 
-
-
-def _mount_tmpfs(path, size):
-    path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                            capture_output=True)
-    return result.returncode == 0
-
-
-@contextmanager
-def _tmpfs(path, size):
-    """Mount a tmpfs of ``size`` at ``path``; yields whether it could (set
-    SKTRANSFER_TEST_NO_MOUNT=1 to exercise the fallbacks)."""
-    if (os.geteuid() != 0 or os.environ.get("SKTRANSFER_TEST_NO_MOUNT")
-            or not _mount_tmpfs(path, size)):
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 # -- model files -----------------------------------------------------------------
@@ -203,7 +183,7 @@ def test_a_full_disk_warns_once_and_the_fit_goes_on(tmp_path, tiny):
     reference = TransferClassifier(**kwargs, cache=False).fit(X, y).predict_proba(X)
     MEMORY.clear()
     disk = tmp_path / "disk"
-    with _tmpfs(disk, "24k") as mounted:
+    with tmpfs(disk, "24k") as mounted:
         if mounted:  # a real full disk
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -227,12 +207,12 @@ def test_a_read_only_cache_is_read_and_never_fails_a_fit(tmp_path, tiny, decoded
     X, y = tiny
     reference = _reference(X, y)
     folder = tmp_path / "ro"
-    with _tmpfs(folder, "8m") as mounted:
+    with tmpfs(folder, "8m") as mounted:
         if not mounted and os.geteuid() == 0:
             pytest.skip("root without mount: no real read-only folder to be had")
         TransferClassifier(**FAST, cache_dir=folder).fit(X, y)  # fill it
         if mounted:  # a read-only file system
-            assert subprocess.run(["mount", "-o", "remount,ro", str(folder)]).returncode == 0
+            remount_read_only(folder)
         else:  # a non-root user's read-only folders
             for path in [folder, *folder.rglob("*")]:
                 path.chmod(0o555 if path.is_dir() else 0o444)
