@@ -284,6 +284,104 @@ def worker_engines(args):
     return out
 
 
+THREAD_COUNTS = (1, 2, 4)
+
+
+def worker_threads(args):
+    """``predict_proba`` from 1, 2 and 4 threads sharing one fitted model, per engine.
+
+    Each thread predicts its share of the photos in chunks of 32, from the
+    JPEG files (the activation cache off); images/s of all threads together,
+    the best of three interleaved rounds.  OpenVINO's two ways of serving
+    threads (an infer request per thread, what the engine does; one
+    AsyncInferQueue shared by them) are compared on batches decoded
+    beforehand.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sktransfer import TransferClassifier
+    from sktransfer.engines import available
+
+    paths, labels = load_data(args.data)[:2]
+    fit_paths, fit_labels = subset(paths, labels, 100)
+    chunks = [paths[s:s + 32] for s in range(0, len(paths), 32)]
+    engines = [e for e in ("torch", "openvino", "onnxruntime", "onnxruntime-int8",
+                           "openvino-int8") if available(e)]
+    models = {}
+    for engine in engines:
+        models[engine] = TransferClassifier("mobilenet", engine=engine, epochs=5,
+                                            random_state=0).fit(fit_paths, fit_labels)
+        models[engine].set_params(cache=False)  # every call runs the engine
+        models[engine].predict_proba(chunks[0])  # conversion + warm-up
+
+    def predict_all(model, n_threads):
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(lambda k: [model.predict_proba(c) for c in chunks[k::n_threads]],
+                          range(n_threads)))
+    jobs = {(e, n): functools.partial(predict_all, models[e], n)
+            for e in engines for n in THREAD_COUNTS}
+    rates = best_rates(jobs, len(paths))
+    out = {"n_images": len(paths), "torch_threads": __import__("torch").get_num_threads(),
+           "predict_img_s": {e: {str(n): rates[(e, n)] for n in THREAD_COUNTS}
+                             for e in engines}}
+    if "openvino" in engines:
+        out["openvino_serving_img_s"] = openvino_serving(models["openvino"], paths)
+    return out
+
+
+def openvino_serving(model, paths):
+    """images/s of threads sharing OpenVINO's compiled prefix, on decoded batches: one infer
+    request per thread, or one AsyncInferQueue (as many jobs as threads) for all."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openvino as ov
+    import torch
+
+    from sktransfer.data import as_images
+    from sktransfer.engines import compile_openvino, to_onnx
+    from sktransfer.extractor import decode_batch, fuse_conv_bn, to_batch
+
+    ex = model.extractor_
+    images = as_images(paths)
+    batches = [to_batch([t for t, _ in decode_batch(images, ex.transform, b, None)],
+                        ex.transform).numpy() for b in batches_of(len(paths), 32)]
+    with torch.inference_mode():
+        onnx = to_onnx(torch.nn.Sequential(*fuse_conv_bn(ex.modules)).eval(),
+                       torch.zeros(1, *batches[0].shape[1:]))
+    compiled = compile_openvino(onnx, torch.get_num_threads())
+
+    def per_thread(n_threads):
+        local = threading.local()
+
+        def run(k):
+            if not hasattr(local, "request"):
+                local.request = compiled.create_infer_request()
+            for x in batches[k::n_threads]:
+                local.request.infer([x])[0].copy()
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(run, range(n_threads)))
+
+    def async_queue(n_threads):
+        queue = ov.AsyncInferQueue(compiled, n_threads)
+        queue.set_callback(lambda request, done: (request.get_output_tensor(0).data.copy(),
+                                                  done.set()))
+
+        def run(k):
+            for x in batches[k::n_threads]:
+                done = threading.Event()
+                queue.start_async([x], done)
+                done.wait()
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(run, range(n_threads)))
+        queue.wait_all()
+    jobs = {(way.__name__, n): functools.partial(way, n)
+            for way in (per_thread, async_queue) for n in THREAD_COUNTS}
+    rates = best_rates(jobs, len(paths))
+    return {way: {str(n): rates[(way, n)] for n in THREAD_COUNTS}
+            for way in ("per_thread", "async_queue")}
+
+
 def batches_of(n, size):
     """``[0, n)`` in consecutive lists of ``size`` indices (the last one shorter)."""
     return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
@@ -333,7 +431,7 @@ def _run_all_batches(runner, batches):
 
 WORKERS = {"fit": worker_fit, "grid": worker_grid, "ours": worker_ours,
            "naive": worker_naive, "extract": worker_extract, "memory": worker_memory,
-           "engines": worker_engines}
+           "engines": worker_engines, "threads": worker_threads}
 
 
 def run_worker(name, data, **kwargs):
@@ -377,9 +475,20 @@ def main():
     parser.add_argument("--n-jobs", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--subset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=["all", "threads"], default="all",
+                        help="threads: only the predict-from-several-threads rows, into the "
+                             "last results")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args), default=str))
+        return
+    if args.part == "threads":
+        report = json.loads(RESULTS.read_text())
+        report["runs"]["threads"] = run_worker("threads", args.data)
+        report["ratios"].update(thread_ratios(report["runs"]["threads"]))
+        report["targets"].update({name: ">= 1" for name in thread_ratios(
+            report["runs"]["threads"])})
+        write_results(report)
         return
 
     from sktransfer.backbones import build_backbone
@@ -412,6 +521,7 @@ def main():
         "extract": run_worker("extract", args.data, n=96 if args.quick else 256),
         "memory": run_worker("memory", args.data, n=n_mem),
         "engines": run_worker("engines", args.data),
+        "threads": run_worker("threads", args.data),
     }
     ratios = [
         ("default fit / the same fit without cached views (augment_views=0)",
@@ -448,6 +558,7 @@ def main():
     fastest = max(v for k, v in e.items() if k.endswith("_img_s") and k != "decode_img_s")
     ratios.append(("decoding + resizing alone, share of the fastest engine's end-to-end time",
                    fastest / e["decode_img_s"], "<= 0.3"))
+    ratios += [(name, value, ">= 1") for name, value in thread_ratios(r["threads"]).items()]
     print("\n| measure | value | target |\n|---|---|---|")
     for name, value, target in ratios:
         print(f"| {name} | {value:.2f} | {target} |")
@@ -459,12 +570,22 @@ def main():
         "targets": {name: target for name, _, target in ratios if target != "-"},
     }
     if not args.quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        import render_docs
+        write_results(report)
 
-        render_docs.update(names=["speed"])
-        print(f"\nwrote {RESULTS} and {DOC}")
+
+def thread_ratios(threads):
+    """``{row: 2 threads' images/s / 1 thread's}`` of ``predict_proba`` on one model."""
+    return {f"predict_proba from 2 threads / from 1 thread, one model, engine={engine}":
+            rates["2"] / rates["1"] for engine, rates in threads["predict_img_s"].items()}
+
+
+def write_results(report):
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    import render_docs
+
+    render_docs.update(names=["speed"])
+    print(f"\nwrote {RESULTS} and {DOC}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ SPEED_TARGETS = {
     "extraction from JPEG files, engine=openvino-int8": ">= 4",
     "extraction from JPEG files, engine=": ">= 2.5",
     "decoding + resizing alone": "<= 0.3",
+    "predict_proba from 2 threads": ">= 1",
 }
 
 
@@ -72,7 +73,7 @@ fit(epochs=5) {r['fit5']['seconds']:.1f}, GridSearchCV {r['grid']['seconds']:.1f
 Throughput: extraction {r['extract']['extract_img_s']:.1f} images/s from JPEG files;
 raw forward {r['extract']['raw_channels_last_img_s']:.1f} (channels_last) and
 {r['extract']['raw_nchw_img_s']:.1f} (NCHW) images/s on decoded tensors.
-{_engines_line(r.get('engines'))}"""
+{_engines_line(r.get('engines'))}{_threads_line(r.get('threads'))}"""
 
 
 def _engines_line(e):
@@ -86,6 +87,25 @@ def _engines_line(e):
             f"decoding and resizing alone {e['decode_img_s']:.1f}. "
             + (f"On batches decoded beforehand, images/s: {alone}. " if alone else "")
             + f"Conversion (once per process): {converts}.")
+
+
+def _threads_line(t):
+    if not t:
+        return ""
+    counts = "/".join(next(iter(t["predict_img_s"].values())))
+
+    def rates(table):
+        return "; ".join(f"{name} " + " / ".join(f"{v:.1f}" for v in row.values())
+                         for name, row in table.items())
+    line = (f"\nThreads sharing one fitted model, `predict_proba` on {t['n_images']} JPEG "
+            f"files in chunks of 32, images/s from {counts} threads together: "
+            f"{rates(t['predict_img_s'])}.")
+    if "openvino_serving_img_s" in t:
+        line += (" OpenVINO serving threads on decoded batches, images/s from "
+                 f"{counts} threads: {rates(t['openvino_serving_img_s'])}"
+                 " (`per_thread`: an infer request per thread, what the engine does; "
+                 "`async_queue`: one AsyncInferQueue shared by the threads).")
+    return line
 
 
 # -- accuracy: docs/benchmarks.md ------------------------------------------------

@@ -19,6 +19,7 @@ import difflib
 import functools
 import math
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from torchvision.transforms import functional as TF
 from . import catalog, timm_family
 from .catalog import ALIASES
 from .files import copy_file
+from .rng import global_rng
 from . import weights as weights_mod
 
 
@@ -362,7 +364,7 @@ def _from_module(module, weights):
     )
 
 
-def build_backbone(backbone="mobilenet", weights="imagenet", progress=None):
+def build_backbone(backbone="mobilenet", weights="imagenet", progress=None, seed=None):
     """Build a backbone split into blocks, with its weights loaded.
 
     Parameters
@@ -382,6 +384,10 @@ def build_backbone(backbone="mobilenet", weights="imagenet", progress=None):
         :func:`sktransfer.timm_family.create` (timm).
     progress : bool or None, default=None
         Progress bar for a download; ``None``: when stderr is a terminal.
+    seed : int or None, default=None
+        Seeds random weights (``weights=None``), which torchvision and timm
+        draw from torch's global generator (see :func:`sktransfer.rng.global_rng`);
+        ``None``: that generator as it is.
 
     Returns
     -------
@@ -392,12 +398,14 @@ def build_backbone(backbone="mobilenet", weights="imagenet", progress=None):
     name = resolve_name(backbone)
     if timm_family.is_timm_name(name):
         if weights is None:  # random weights: a new draw each time, nothing to reuse
-            return _build_timm(name, weights)
+            with global_rng(seed):
+                return _build_timm(name, weights)
         token = timm_family.weights_token(name, weights)
         return _template(token, lambda: _build_timm(name, weights))
     path, enum = weights_mod.locate_weights(name, weights, progress=progress)
     if path is None:
-        return _build_torchvision(name, weights)
+        with global_rng(seed):
+            return _build_torchvision(name, weights)
     stat = path.stat()
     token = (name, str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(enum))
     return _template(token, lambda: _build_torchvision(name, weights))
@@ -411,18 +419,19 @@ def _template(token, build):
     """
     if token is None:
         return build()
-    template = _TEMPLATES.get(token)
-    if template is None:
-        # Built off the caller's random stream (the file overwrites the random
-        # initialisation anyway): a seeded fit gives the same result whether the
-        # template was cached or not.
-        with torch.random.fork_rng(devices=[]):
-            template = build()
-        template.token = token
-        _TEMPLATES[token] = template
-        while len(_TEMPLATES) > 3:
-            _TEMPLATES.popitem(last=False)
-    _TEMPLATES.move_to_end(token)
+    with _TEMPLATES_LOCK:  # one build per token, also when threads ask at once
+        template = _TEMPLATES.get(token)
+        if template is None:
+            # Off everyone's random stream (the file overwrites the random
+            # initialisation anyway): a seeded fit gives the same result whether the
+            # template was cached or not.
+            with global_rng(0):
+                template = build()
+            template.token = token
+            _TEMPLATES[token] = template
+            while len(_TEMPLATES) > 3:
+                _TEMPLATES.popitem(last=False)
+        _TEMPLATES.move_to_end(token)
     return deep_copy(template)
 
 
@@ -465,6 +474,7 @@ def deep_copy(obj, memo=None):
 
 
 _TEMPLATES = OrderedDict()  # token -> Backbone with its weights loaded, never handed out
+_TEMPLATES_LOCK = threading.Lock()
 
 
 def _build_torchvision(name, weights):

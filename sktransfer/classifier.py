@@ -31,8 +31,9 @@ from .callbacks import FitProgress, PartialUnfreeze
 from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
 from .engines import quantized, resolve_engine
 from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
-from .network import Batches, Labelled, TransferNet, make_head
+from .network import Batches, Labelled, TransferNet, draws_globally, make_head
 from .persist import ModelFileError, export_onnx, read_model, save
+from .rng import fit_generator, global_rng
 from .views import make_views, stack_views, with_view
 
 # fused: one kernel per step instead of one per tensor operation, the same update;
@@ -419,14 +420,12 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             if unknown:
                 raise ValueError(f"validation_data has labels not in y: {unknown[:10]}.")
             valid = (valid_images, encoder.transform(y_val).astype(np.int64))
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        cuda = device.startswith("cuda")
+        # Every draw of the fit comes from generators seeded with this (rng.py).
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max - 2)
         previous = dict(self.__dict__)
         start = time.perf_counter()
         try:
-            with _interrupt_guard(), torch.random.fork_rng(
-                    devices=range(torch.cuda.device_count()) if cuda else []):
-                torch.manual_seed(seed)
+            with _interrupt_guard():
                 self._fit(images, y_enc, valid, encoder, seed, device)
             self.fit_seconds_ = time.perf_counter() - start
         except BaseException:
@@ -437,7 +436,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             raise
         return self
 
-    def _build(self, n_classes, device, weights, strict_engine=True):
+    def _build(self, n_classes, device, weights, strict_engine=True, seed=0):
         """Build the network: the extractor (frozen prefix) and the trainable module.
 
         The one construction path of a fitted classifier, shared by
@@ -445,12 +444,15 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         :meth:`from_fitted_state` (architecture only; the weights follow).
         Sets ``extractor_``, ``transform_``, ``n_blocks_``, ``weights_``,
         ``device_`` and ``net_`` (not yet trained); returns the number of
-        blocks phase 2 trains.
+        blocks phase 2 trains.  ``seed`` seeds the head's initial weights,
+        its dropout masks and the order of batches (each its own generator)
+        and random backbone weights.
         """
-        bb = self._backbone(weights)
+        bb = self._backbone(weights, seed)
         n_unfreeze = bb.n_blocks if self.unfreeze == "all" else self.unfreeze
         cut = cut_backbone(bb, n_unfreeze, self.pooling, self.image_size, self.crop)
-        head = make_head(cut.n_features, self._hidden_units, self.dropout, n_classes)
+        head = make_head(cut.n_features, self._hidden_units, self.dropout, n_classes,
+                         fit_generator(seed), fit_generator(seed + 1, device))
         # With augment the prefix must see each freshly augmented image: it runs in the net.
         module = TransferNet(cut.frozen if self.augment else [], cut.trainable, cut.pool, head)
         self.engine_ = resolve_engine(self.engine, device, strict=strict_engine)
@@ -463,7 +465,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         self.n_blocks_ = bb.n_blocks
         self.weights_ = bb.weights_tag
         self.device_ = device
-        self.net_ = self._make_net(module, device, n_unfreeze)
+        self.net_ = self._make_net(module, device, n_unfreeze, fit_generator(seed + 2))
         return n_unfreeze
 
     def fitted_state(self):
@@ -547,7 +549,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
     def _fit(self, images, y, valid, encoder, seed, device):
         self.classes_ = encoder.classes_
         self.n_classes_ = len(encoder.classes_)
-        n_unfreeze = self._build(self.n_classes_, device, self.weights)
+        n_unfreeze = self._build(self.n_classes_, device, self.weights, seed=seed)
         if self.augment:
             # Training decodes lazily: find unreadable files now, not in epoch 3.
             bad = find_unreadable(images) if images.kind == "paths" else []
@@ -589,7 +591,13 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         elif valid is not None:
             valid_data = Labelled(valid[0], valid[1])
         self.net_.set_params(criterion__weight=self._class_weights(y))
-        self._train(train_data, valid_data, n_unfreeze)
+        # torchvision's random augmentations and a backbone's own dropout or stochastic
+        # depth draw from torch's global generator: then it is used alone, and restored.
+        shared = self.augment or (n_unfreeze and self.finetune_epochs
+                                  and draws_globally(self.net_.module.blocks))
+        cuda = range(torch.cuda.device_count()) if device.startswith("cuda") else ()
+        with global_rng(seed, cuda) if shared else contextlib.nullcontext():
+            self._train(train_data, valid_data, n_unfreeze)
         self.history_ = self.net_.history
         return self
 
@@ -654,7 +662,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             cw = compute_class_weight("balanced", classes=np.arange(self.n_classes_), y=y)
         return torch.as_tensor(cw, dtype=torch.float32)
 
-    def _make_net(self, module, device, n_unfreeze):
+    def _make_net(self, module, device, n_unfreeze, generator):
         opt_cls, opt_kwargs = self._optimizer_spec()
         if torch.device(device).type not in ("cpu", "cuda"):  # where fused kernels exist
             opt_kwargs = {k: v for k, v in opt_kwargs.items() if k != "fused"}
@@ -693,6 +701,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             iterator_train=Batches,
             iterator_valid=Batches,
             iterator_train__shuffle=True,
+            iterator_train__generator=generator,  # the fit's own order of batches
             # pinned host memory lets batches copy to the GPU asynchronously
             iterator_train__pin_memory=device.startswith("cuda"),
             iterator_valid__pin_memory=device.startswith("cuda"),

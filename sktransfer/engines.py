@@ -27,6 +27,7 @@ import importlib
 import io
 import logging
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -116,7 +117,8 @@ def resolve_engine(engine, device, strict=True):
     return engine
 
 
-def _onnx(sequential, example):
+def to_onnx(sequential, example):
+    """ONNX bytes of ``sequential`` on batches shaped like ``example`` (any batch size)."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on the legacy path
@@ -141,13 +143,13 @@ def _session(model_bytes, threads):
     return lambda x: torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
 
 
-def _openvino(model_bytes, threads):
-    """OpenVINO's compiled ONNX model as a function of a batch."""
+def compile_openvino(model_bytes, threads):
+    """OpenVINO's compiled model of ONNX bytes, set up as the ``openvino`` engines run it."""
     import openvino as ov
 
     core = ov.Core()
     model = core.read_model(model_bytes, b"")  # the weights are inside the ONNX bytes
-    compiled = core.compile_model(model, "CPU", {
+    return core.compile_model(model, "CPU", {
         "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
         # float32 is what torch computes; OpenVINO's default on CPUs with bfloat16
         # units is bfloat16, 2x faster here but 4e-2 away from torch.
@@ -156,8 +158,20 @@ def _openvino(model_bytes, threads):
         # 2,000-image fit (bench_speed.py's memory worker), for no measurable speed.
         "CPU_RUNTIME_CACHE_CAPACITY": "0"})
 
+
+def _openvino(model_bytes, threads):
+    """OpenVINO's compiled ONNX model as a function of a batch."""
+    compiled = compile_openvino(model_bytes, threads)
+    # One infer request per thread (measured against an AsyncInferQueue shared by the
+    # threads in bench_speed.py): a request runs one batch at a time, and threads
+    # sharing the compiled model's own request fail with "Infer Request is busy".
+    requests = threading.local()
+
     def run_openvino(x):
-        return torch.from_numpy(compiled(x.contiguous().numpy())[0].copy())
+        request = getattr(requests, "request", None)
+        if request is None:
+            request = requests.request = compiled.create_infer_request()
+        return torch.from_numpy(request.infer([x.contiguous().numpy()])[0].copy())
     return run_openvino
 
 
@@ -237,13 +251,13 @@ def compile_prefix(modules, input_shape, engine, device="cpu", calibration=None)
     if engine == "openvino":
         # Through ONNX: 0.6-0.8 s for MobileNetV2, against 2-3 s for ov.convert_model's
         # tracing, for the same graph (same speed, same outputs within 1e-6).
-        return _openvino(_onnx(sequential, example), threads)
+        return _openvino(to_onnx(sequential, example), threads)
     if engine == "onnxruntime":
-        return _session(_onnx(sequential, example), threads)
+        return _session(to_onnx(sequential, example), threads)
     if quantized(engine):
         if calibration is None:
             raise ValueError(f"engine={engine!r} needs a calibration batch or JSON")
-        model, ranges = _quantize(_onnx(sequential, example), calibration)
+        model, ranges = _quantize(to_onnx(sequential, example), calibration)
         run = (_openvino if engine == "openvino-int8" else _session)(model, threads)
         run.calibration = ranges
         return run

@@ -14,6 +14,7 @@ import copy
 import functools
 import hashlib
 import math
+import threading
 import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -140,9 +141,13 @@ def to_batch(tensors, transform):
 
 #: Decode the next batch in a thread while the engine runs this one.
 DECODE_AHEAD = True
-# (fingerprint, device) -> folded channels_last copies; read-only, so clones may share them.
+# (fingerprint, device, engine) -> the compiled prefix; read-only and safe to call from
+# several threads at once, so clones and threads share them.
 _INFERENCE_COPIES = OrderedDict()
-# Facts about an architecture or a weights file, worked out once per process (both small).
+_RUNNERS_LOCK = threading.Lock()  # guards _INFERENCE_COPIES and _CONVERTING
+_CONVERTING = {}  # key -> lock held while one thread converts it (the others wait for it)
+# Facts about an architecture or a weights file, worked out once per process (both small;
+# a single get or set of a dict is atomic, and a fact worked out twice is the same fact).
 _FINGERPRINTS = {}  # Extractor identity -> fingerprint
 _SHAPES = {}  # (torchvision name, image size) -> shape of the last feature map
 
@@ -259,18 +264,20 @@ class Extractor:
         ``benchmarks/bench_speed.py``.  Built once per process and prefix.
         """
         cache_key = (self._prefix_key, self.device, self.engine)
-        if cache_key in _INFERENCE_COPIES:
-            _INFERENCE_COPIES.move_to_end(cache_key)
-            return _INFERENCE_COPIES[cache_key]
-        runner = self._compile(self.calibration)
-        if runner is None:  # fell back to torch
-            return self._runner()
-        _INFERENCE_COPIES[cache_key] = runner
-        # A few: a process alternating between prefixes (engines, cuts) must not
-        # convert them again at every call.
-        while len(_INFERENCE_COPIES) > 4:
-            _INFERENCE_COPIES.popitem(last=False)
-        return runner
+        runner = _cached_runner(cache_key)
+        if runner is not None:
+            return runner
+        with _RUNNERS_LOCK:
+            converting = _CONVERTING.setdefault(cache_key, threading.Lock())
+        with converting:  # a second thread asking for the same prefix waits for this one
+            runner = _cached_runner(cache_key)
+            if runner is None:
+                runner = self._compile(self.calibration)
+                if runner is not None:
+                    _remember_runner(cache_key, runner)
+            with _RUNNERS_LOCK:
+                _CONVERTING.pop(cache_key, None)
+        return self._runner() if runner is None else runner  # None: fell back to torch
 
     def run(self, X, *, cache=True, cache_dir=None, batch_size=32, n_jobs=None, verbose=0):
         """Activations of each image, each distinct image computed once.
@@ -374,7 +381,7 @@ class Extractor:
             raise ImageDecodeError("no readable image to calibrate the int8 engine on")
         runner = self._compile(to_batch(decoded, self.transform))  # int8 is never a fallback
         self.calibration = runner.calibration
-        _INFERENCE_COPIES[(self._prefix_key, self.device, self.engine)] = runner
+        _remember_runner((self._prefix_key, self.device, self.engine), runner)
 
     def _compute(self, images, pending, results, batch_size, n_jobs, verbose, save=None):
         """Run ``pending`` images through the prefix into ``results`` (and ``save`` each)."""
@@ -422,6 +429,23 @@ class Extractor:
         self.__dict__.update(state)
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             self.device = "cpu"
+
+
+def _cached_runner(key):
+    with _RUNNERS_LOCK:
+        runner = _INFERENCE_COPIES.get(key)
+        if runner is not None:
+            _INFERENCE_COPIES.move_to_end(key)
+        return runner
+
+
+def _remember_runner(key, runner):
+    with _RUNNERS_LOCK:
+        _INFERENCE_COPIES[key] = runner
+        # A few: a process alternating between prefixes (engines, cuts) must not
+        # convert them again at every call.
+        while len(_INFERENCE_COPIES) > 4:
+            _INFERENCE_COPIES.popitem(last=False)
 
 
 def _on_cpu(module):
@@ -530,12 +554,13 @@ class ExtractorMixin:
         tags.input_tags.string = True
         return tags
 
-    def _backbone(self, weights):
+    def _backbone(self, weights, seed=None):
         backbone = self.backbone
         if isinstance(backbone, nn.Module):
             backbone = copy.deepcopy(backbone)  # never change the user's object
         # A download shows its progress when asked to (verbose) or on a terminal.
-        return build_backbone(backbone, weights, progress=True if self.verbose else None)
+        return build_backbone(backbone, weights, progress=True if self.verbose else None,
+                              seed=seed)
 
     def _extract(self, X, view=None):
         return self.extractor_.with_view(view).run(X, cache=self.cache, cache_dir=self.cache_dir,

@@ -9,6 +9,8 @@ whole batch at a time.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -80,35 +82,82 @@ class TransferNet(nn.Module):
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` with a cheaper mask: the same inverted dropout.
+    """``nn.Dropout`` with a cheaper mask, drawn from a generator of its own.
 
     The head trains on cached features, so drawing the mask was the largest
     part of a phase-1 step.  Torch's CPU dropout samples a Bernoulli per
     element; here each element gets 16 random bits, drawn four to a 64-bit
     integer (``p`` is resolved to 1/65536).
+
+    Attributes
+    ----------
+    generator : torch.Generator or None
+        Where the masks come from (a fit sets its own, on the device the
+        head trains on); ``None``: torch's global generator.  Not pickled.
     """
+
+    generator = None
 
     def forward(self, x):  # noqa: D102 - torch convention
         if not self.training or self.p == 0:
             return x
         n = x.numel()
         words = torch.randint(-2**63, 2**63 - 1, (-(-n // 4),), dtype=torch.int64,
-                              device=x.device)
+                              device=x.device, generator=self.generator)
         bits = words.view(torch.int16)[:n].view(x.shape)  # uniform in [-32768, 32767]
         keep = bits >= round(self.p * 65536) - 32768
         return torch.mul(x, keep).mul_(1.0 / (1.0 - self.p))
 
+    def __getstate__(self):
+        # A CUDA generator would not unpickle on a machine without one.
+        state = self.__dict__.copy()
+        state.pop("generator", None)
+        return state
 
-def make_head(in_features, hidden_units, dropout, n_classes):
-    """``[Linear, ReLU] * len(hidden_units)``, then dropout and the output layer."""
+
+def _linear(n_in, n_out, generator):
+    """``nn.Linear(n_in, n_out)`` with its own initialisation, drawn from ``generator``."""
+    layer = nn.Linear(n_in, n_out, device="meta").to_empty(device="cpu")
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    bound = 1 / math.sqrt(n_in) if n_in else 0
+    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return layer
+
+
+def make_head(in_features, hidden_units, dropout, n_classes, generator, dropout_generator=None):
+    """``[Linear, ReLU] * len(hidden_units)``, then dropout and the output layer.
+
+    The initial weights are drawn from ``generator`` (a ``torch.Generator``
+    on the CPU), as ``nn.Linear`` draws them from torch's global one; the
+    dropout masks from ``dropout_generator`` (on the device it trains on).
+    """
     layers, width = [], in_features
     for units in hidden_units:
-        layers += [nn.Linear(width, units), nn.ReLU()]
+        layers += [_linear(width, units, generator), nn.ReLU()]
         width = units
     if dropout > 0:
         layers.append(Dropout(dropout))
-    layers.append(nn.Linear(width, n_classes))
+        layers[-1].generator = dropout_generator
+    layers.append(_linear(width, n_classes, generator))
     return nn.Sequential(*layers)
+
+
+_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+             nn.FeatureAlphaDropout)
+
+
+def _drop_rate(m):
+    if isinstance(m, Dropout):  # ours draws from the fit's generator
+        return 0
+    if isinstance(m, _DROPOUTS) or type(m).__name__ == "StochasticDepth":  # torchvision's
+        return m.p
+    return getattr(m, "drop_prob", 0) if type(m).__name__ == "DropPath" else 0  # timm's
+
+
+def draws_globally(modules):
+    """Whether training ``modules`` draws from torch's global generator: dropout other than
+    :class:`Dropout`, or stochastic depth, at a rate above 0."""
+    return any(_drop_rate(m) for module in modules for m in module.modules())
 
 
 class Labelled(Dataset):
@@ -137,9 +186,11 @@ class Batches:
     dataset : Labelled or any Dataset
     batch_size : int
     shuffle : bool, default=False
-        A new order each pass, drawn from torch's (seeded) generator.
+        A new order each pass, drawn from ``generator``.
     **kwargs
-        Passed to ``DataLoader`` for datasets that are not in memory.
+        Passed to ``DataLoader`` for datasets that are not in memory;
+        ``generator`` (a ``torch.Generator``, the fit's own) draws the order
+        in both cases.
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, **kwargs):
@@ -161,7 +212,7 @@ class Batches:
         if self.kwargs.get("pin_memory"):  # as a DataLoader would, for fast copies to the GPU
             data, y = data.pin_memory(), y.pin_memory()
         n = len(y)
-        order = torch.randperm(n) if self.shuffle else None
+        order = torch.randperm(n, generator=self.kwargs.get("generator")) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
                 yield data[start:start + self.batch_size], y[start:start + self.batch_size]

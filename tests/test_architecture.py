@@ -13,7 +13,7 @@ PACKAGE = Path(sktransfer.__file__).parent
 
 # Lowest first: a module may import only modules of earlier layers.
 LAYERS = [
-    {"engines", "files"},
+    {"engines", "files", "rng"},
     {"_version", "_validation", "catalog", "data", "demo_data", "progress", "views"},
     {"weights"},
     {"timm_family"},

@@ -115,6 +115,9 @@ def test_timm_cnns_and_vits_explain(backbone):
     X, y = blobs(12, size=64)
     clf = TransferClassifier(backbone, weights=None, image_size=64, epochs=2, unfreeze=1,
                              finetune_epochs=1, random_state=0).fit(X, y)
-    maps = clf.explain(X[:2])
-    assert [m.shape for m in maps] == [(64, 64)] * 2
-    assert all(np.isfinite(m).all() and m.max() > 0 for m in maps)
+    maps = clf.explain(X[:4])
+    assert [m.shape for m in maps] == [(64, 64)] * 4
+    assert all(np.isfinite(m).all() for m in maps)
+    # Random weights: one image's map may be all zero (Grad-CAM keeps positive evidence
+    # only, and a random network may have none for it), never every image's.
+    assert sum(m.max() > 0 for m in maps) >= 2
