@@ -293,9 +293,8 @@ def worker_threads(args):
     Each thread predicts its share of the photos in chunks of 32, from the
     JPEG files (the activation cache off); images/s of all threads together,
     the best of three interleaved rounds.  OpenVINO's two ways of serving
-    threads (an infer request per thread, what the engine does; one
-    AsyncInferQueue shared by them) are compared on batches decoded
-    beforehand.
+    threads (one AsyncInferQueue shared by them, what the engine does; an
+    infer request per thread) are compared on batches decoded beforehand.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -330,56 +329,43 @@ def worker_threads(args):
 
 
 def openvino_serving(model, paths):
-    """images/s of threads sharing OpenVINO's compiled prefix, on decoded batches: one infer
-    request per thread, or one AsyncInferQueue (as many jobs as threads) for all."""
+    """images/s of threads sharing OpenVINO's compiled prefix, on decoded batches: the
+    engine's AsyncInferQueue (what ``engine="openvino"`` runs), or an infer request per
+    thread."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    import openvino as ov
     import torch
 
     from sktransfer.data import as_images
-    from sktransfer.engines import compile_openvino, to_onnx
+    from sktransfer.engines import compile_openvino, compile_prefix, to_onnx
     from sktransfer.extractor import decode_batch, fuse_conv_bn, to_batch
 
     ex = model.extractor_
     images = as_images(paths)
     batches = [to_batch([t for t, _ in decode_batch(images, ex.transform, b, None)],
-                        ex.transform).numpy() for b in batches_of(len(paths), 32)]
+                        ex.transform) for b in batches_of(len(paths), 32)]
+    folded = fuse_conv_bn(ex.modules)
     with torch.inference_mode():
-        onnx = to_onnx(torch.nn.Sequential(*fuse_conv_bn(ex.modules)).eval(),
-                       torch.zeros(1, *batches[0].shape[1:]))
-    compiled = compile_openvino(onnx, torch.get_num_threads())
+        engine = compile_prefix(folded, tuple(batches[0].shape[1:]), "openvino")
+        compiled = compile_openvino(to_onnx(torch.nn.Sequential(*folded).eval(),
+                                            batches[0][:1]), torch.get_num_threads())
 
-    def per_thread(n_threads):
-        local = threading.local()
-
-        def run(k):
-            if not hasattr(local, "request"):
-                local.request = compiled.create_infer_request()
-            for x in batches[k::n_threads]:
-                local.request.infer([x])[0].copy()
+    def in_threads(run, n_threads):
         with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(run, range(n_threads)))
+            list(pool.map(lambda k: [run(x) for x in batches[k::n_threads]], range(n_threads)))
 
-    def async_queue(n_threads):
-        queue = ov.AsyncInferQueue(compiled, n_threads)
-        queue.set_callback(lambda request, done: (request.get_output_tensor(0).data.copy(),
-                                                  done.set()))
+    local = threading.local()
 
-        def run(k):
-            for x in batches[k::n_threads]:
-                done = threading.Event()
-                queue.start_async([x], done)
-                done.wait()
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(run, range(n_threads)))
-        queue.wait_all()
-    jobs = {(way.__name__, n): functools.partial(way, n)
-            for way in (per_thread, async_queue) for n in THREAD_COUNTS}
+    def per_thread(x):
+        if not hasattr(local, "request"):
+            local.request = compiled.create_infer_request()
+        return local.request.infer([x.numpy()])[0].copy()
+    ways = {"async_queue": engine, "per_thread": per_thread}
+    jobs = {(way, n): functools.partial(in_threads, run, n)
+            for way, run in ways.items() for n in THREAD_COUNTS}
     rates = best_rates(jobs, len(paths))
-    return {way: {str(n): rates[(way, n)] for n in THREAD_COUNTS}
-            for way in ("per_thread", "async_queue")}
+    return {way: {str(n): rates[(way, n)] for n in THREAD_COUNTS} for way in ways}
 
 
 def batches_of(n, size):

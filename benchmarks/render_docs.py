@@ -103,8 +103,8 @@ def _threads_line(t):
     if "openvino_serving_img_s" in t:
         line += (" OpenVINO serving threads on decoded batches, images/s from "
                  f"{counts} threads: {rates(t['openvino_serving_img_s'])}"
-                 " (`per_thread`: an infer request per thread, what the engine does; "
-                 "`async_queue`: one AsyncInferQueue shared by the threads).")
+                 " (`async_queue`: one AsyncInferQueue shared by the threads, what the "
+                 "engine does; `per_thread`: an infer request per thread).")
     return line
 
 
