@@ -57,12 +57,21 @@ def check_optimizer(est):
             f"listed or a torch.optim.Optimizer subclass. Got {opt!r} instead.")
 
 
+#: Largest ``image_size``: the ImageNet backbones were trained at 224 to 600 px
+#: (EfficientNet-B7's 600 the largest of torchvision's), and a network's
+#: activations grow with the square of the side: at 1,024 px one image's
+#: activations through MobileNetV2 already take about 130 MB.
+MAX_IMAGE_SIZE = 1024
+#: Most views per image (``tta``, ``augment_views``): each one is a whole
+#: extraction of every image; the measured gains came from 2 to 5.
+MAX_VIEWS = 64
+
 #: Parameters both estimators share, with what each accepts.
 COMMON_CONSTRAINTS = {
     "backbone": [str, nn.Module],
     "weights": [str, os.PathLike, WeightsEnum, None],
     "pooling": [StrOptions({"avg", "max", "flatten"})],
-    "image_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "image_size": [Interval(numbers.Integral, 1, MAX_IMAGE_SIZE, closed="both"), None],
     "crop": ["boolean"],
     "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
     "cache": ["boolean"],

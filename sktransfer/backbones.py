@@ -569,6 +569,23 @@ def feature_shape(blocks, image_size, device="meta", input_shape=None):
     return tuple(out.shape[1:])
 
 
+def largest_activation(blocks, image_size):
+    """The most numbers any layer of ``blocks`` outputs for one image (shapes on the meta
+    device): what bounds the memory a batch needs on its way through them."""
+    sizes = [3 * image_size * image_size]
+
+    def record(module, args, out):
+        if torch.is_tensor(out):
+            sizes.append(out.numel())  # a batch of one
+    handles = [m.register_forward_hook(record) for block in blocks for m in block.modules()]
+    try:
+        feature_shape(blocks, image_size)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return max(sizes)
+
+
 def list_backbones():
     """Describe every backbone that has a name: torchvision's and the EfficientNet-Lites.
 

@@ -333,8 +333,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         # a class is checked by check_optimizer, whose message says what is allowed
         "optimizer": [StrOptions(set(OPTIMIZERS)), Hidden(type)],
         "augment": ["boolean"],
-        "augment_views": [Interval(numbers.Integral, 0, None, closed="left")],
-        "tta": [Interval(numbers.Integral, 1, None, closed="left")],
+        "augment_views": [Interval(numbers.Integral, 0, check.MAX_VIEWS, closed="both")],
+        "tta": [Interval(numbers.Integral, 1, check.MAX_VIEWS, closed="both")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 0.5, closed="right")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -353,7 +353,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         return tags
 
     def _check_params(self):
-        """Validate the parameters (scikit-learn's constraints); return the device to use."""
+        """Validate the parameters (scikit-learn's constraints, and the checks across
+        them); raises ``ValueError`` naming the parameter."""
         try:
             self._validate_params()
         except InvalidParameterError as exc:
@@ -365,7 +366,6 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
                 f"augment_views={self.augment_views} needs the activation cache, which "
                 "augment=True turns off (it draws fresh augmentation at every step): use one "
                 "or the other.")
-        return check.resolve_device(self.device)
 
     @property
     def _hidden_units(self):
@@ -396,7 +396,8 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         -------
         self : TransferClassifier
         """
-        device = self._check_params()
+        self._check_params()
+        device = check.resolve_device(self.device)
         y = _check_labels(y)
         if len(y) == 0:
             as_images(X)  # an empty X is the first thing to say
@@ -468,6 +469,11 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         self.net_ = self._make_net(module, device, n_unfreeze, fit_generator(seed + 2))
         return n_unfreeze
 
+    def _parts(self):
+        """The fitted network's modules, named as :meth:`fitted_state` names their tensors."""
+        return nn.ModuleDict({"prefix": nn.ModuleList(self.extractor_.modules),
+                              "net": self.net_.module})
+
     def fitted_state(self):
         """The fitted network's tensors, as :meth:`from_fitted_state` takes them back.
 
@@ -520,24 +526,25 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         ValueError
             When ``state`` does not fit the architecture ``params`` describe.
         """
+        unknown = sorted(set(params) - set(cls._parameter_constraints))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown[:5]))}")
         est = cls(**params)
+        est._check_params()
         est.classes_ = np.asarray(classes)
         est.n_classes_ = len(est.classes_)
         device = check.resolve_device(est.device if torch.cuda.is_available() else "cpu")
-        # the architecture (weights follow); an engine missing here falls back to torch
-        est._build(est.n_classes_, device, weights=None, strict_engine=False)
         # Files written before the frozen modules of the net were renamed.
         state = {("net.frozen." + k[len("net.stem."):] if k.startswith("net.stem.") else k): v
                  for k, v in state.items()}
-        parts = nn.ModuleDict({"prefix": nn.ModuleList(est.extractor_.modules),
-                               "net": est.net_.module})
-        try:
-            parts.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"The saved weights do not fit a {est.backbone!r} classifier with these "
-                f"parameters: {str(exc).splitlines()[0]}"
-            ) from exc
+        # The architecture the parameters describe, first on the meta device (no memory):
+        # built for real only once the tensors, whose size the file bounds, fit it.
+        with torch.device("meta"):
+            est._build(est.n_classes_, device, weights=None, strict_engine=False)
+        _check_fits(est._parts().state_dict(), state, est.backbone)
+        # the architecture (weights follow); an engine missing here falls back to torch
+        est._build(est.n_classes_, device, weights=None, strict_engine=False)
+        est._parts().load_state_dict(state)
         est.weights_ = weights_loaded
         if quantized(est.engine_):  # the same int8 network, without the images
             est.extractor_.calibration = engine_calibration
@@ -841,12 +848,26 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(proba, axis=1)]
 
 
-def load(path):
+#: Parameters that describe the machine, not the model: a model file records
+#: them, but :func:`load` sets them to this machine's defaults (or to what its
+#: caller gives), so a file never chooses where or how this machine works.
+MACHINE_PARAMS = ("cache_dir", "n_jobs", "device", "verbose")
+
+
+def load(path, **params):
     """Load a model written by :meth:`TransferClassifier.save` -- no code runs from the file.
+
+    The parameters that describe the machine (``cache_dir``, ``n_jobs``,
+    ``device``, ``verbose``) are not taken from the file: they are this
+    class's defaults unless given here.  The file's values stay in
+    ``saved_params_``.
 
     Parameters
     ----------
     path : str or os.PathLike
+    **params
+        Parameters to set instead of the file's or the defaults, e.g.
+        ``cache_dir="~/.cache/acts"`` or ``device="cuda"``.
 
     Returns
     -------
@@ -861,11 +882,36 @@ def load(path):
         When it is not a model file, comes from another format version, was
         tampered with, or its weights do not fit the architecture it names.
     """
+    defaults = TransferClassifier().get_params()
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise TypeError(f"load() got unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                        f"it takes TransferClassifier's ({', '.join(sorted(defaults))}).")
     parts = read_model(path)
+    saved = parts["params"]
+    parts["params"] = {**saved, **{k: defaults[k] for k in MACHINE_PARAMS}, **params}
     try:
-        return TransferClassifier.from_fitted_state(**parts)
+        model = TransferClassifier.from_fitted_state(**parts)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ModelFileError(f"{path} does not describe a loadable model: {exc}") from exc
+        raise ModelFileError(f"{path} does not describe a loadable model: "
+                             f"{str(exc).splitlines()[0]}") from exc
+    model.saved_params_ = saved
+    return model
+
+
+def _check_fits(expected, state, backbone):
+    """Refuse ``state`` unless its names and shapes are exactly those of ``expected`` (the
+    architecture's tensors, on the meta device): one line naming the first difference."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k].shape]
+    if missing or unexpected or wrong:
+        first = (f"{wrong[0]} is {tuple(state[wrong[0]].shape)} in the file, "
+                 f"{tuple(expected[wrong[0]].shape)} in the architecture" if wrong
+                 else f"{missing[0]} is missing from the file" if missing
+                 else f"the file has {unexpected[0]}, which the architecture lacks")
+        raise ValueError(f"The saved weights do not fit a {backbone!r} classifier with these "
+                         f"parameters: {first}.")
 
 
 def _take(data, indices):

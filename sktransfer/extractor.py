@@ -14,6 +14,7 @@ import copy
 import functools
 import hashlib
 import math
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -25,7 +26,9 @@ from joblib import Parallel, delayed
 from torch import nn
 from torchvision import models as tv_models
 
-from .backbones import build_backbone, feature_shape, make_pooling, pooled_size
+from ._validation import parse_bytes
+from .backbones import (build_backbone, feature_shape, largest_activation, make_pooling,
+                        pooled_size)
 from .cache import ActivationStore
 from .data import ImageDecodeError, as_images
 from .engines import CALIBRATION_IMAGES, compile_prefix, quantized
@@ -126,6 +129,7 @@ def decode_batch(images, transform, indices, n_jobs):
             return None, str(exc)
     if n_jobs in (None, 1) or len(indices) == 1:
         return [one(i) for i in indices]
+    n_jobs = min(n_jobs, os.cpu_count() or 1)  # more threads than cores only wait
     # Pillow and torch release the GIL while decoding and resizing: threads suffice.
     return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(one)(i) for i in indices)
 
@@ -150,6 +154,7 @@ _CONVERTING = {}  # key -> lock held while one thread converts it (the others wa
 # a single get or set of a dict is atomic, and a fact worked out twice is the same fact).
 _FINGERPRINTS = {}  # Extractor identity -> fingerprint
 _SHAPES = {}  # (torchvision name, image size) -> shape of the last feature map
+_LARGEST = {}  # (Extractor identity, image size) -> largest layer output of one image
 
 
 class Extractor:
@@ -255,6 +260,26 @@ class Extractor:
                 return None
             self._entry_nbytes = 4 * math.prod(shape)
         return self._entry_nbytes
+
+    def batch_limit(self, batch_size):
+        """``batch_size``, or fewer images when a batch would need more memory than
+        ``SKTRANSFER_BATCH_BYTES`` (default ``1G``) on its way through the prefix.
+
+        A batch is estimated at three times its largest layer output (a layer's
+        input, its output and a residual), in float32.
+        """
+        size = self.transform.crop_size[0]
+        key = (self.identity, size) if self.identity is not None else None
+        largest = _LARGEST.get(key) if key is not None else None
+        if largest is None:
+            try:
+                largest = largest_activation(self.modules, size) if self.modules else 3 * size ** 2
+            except ValueError:  # too small for the network: the run says so
+                return batch_size
+            if key is not None:
+                _LARGEST[key] = largest
+        budget = parse_bytes(os.environ.get("SKTRANSFER_BATCH_BYTES", "1G"))
+        return max(1, min(batch_size, budget // (3 * 4 * largest)))
 
     def _runner(self):
         """The prefix as extraction runs it: BatchNorm folded, compiled by the engine.
@@ -389,6 +414,7 @@ class Extractor:
         shown = progress(len(pending), "Extracting features", unit="img", enabled=verbose >= 1)
         runner = self._runner() if pending else None
         cuda = torch.device(self.device).type == "cuda"
+        batch_size = self.batch_limit(batch_size) if pending else batch_size
         batches = [pending[s:s + batch_size] for s in range(0, len(pending), batch_size)]
         decode = functools.partial(decode_batch, images, self.transform, n_jobs=n_jobs)
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.amp), \

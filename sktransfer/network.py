@@ -117,7 +117,9 @@ class Dropout(nn.Dropout):
 
 def _linear(n_in, n_out, generator):
     """``nn.Linear(n_in, n_out)`` with its own initialisation, drawn from ``generator``."""
-    layer = nn.Linear(n_in, n_out, device="meta").to_empty(device="cpu")
+    # made on the meta device, then given memory where tensors are made now (the meta
+    # device itself when a model file's architecture is checked before it is built)
+    layer = nn.Linear(n_in, n_out, device="meta").to_empty(device=torch.get_default_device())
     nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
     bound = 1 / math.sqrt(n_in) if n_in else 0
     nn.init.uniform_(layer.bias, -bound, bound, generator=generator)

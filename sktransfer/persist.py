@@ -68,7 +68,7 @@ def _to_json(value):
 
 def _from_json_params(params):
     params = dict(params)
-    params.setdefault("callbacks", None)  # files from before the parameter existed
+    params["callbacks"] = None  # training-time hooks: never part of a model file
     if isinstance(params["hidden_units"], list):
         params["hidden_units"] = tuple(params["hidden_units"])
     if params["optimizer"].startswith("torch.optim."):
