@@ -470,9 +470,9 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
         return n_unfreeze
 
     def _parts(self):
-        """The fitted network's modules, named as :meth:`fitted_state` names their tensors."""
+        """The network's modules under the names :meth:`fitted_state` gives their tensors."""
         return nn.ModuleDict({"prefix": nn.ModuleList(self.extractor_.modules),
-                              "net": self.net_.module})
+                              "net": self.net_.module})  # skorch trains this very module
 
     def fitted_state(self):
         """The fitted network's tensors, as :meth:`from_fitted_state` takes them back.
@@ -484,11 +484,7 @@ class TransferClassifier(ExtractorMixin, ClassifierMixin, BaseEstimator):
             extractor, ``"net.<name>"`` for the trainable module; on the CPU.
         """
         check_is_fitted(self, "net_")
-        state = {}
-        for i, module in enumerate(self.extractor_.modules):
-            state.update({f"prefix.{i}.{k}": v for k, v in module.state_dict().items()})
-        state.update({f"net.{k}": v for k, v in self.net_.module_.state_dict().items()})
-        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        return {k: v.detach().cpu().contiguous() for k, v in self._parts().state_dict().items()}
 
     @classmethod
     def from_fitted_state(cls, params, classes, state, history=(), weights_loaded="unknown",
