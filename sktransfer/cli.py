@@ -12,9 +12,11 @@ import argparse
 import csv
 import difflib
 import inspect
+import math
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,7 @@ def _load_folder(directory):
     classes = np.unique(labels)
     if len(classes) < 2:
         raise CLIError(
-            f"{directory} has one class folder ({classes[0]!r}) with images; training needs "
+            f"{directory} has one class folder ({str(classes[0])!r}) with images; training needs "
             "at least two (root/<class>/<image>)."
         )
     return paths, labels
@@ -173,19 +175,23 @@ def _converter(name, constraints):
     return convert
 
 
-def add_estimator_options(parser, cls):
+def add_estimator_options(parser, cls, defaults=None):
     """One option per parameter of ``cls``: default and help from ``cls`` itself.
 
-    ``--name VALUE`` (``none`` for None), ``--flag/--no-flag`` for booleans.
+    ``--name VALUE`` (``none`` for None), ``--flag/--no-flag`` for booleans;
+    ``defaults`` replaces some of the class's defaults.
     """
     helps = _parameter_help(cls)
     constraints = cls._parameter_constraints
-    group = parser.add_argument_group(f"{cls.__name__} parameters (defaults are its own)")
+    defaults = defaults or {}
+    group = parser.add_argument_group(f"{cls.__name__} parameters (defaults are its own"
+                                      + (f", but {', '.join(defaults)}" if defaults else "")
+                                      + ")")
     for name, param in inspect.signature(cls).parameters.items():
         if name in _NOT_OPTIONS:
             continue
         flag = "--" + name.replace("_", "-")
-        default = param.default
+        default = defaults.get(name, param.default)
         text = f"{helps.get(name, '')} (default: {default!r})".strip()
         if constraints[name] == ["boolean"]:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
@@ -250,8 +256,7 @@ def _save_interrupted(clf, snapshot, out):
 
     best = snapshot.best_
     if best is None:
-        print("sktransfer train: interrupted before the first epoch ended; nothing to save.",
-              file=sys.stderr)
+        print("sktransfer train: nothing saved, no epoch had ended.", file=sys.stderr)
         return
     model = TransferClassifier(**{**clf.get_params(), "callbacks": None})
     model.__dict__.update(best["attributes"])  # the fit's own fitted attributes
@@ -260,7 +265,7 @@ def _save_interrupted(clf, snapshot, out):
     path = out.with_name(f"{out.stem}.interrupted{out.suffix or '.sktransfer'}")
     model.save(path)
     which = "lowest validation loss so far" if best["loss"] is not None else "last completed"
-    print(f"sktransfer train: interrupted. Saved the model of epoch {best['epoch']} "
+    print(f"sktransfer train: saved the model of epoch {best['epoch']} "
           f"(phase {best['phase']}, {which}) to {path}; load it with sktransfer.load.",
           file=sys.stderr)
 
@@ -277,8 +282,9 @@ def _predict_readable(clf, paths, labels, args):
             raise ImageDecodeError(f"{exc}\nTo leave such images out, pass --on-error skip.",
                                    exc.indices) from None
         bad = set(exc.indices)
-        print(f"--on-error skip: scoring without {len(bad)} unreadable held-out image(s).",
-              file=sys.stderr)
+        names = ", ".join(Path(paths[i]).name for i in sorted(bad))
+        print(f"warning: --on-error skip: scoring without {len(bad)} unreadable held-out "
+              f"image(s): {names}", file=sys.stderr)
         keep = [i for i in range(len(paths)) if i not in bad]
         kept = [paths[i] for i in keep]
         return kept, np.asarray(labels)[keep], clf.predict(kept)
@@ -317,7 +323,16 @@ def cmd_train(args):
             X_train, X_test, y_train, y_test = train_test_split(
                 paths, labels, test_size=args.test_size, stratify=labels,
                 random_state=args.random_state)
-            clf.fit(X_train, y_train, validation_data=(X_test, y_test))
+            # Held out means held out: the scored images never reach fit, not even for
+            # early stopping, which splits its own validation images off the training part.
+            # as fit splits them (scikit-learn's train_test_split rounds the test part up)
+            n_valid = (math.ceil(args.validation_fraction * len(X_train))
+                       if args.early_stopping else 0)
+            _say(args, f"{len(X_train) - n_valid} images to train on"
+                       + (f", {n_valid} of the rest for early stopping" if n_valid else "")
+                       + f", {len(X_test)} held out for scoring (random state "
+                       f"{args.random_state}; --random-state changes the split and the fit)")
+            clf.fit(X_train, y_train)
             X_test, y_true, y_pred = _predict_readable(clf, X_test, y_test, args)
             held_out = (X_test, y_true)
             print(f"held-out accuracy ({len(y_true)} images, test size {args.test_size}):")
@@ -407,9 +422,9 @@ def cmd_evaluate(args):
         print(f"warning: classes not known to the model: {', '.join(unknown)}", file=sys.stderr)
     pred = model.predict(paths).astype(str)
     _report(labels, pred, args)
-    png = Path(args.out or f"{Path(args.model).with_suffix('')}.evaluate.png")
-    _save_figure(plot_confusion_matrix(labels, pred), png)
-    _say(args, f"saved {png}")
+    if args.out:  # a figure only when asked for
+        _save_figure(plot_confusion_matrix(labels, pred), args.out)
+        _say(args, f"saved {args.out}")
     if args.report:
         known = [i for i, label in enumerate(labels) if label not in unknown]
         model.set_params(verbose=0 if args.quiet else 1)
@@ -466,9 +481,9 @@ def cmd_backbones(args):
               f"{r['feature_size']:>8} {r['input_size']:>5} {r['top1']:>6.2f}  "
               f"{'yes' if r['offline'] else 'no'}")
     timm = "installed" if find_spec("timm") else "not installed: pip install 'sktransfer[timm]'"
-    print(f"\nAny model of timm's zoo: backbone='timm/<name>' (timm {timm}). Weights not "
-          "offline download on first use\n(`sktransfer weights download NAME` fetches ahead; "
-          "SKTRANSFER_OFFLINE=1 forbids it).")
+    print(f"\nAny model of timm's zoo: backbone='timm/<name>' (timm {timm}). Weights that are "
+          "not on this machine are\ndownloaded on first use (`sktransfer weights download NAME` "
+          "fetches them ahead; SKTRANSFER_OFFLINE=1 forbids it).")
 
 
 def cmd_weights(args):
@@ -706,13 +721,15 @@ def build_parser(only=None):
     group.add_argument("--cv", type=_positive_int,
                        help="K-fold cross-validation instead of a held-out split")
     group.add_argument("--test-size", type=float, default=0.2,
-                       help="fraction of DIR held out for scoring (default: 0.2)")
+                       help="fraction of DIR held out for scoring, never seen by the fit "
+                            "(default: 0.2)")
     p.add_argument("--out", default="model.sktransfer",
                    help="model file to write (default: model.sktransfer)")
     if only in (None, "train"):
         from .classifier import TransferClassifier
 
-        add_estimator_options(p, TransferClassifier)
+        # the same command gives the same numbers: a fixed seed for the split and the fit
+        add_estimator_options(p, TransferClassifier, defaults={"random_state": 0})
 
     p = command("predict", cmd_predict, "predict images with a saved model (CSV)")
     p.add_argument("model", metavar="MODEL")
@@ -722,7 +739,7 @@ def build_parser(only=None):
     p = command("evaluate", cmd_evaluate, "score a saved model on DIR/<class>/<image>")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("directory", metavar="DIR")
-    p.add_argument("--out", help="confusion matrix PNG")
+    p.add_argument("--out", help="also write the confusion matrix to this PNG file")
     p.add_argument("--report", metavar="HTML",
                    help="also write an HTML report (metrics, confusions, top losses with "
                         "Grad-CAM heatmaps)")
@@ -756,6 +773,12 @@ def build_parser(only=None):
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as the command line shows it: one line, no source file or line."""
+    text = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(f"warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
 def main(argv=None):
     """Run the ``sktransfer`` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -766,7 +789,9 @@ def main(argv=None):
 
         matplotlib.use("Agg")  # the command line writes figures to files, never to windows
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # restores Python's own display on the way out
+            warnings.showwarning = _show_warning
+            args.func(args)
     except UsageError as exc:
         print(f"sktransfer {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -63,7 +63,10 @@ def test_train_predict_evaluate(image_folder, tmp_path):
     evaluated = run("evaluate", model, image_folder, "--report", tmp_path / "e.html")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "accuracy:" in evaluated.stdout and "class_0" in evaluated.stdout
-    assert (tmp_path / "out" / "m.evaluate.png").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [  # no figure unasked
+        "m.confusion.png", "m.learning_curve.png", "m.report.html", "m.sktransfer"]
+    assert run("evaluate", model, image_folder, "--out", tmp_path / "cm.png").returncode == 0
+    assert (tmp_path / "cm.png").stat().st_size > 1000
     page = (tmp_path / "e.html").read_text()
     assert "12 images, 2 classes" in page and re.search(r"img\d+\.(png|jpg)", page)
 
@@ -87,7 +90,7 @@ def test_bad_paths_and_folders_give_a_message_not_a_trace(tmp_path, image_folder
     (one / "only").mkdir(parents=True)
     (image_folder / "class_0" / "img0.jpg").rename(one / "only" / "a.jpg")
     result = run("train", one)
-    assert result.returncode != 0 and "one class" in result.stderr
+    assert result.returncode != 0 and "one class folder ('only')" in result.stderr
     assert "Traceback" not in result.stderr
     result = run("predict", tmp_path / "nomodel.sktransfer", image_folder)
     assert result.returncode != 0 and "nomodel" in result.stderr
@@ -97,6 +100,7 @@ def test_bad_paths_and_folders_give_a_message_not_a_trace(tmp_path, image_folder
 def test_backbones_table(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
+    assert "Weights that are not on this machine are\ndownloaded on first use" in out
     line = next(row for row in out.splitlines() if row.startswith("mobilenet_v2 "))
     assert "mobilenet" in line and " 19 " in line and "1280" in line
 
@@ -159,13 +163,16 @@ def test_every_parameter_is_an_option_with_the_estimators_default():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())  # argparse wraps lines
     text = text.split("TransferClassifier parameters", 1)[1]  # the options, not the usage line
+    assert text.startswith(" (defaults are its own, but random_state)")
     for name, param in inspect.signature(TransferClassifier).parameters.items():
         if name in ("verbose", "callbacks"):  # --quiet, and Python objects
             continue
         flag = "--" + name.replace("_", "-")
         assert flag in text, flag
         shown = re.search(re.escape(flag) + r"(?=[ ,]).*?\(default: (.*?)\)(?=\s+--|\s*$)", text)
-        assert shown and shown.group(1) == repr(param.default), (flag, shown and shown.group(1))
+        # the command line seeds its split and fit: the same command, the same numbers
+        default = 0 if name == "random_state" else param.default
+        assert shown and shown.group(1) == repr(default), (flag, shown and shown.group(1))
 
 
 def test_options_reach_the_estimator(image_folder, tmp_path):
@@ -217,6 +224,10 @@ def test_an_unreadable_image_says_how_to_skip_it(image_folder, tmp_path):
                   "--out", tmp_path / "b.sktransfer")
     assert skipped.returncode == 0, skipped.stderr
     assert "broken.png" in skipped.stderr and (tmp_path / "b.sktransfer").exists()
+    warned = [line for line in skipped.stderr.splitlines() if "broken.png" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: "), \
+        skipped.stderr  # one line, no source file and line
+    assert "UserWarning" not in skipped.stderr and "warnings.warn" not in skipped.stderr
 
 
 def test_progress_in_a_log_is_plain_lines(image_folder, tmp_path):
@@ -230,6 +241,61 @@ def test_progress_in_a_log_is_plain_lines(image_folder, tmp_path):
     assert "fit, phase 2 (head + last 1 block): 5/5 epoch" in result.stderr
 
 
+def test_no_held_out_image_reaches_the_fit(image_folder, tmp_path, monkeypatch, capsys):
+    from sklearn.model_selection import train_test_split
+
+    from sktransfer import TransferClassifier, data, load_image_folder
+    from sktransfer.cache import MEMORY
+
+    MEMORY.clear()  # every image is decoded, none served by an earlier test's activations
+    fitting, decoded = [], {"fit": set(), "after": set()}
+    original_decode, original_fit = data.decode_file, TransferClassifier.fit
+
+    def decode(path, *args, **kwargs):
+        decoded["fit" if fitting else "after"].add(str(path))
+        return original_decode(path, *args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        fitting.append(True)
+        try:
+            return original_fit(self, *args, **kwargs)
+        finally:
+            fitting.pop()
+
+    monkeypatch.setattr(data, "decode_file", decode)
+    monkeypatch.setattr(TransferClassifier, "fit", fit)
+    code = main(["train", str(image_folder), "--backbone", "resnet18", "--weights", "none",
+                 "--image-size", "32", "--epochs", "3", "--early-stopping",
+                 "--validation-fraction", "0.25", "--test-size", "0.34",
+                 "--out", str(tmp_path / "m.sktransfer")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "5 images to train on, 2 of the rest for early stopping, 5 held out for scoring " \
+           "(random state 0" in out
+    paths, labels = load_image_folder(image_folder)
+    train, held_out = train_test_split(paths, test_size=0.34, stratify=labels, random_state=0)
+    assert decoded["fit"] == set(train)  # the training part, its validation images included
+    assert set(held_out) <= decoded["after"]  # scored (and reported) after the fit
+    MEMORY.clear()
+
+
+def test_the_same_command_gives_the_same_numbers(image_folder, tmp_path, capsys):
+    from sktransfer.cache import MEMORY
+
+    outputs = []
+    for k in range(2):
+        MEMORY.clear()
+        assert main(["--quiet", "train", str(image_folder), "--backbone", "resnet18",
+                     "--weights", "none", "--image-size", "32", "--epochs", "4",
+                     "--dropout", "0.5", "--out", str(tmp_path / f"m{k}.sktransfer")]) == 0
+        outputs.append([line for line in capsys.readouterr().out.splitlines()
+                        if not line.startswith(("time:", "report:"))])
+    assert outputs[0] == outputs[1] and "accuracy" in outputs[0][0]
+    first, second = (load(tmp_path / f"m{k}.sktransfer") for k in range(2))
+    assert first.get_params()["random_state"] == 0  # the command line's seed, not None
+    assert first.history_[-1, "train_loss"] == second.history_[-1, "train_loss"]
+
+
 def test_ctrl_c_saves_the_best_model_so_far(image_folder, tmp_path):
     import signal
 
@@ -237,7 +303,9 @@ def test_ctrl_c_saves_the_best_model_so_far(image_folder, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "sktransfer.cli", "train", str(image_folder), "--backbone",
          "resnet18", "--weights", "none", "--image-size", "32", "--epochs", "100000",
-         "--test-size", "0.34", "--out", str(out)],
+         "--early-stopping", "--validation-fraction", "0.3", "--n-iter-no-change", "100000",
+         "--test-size", "0.34",
+         "--out", str(out)],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         # Ctrl-C as in a terminal, even if this runner inherited SIGINT ignored
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -251,7 +319,8 @@ def test_ctrl_c_saves_the_best_model_so_far(image_folder, tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    assert "Saved the model of epoch" in err and "lowest validation loss" in err
+    assert "saved the model of epoch" in err and "lowest validation loss" in err
+    assert err.count("interrupted\n") == 1  # said once
     saved = tmp_path / "m.interrupted.sktransfer"
     model = load(saved)
     assert 1 <= len(model.history_) and model.predict([str(next(image_folder.rglob("*.jpg")))])
