@@ -34,6 +34,16 @@ def saved(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A saved model of a small network (load and predict ~4x faster: the fuzz runs many)."""
+    X, y = blobs(16)
+    path = tmp_path_factory.mktemp("small") / "small.sktransfer"
+    TransferClassifier(**{**FAST, "backbone": "mobilenet_v3_small"},
+                       cache_dir=tmp_path_factory.mktemp("author") / "cache").fit(X, y).save(path)
+    return path
+
+
 def _with_params(saved, target, change):
     """A copy of ``saved`` whose config's parameters are ``change(params)``."""
     with zipfile.ZipFile(saved) as zf:
@@ -135,7 +145,7 @@ FUZZ = textwrap.dedent("""
     print(json.dumps(results))
 """)
 
-WRONG = ["a string", -1, 10 ** 12, None, [1, 2]]
+WRONG = ["a string", -1, 10 ** 12, None]
 EXTREME = {
     "image_size": [40000, 0, 1025], "hidden_units": [[40000, 40000], [0], 10 ** 9],
     "batch_size": [10 ** 9], "tta": [10 ** 6], "augment_views": [10 ** 6],
@@ -146,7 +156,8 @@ EXTREME = {
 }
 
 
-def test_every_parameter_of_a_model_file_fuzzed(saved, tmp_path):
+def test_every_parameter_of_a_model_file_fuzzed(small, tmp_path):
+    saved = small
     with zipfile.ZipFile(saved) as zf:
         names = sorted(json.loads(zf.read("config.json"))["params"])
     outside = tmp_path / "outside"
