@@ -9,6 +9,7 @@ malformed value, a missing argument); 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import difflib
 import inspect
@@ -324,8 +325,8 @@ def cmd_train(args):
                 paths, labels, test_size=args.test_size, stratify=labels,
                 random_state=args.random_state)
             # Held out means held out: the scored images never reach fit, not even for
-            # early stopping, which splits its own validation images off the training part.
-            # as fit splits them (scikit-learn's train_test_split rounds the test part up)
+            # early stopping, which splits its own validation images off the training part
+            # (as many as fit's train_test_split takes: it rounds the test part up).
             n_valid = (math.ceil(args.validation_fraction * len(X_train))
                        if args.early_stopping else 0)
             _say(args, f"{len(X_train) - n_valid} images to train on"
@@ -394,17 +395,14 @@ def cmd_predict(args):
     model = load(args.model)
     paths = _collect_images(args.images)
     model.set_params(verbose=0)
-    header = ["path", "label", *[f"p_{c}" for c in model.classes_]]
-    if not args.out:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(header)
-        _predict_rows(model, paths, writer)
-        return
-    with atomic_write(args.out, "predictions", mode="w", encoding="utf-8", newline="") as fh:
+    out = (atomic_write(args.out, "predictions", mode="w", encoding="utf-8", newline="")
+           if args.out else contextlib.nullcontext(sys.stdout))
+    with out as fh:
         writer = csv.writer(fh)
-        writer.writerow(header)
+        writer.writerow(["path", "label", *[f"p_{c}" for c in model.classes_]])
         _predict_rows(model, paths, writer)
-    _say(args, f"wrote {len(paths)} predictions to {args.out}")
+    if args.out:
+        _say(args, f"wrote {len(paths)} predictions to {args.out}")
 
 
 def cmd_evaluate(args):
