@@ -78,6 +78,19 @@ def _reason(exc, folder):
     return getattr(exc, "strerror", None) or str(exc)
 
 
+def _about_this_write(exc, folder, target):
+    """Whether ``exc`` failed this write: writing to the open file (no file name), or
+    creating or renaming the temporary file -- not an error of the caller's own code."""
+    if isinstance(exc, WriteError):  # an inner write, which names its own file
+        return False
+    if exc.filename is None:
+        return True
+    name = os.path.abspath(os.fspath(exc.filename))
+    return (name == os.path.abspath(target)
+            or (os.path.dirname(name) == os.path.abspath(folder)
+                and os.path.basename(name).startswith(TMP_PREFIX)))
+
+
 @contextlib.contextmanager
 def atomic_write(path, what="file", mode="wb", encoding=None, newline=None, fsync=True):
     """Open a temporary file for writing ``path``; it takes the target's name only when complete.
@@ -125,6 +138,8 @@ def atomic_write(path, what="file", mode="wb", encoding=None, newline=None, fsyn
         os.replace(tmp, target)
         tmp = None
     except OSError as exc:
+        if not _about_this_write(exc, folder, target):
+            raise  # the caller's own error (an input file, say), not the write's
         raise WriteError(f"could not write {what} to {target}: {_reason(exc, folder)}",
                          exc.errno, target) from exc
     finally:

@@ -237,6 +237,18 @@ def test_an_error_or_ctrl_c_inside_the_write_keeps_the_previous_file(tmp_path):
     assert _listing(tmp_path) == {"t.bin": b"new"}
 
 
+def test_an_error_of_the_callers_own_is_not_called_a_write_error(tmp_path):
+    target = tmp_path / "t.bin"
+    target.write_bytes(PREVIOUS)
+    with pytest.raises(FileNotFoundError) as info:
+        with atomic_write(target) as fh:
+            fh.write(b"rows so far")
+            open(tmp_path / "an input that vanished.png", "rb")
+    assert not isinstance(info.value, WriteError)
+    assert "an input that vanished.png" in str(info.value)
+    assert _listing(tmp_path) == {"t.bin": PREVIOUS}
+
+
 def test_write_error_keeps_its_cause_and_survives_pickling(tmp_path):
     with pytest.raises(WriteError) as info:
         write_bytes(tmp_path / "missing" / "f.bin", b"x", "the thing")
