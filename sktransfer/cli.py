@@ -389,7 +389,7 @@ def cmd_predict(args):
     complete file takes the name (a previous file of that name is kept when
     anything fails).
     """
-    from .classifier import load
+    from .loading import load
     from .files import atomic_write
 
     model = load(args.model)
@@ -407,7 +407,7 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     """Accuracy, classification report and confusion matrix of MODEL on DIR."""
-    from .classifier import load
+    from .loading import load
     from .plots import plot_confusion_matrix
 
     model = load(args.model)

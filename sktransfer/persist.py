@@ -11,6 +11,7 @@ recorded hash, is refused with a clear error.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -45,21 +46,21 @@ def _json_params(est):
     optimizer = params["optimizer"]
     if not isinstance(optimizer, str):
         optimizer = f"torch.optim.{optimizer.__name__}"
-    class_weight = params["class_weight"]
-    if isinstance(class_weight, dict):
-        class_weight = [[_to_json(k), float(v)] for k, v in class_weight.items()]
-    random_state = params["random_state"]
-    return {
+    json_params = {
         **params,
         "weights": None if params["weights"] is None else str(params["weights"]),
         "hidden_units": (params["hidden_units"] if isinstance(params["hidden_units"], int)
                          else list(params["hidden_units"])),
         "optimizer": optimizer,
-        "class_weight": class_weight,
         "cache_dir": None if params["cache_dir"] is None else os.fspath(params["cache_dir"]),
         "callbacks": None,  # training-time hooks: not part of the model
-        "random_state": random_state if isinstance(random_state, int) else None,
+        "random_state": (params["random_state"] if isinstance(params["random_state"], int)
+                         else None),
     }
+    if isinstance(params.get("class_weight"), dict):
+        json_params["class_weight"] = [[_to_json(k), float(v)]
+                                       for k, v in params["class_weight"].items()]
+    return json_params
 
 
 def _to_json(value):
@@ -73,18 +74,18 @@ def _from_json_params(params):
         params["hidden_units"] = tuple(params["hidden_units"])
     if params["optimizer"].startswith("torch.optim."):
         params["optimizer"] = getattr(torch.optim, params["optimizer"].rsplit(".", 1)[1])
-    if isinstance(params["class_weight"], list):
+    if isinstance(params.get("class_weight"), list):
         params["class_weight"] = {k: v for k, v in params["class_weight"]}
     return params
 
 
 def save(est, path):
-    """Write a fitted TransferClassifier to ``path`` (see the module docstring).
+    """Write a fitted transfer estimator to ``path`` (see the module docstring).
 
     Parameters
     ----------
-    est : TransferClassifier
-        Fitted, with a torchvision backbone.
+    est : TransferClassifier or TransferRegressor
+        Fitted, with a backbone named by a string.
     path : str or os.PathLike
     """
     from sklearn.utils.validation import check_is_fitted
@@ -101,8 +102,8 @@ def save(est, path):
         "sktransfer_version": __version__,
         "estimator": type(est).__name__,
         "params": _json_params(est),
-        "classes": [_to_json(c) for c in est.classes_.tolist()],
-        "classes_dtype": est.classes_.dtype.str if est.classes_.dtype != object else "object",
+        # what the model learnt of its targets: the classes, or the outputs' scales
+        "target": est.target_config(),
         "weights_loaded": est.weights_,
         "history": json.loads(json.dumps(list(est.history_), default=_to_json)),
         "state_sha256": hashlib.sha256(weights).hexdigest(),
@@ -197,7 +198,8 @@ def _read(path):
 
 
 def read_model(path):
-    """Read and check a model file; return what :meth:`TransferClassifier.from_fitted_state` takes.
+    """Read and check a model file; return the estimator's name and what its
+    ``from_fitted_state`` takes.
 
     Parameters
     ----------
@@ -205,9 +207,9 @@ def read_model(path):
 
     Returns
     -------
-    dict
-        ``params``, ``classes``, ``state``, ``history``, ``weights_loaded`` and
-        ``engine_calibration``.
+    tuple of (str, dict)
+        The estimator's class name, and ``params``, ``target``, ``state``,
+        ``history``, ``weights_loaded`` and ``engine_calibration``.
 
     Raises
     ------
@@ -220,9 +222,12 @@ def read_model(path):
     config, weights = _read(path)
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-        return {
+        # the first files kept a classifier's classes at the top level
+        target = config["target"] if "target" in config else {
+            "classes": config["classes"], "classes_dtype": config["classes_dtype"]}
+        return config.get("estimator", "TransferClassifier"), {
             "params": _from_json_params(config["params"]),
-            "classes": np.asarray(config["classes"], dtype=config["classes_dtype"]),
+            "target": target,
             "state": state,
             "history": config["history"],
             "weights_loaded": config["weights_loaded"],
@@ -234,28 +239,31 @@ def read_model(path):
 
 
 class InferenceModel(nn.Module):
-    """The whole fitted network: normalised images ``(n, 3, s, s)`` -> class probabilities."""
+    """The whole fitted network: normalised images ``(n, 3, s, s)`` -> what it predicts."""
 
-    def __init__(self, prefix, net):
+    def __init__(self, prefix, net, output):
         super().__init__()
         self.prefix = nn.ModuleList(prefix)
         self.net = net
+        self.output = output
 
     def forward(self, x):  # noqa: D102 - torch convention
         for module in self.prefix:
             x = module(x)
-        return torch.softmax(self.net(x), dim=1)
+        return self.output(self.net(x))
 
 
 def export_onnx(est, path):
-    """Export a fitted TransferClassifier to ONNX (needs the ``onnx`` extra).
+    """Export a fitted transfer estimator to ONNX (needs the ``onnx`` extra).
 
     The model takes a float32 batch ``images`` of shape ``(n, 3, s, s)``,
     already resized, center-cropped and normalised as ``est.transform_``
-    does, and returns ``probabilities`` ``(n, n_classes)`` in the order of
-    ``est.classes_``.  Both, and the preprocessing, are recorded in the
-    file's metadata (``classes``, ``mean``, ``std``, ``resize_size``,
-    ``crop_size``, ``crop``).
+    does.  A classifier's returns ``probabilities`` ``(n, n_classes)`` in the
+    order of ``est.classes_`` (recorded as ``classes``); a regressor's
+    ``predictions`` ``(n, n_outputs)`` in the targets' units.  The
+    preprocessing is recorded in the file's metadata too (``mean``,
+    ``std``, ``resize_size``, ``crop_size``, ``crop``).  The fitted
+    estimator itself stays where it is (its device, its mode).
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -266,17 +274,20 @@ def export_onnx(est, path):
         raise ImportError(
             "export_onnx needs the onnx packages: pip install 'sktransfer[onnx]'"
         ) from None
-    model = InferenceModel(est.extractor_.modules, est.net_.module_).to("cpu").eval()
+    output, output_name, output_meta = est.output_layer()
+    # a copy on the CPU: the fitted network stays on its device, in its mode
+    model = copy.deepcopy(InferenceModel(est.extractor_.modules, est.net_.module_, output))
+    model = model.to("cpu").eval()
     size = est.transform_.crop_size[0]
     example = torch.zeros(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(
-        model, (example,), input_names=["images"], output_names=["probabilities"],
+        model, (example,), input_names=["images"], output_names=[output_name],
         dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False,
     )
     proto = program.model_proto
     meta = {
-        "classes": json.dumps([_to_json(c) for c in est.classes_.tolist()]),
+        **{k: json.dumps(v) for k, v in output_meta.items()},
         "mean": json.dumps(list(est.transform_.mean)),
         "std": json.dumps(list(est.transform_.std)),
         "resize_size": json.dumps(est.transform_.resize_size),

@@ -21,8 +21,9 @@ LAYERS = [
     {"cache"},
     {"extractor"},
     {"callbacks", "explain", "network", "persist", "plots"},
-    {"classifier", "features"},
-    {"report"},
+    {"base", "features"},
+    {"classifier", "regressor"},
+    {"loading", "report"},
     {"cli"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}

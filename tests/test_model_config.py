@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from sktransfer import ModelFileError, TransferClassifier, load
-from sktransfer.classifier import MACHINE_PARAMS
+from sktransfer.loading import MACHINE_PARAMS
 
 from conftest import blobs
 
