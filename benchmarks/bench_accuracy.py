@@ -66,22 +66,22 @@ def models(quick):
     """name -> (estimator or 'tutorial', kind) in the order they are reported."""
     out = {
         "linear probe, torchvision preprocessing (anchor 1)": make_pipeline(
-            PretrainedFeatures("mobilenet", crop=True), LogisticRegression(max_iter=2000)),
+            PretrainedFeatures(backbone="mobilenet", crop=True), LogisticRegression(max_iter=2000)),
         "linear probe, whole image": make_pipeline(
-            PretrainedFeatures("mobilenet"), LogisticRegression(max_iter=2000)),
+            PretrainedFeatures(backbone="mobilenet"), LogisticRegression(max_iter=2000)),
         "random-init backbone, default recipe (anchor 3a)": TransferClassifier(
-            "mobilenet", weights=None, random_state=0),
+            backbone="mobilenet", weights=None, random_state=0),
         "TransferClassifier(), seed recipe (5 epochs, crop)": TransferClassifier(
-            "mobilenet", random_state=0, **SEED_RECIPE),
-        "TransferClassifier() defaults": TransferClassifier("mobilenet", random_state=0),
+            backbone="mobilenet", random_state=0, **SEED_RECIPE),
+        "TransferClassifier() defaults": TransferClassifier(backbone="mobilenet", random_state=0),
     }
     if not quick:
         out["from scratch, whole net trained, 64 px (anchor 3b)"] = TransferClassifier(
-            "mobilenet", weights=None, image_size=64, unfreeze="all", epochs=1,
+            backbone="mobilenet", weights=None, image_size=64, unfreeze="all", epochs=1,
             finetune_epochs=10, finetune_lr=1e-3, random_state=0)
         out["skorch tutorial: Freezer, 5 epochs, crop (anchor 2)"] = "tutorial"
         for name, params in SEARCH.items():
-            out[f"search: {name}"] = TransferClassifier("mobilenet", random_state=0, **params)
+            out[f"search: {name}"] = TransferClassifier(backbone="mobilenet", random_state=0, **params)
     return out
 
 
@@ -129,10 +129,10 @@ FASTAI = ("fastai 2.8, vision_learner(mobilenet_v2).fine_tune(3) with its defaul
 def lever_models(heavy=True):
     """name -> estimator: the whole-image probe, then each lever (``heavy``: the fine-tuning ones)."""
     out = {"linear probe, whole image": make_pipeline(
-        PretrainedFeatures("mobilenet"), LogisticRegression(max_iter=2000))}
+        PretrainedFeatures(backbone="mobilenet"), LogisticRegression(max_iter=2000))}
     for name, params in LEVERS.items():
         if heavy or "unfreeze" not in params:
-            out[name] = TransferClassifier("mobilenet", random_state=0, **{**BEFORE, **params})
+            out[name] = TransferClassifier(backbone="mobilenet", random_state=0, **{**BEFORE, **params})
     return out
 
 
@@ -192,10 +192,10 @@ def run_int8():
     sets, as much as the cost being measured.
     """
     chosen = {"TransferClassifier() defaults": TransferClassifier(
-        "mobilenet", random_state=0, engine="torch")}
+        backbone="mobilenet", random_state=0, engine="torch")}
     for engine in ("onnxruntime-int8", "openvino-int8"):
         chosen[f"TransferClassifier() defaults, engine='{engine}'"] = TransferClassifier(
-            "mobilenet", random_state=0, engine=engine)
+            backbone="mobilenet", random_state=0, engine=engine)
     out = {}
     for set_name, (X, y, splits) in _seeded_sets("IFCT-9").items():
         print(f"\nint8, {set_name}, seeds {INT8_SEEDS}", flush=True)
@@ -239,7 +239,7 @@ def run_head():
     """
     sets = _seeded_sets("IFCT-9, 5-fold CV")
     sets["scikit-learn's digits, 300 training images"] = _digits_set()
-    chosen = {name: TransferClassifier("mobilenet", random_state=0, **{**BEFORE, **params})
+    chosen = {name: TransferClassifier(backbone="mobilenet", random_state=0, **{**BEFORE, **params})
               for name, params in HEAD_VARIANTS.items()}
     out = {}
     for set_name, (X, y, splits) in sets.items():
@@ -262,9 +262,9 @@ def feature_models():
     out = {}
     for name, params in FEATURE_SETTINGS.items():
         out[f"{name}: linear probe"] = make_pipeline(
-            PretrainedFeatures("mobilenet", **params), LogisticRegression(max_iter=2000))
+            PretrainedFeatures(backbone="mobilenet", **params), LogisticRegression(max_iter=2000))
         out[f"{name}: TransferClassifier defaults"] = TransferClassifier(
-            "mobilenet", random_state=0, **params)
+            backbone="mobilenet", random_state=0, **params)
     return out
 
 
@@ -295,8 +295,8 @@ def run_recipe():
 
     paths, labels, splits = ifct_folds()
     # each backbone's features, then all three (named "all three" in the picks below)
-    features = [PretrainedFeatures(bb) for bb in BACKBONES]
-    features.append(make_union(*[PretrainedFeatures(bb) for bb in BACKBONES]))
+    features = [PretrainedFeatures(backbone=bb) for bb in BACKBONES]
+    features.append(make_union(*[PretrainedFeatures(backbone=bb) for bb in BACKBONES]))
     search = GridSearchCV(
         Pipeline([("features", "passthrough"), ("lr", LogisticRegression(max_iter=3000))]),
         {"features": features, "lr__C": [0.1, 1.0]},
@@ -315,15 +315,15 @@ def backbone_models():
     out = {}
     for bb in BACKBONES:
         out[f"{bb}: linear probe, whole image"] = make_pipeline(
-            PretrainedFeatures(bb), LogisticRegression(max_iter=2000))
-        out[f"{bb}: TransferClassifier defaults"] = TransferClassifier(bb, random_state=0)
+            PretrainedFeatures(backbone=bb), LogisticRegression(max_iter=2000))
+        out[f"{bb}: TransferClassifier defaults"] = TransferClassifier(backbone=bb, random_state=0)
         out[f"{bb}: unfreeze=2, 10 epochs at 1e-4"] = TransferClassifier(
-            bb, random_state=0, **FINETUNE)
+            backbone=bb, random_state=0, **FINETUNE)
     out["three backbones' features (FeatureUnion) + logistic regression"] = make_pipeline(
-        make_union(*[PretrainedFeatures(bb) for bb in BACKBONES]),
+        make_union(*[PretrainedFeatures(backbone=bb) for bb in BACKBONES]),
         LogisticRegression(max_iter=3000))
     out["soft vote of the three backbones' defaults"] = VotingClassifier(
-        [(bb, TransferClassifier(bb, random_state=0)) for bb in BACKBONES], voting="soft")
+        [(bb, TransferClassifier(backbone=bb, random_state=0)) for bb in BACKBONES], voting="soft")
     out["GridSearchCV(backbone x unfreeze x lr), nested"] = GridSearchCV(
         TransferClassifier(random_state=0, finetune_epochs=5, finetune_lr=1e-4), GRID,
         cv=StratifiedKFold(3, shuffle=True, random_state=0))
@@ -387,7 +387,7 @@ def run_ifct(quick):
     for engine in ("torch", "openvino", "onnxruntime"):  # fp32 engines: the same accuracy
         if available(engine):
             chosen[f"TransferClassifier() defaults, engine={engine!r}"] = TransferClassifier(
-                "mobilenet", random_state=0, engine=engine)
+                backbone="mobilenet", random_state=0, engine=engine)
     return description, _run_all(chosen, paths, labels, splits)
 
 
@@ -414,7 +414,7 @@ def run_fashion(quick):
         chosen = {k: v for k, v in models(quick=True).items() if "random-init" not in k}
         if not quick:
             chosen["search: unfreeze=2, finetune_lr=1e-4"] = TransferClassifier(
-                "mobilenet", random_state=0, **SEARCH["unfreeze=2, finetune_lr=1e-4"])
+                backbone="mobilenet", random_state=0, **SEARCH["unfreeze=2, finetune_lr=1e-4"])
         print(f"\nFashion-MNIST: {n} training images, {n_test} test images", flush=True)
         results[str(n)] = _run_all(chosen, list(X), y, split)
     return results

@@ -26,7 +26,7 @@ from sktransfer.weights import imagenet_available
 
 def measure(device, X, y, mixed_precision=False):
     weights = "imagenet" if imagenet_available("mobilenet_v2") else None
-    clf = TransferClassifier("mobilenet", weights=weights, epochs=1, unfreeze=2,
+    clf = TransferClassifier(backbone="mobilenet", weights=weights, epochs=1, unfreeze=2,
                              finetune_epochs=3, device=device, batch_size=64,
                              mixed_precision=mixed_precision, random_state=0)
     MEMORY.clear()

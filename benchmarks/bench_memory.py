@@ -50,7 +50,7 @@ def main():
         t = time.perf_counter()
         # new pixels every round: the cache keeps growing until its bound
         X[:, 0, 0, 0] = r
-        clf = TransferClassifier("mobilenet", image_size=96, unfreeze=2, epochs=3,
+        clf = TransferClassifier(backbone="mobilenet", image_size=96, unfreeze=2, epochs=3,
                                  finetune_epochs=2, random_state=r,
                                  cache_dir=cache_dir).fit(X, y)
         clf.predict_proba(X)

@@ -107,7 +107,7 @@ def worker_fit(args):
     from sktransfer import TransferClassifier
 
     paths, labels = subset(*load_data(args.data)[:2], args.subset)
-    clf = TransferClassifier("mobilenet", epochs=args.epochs, random_state=0,
+    clf = TransferClassifier(backbone="mobilenet", epochs=args.epochs, random_state=0,
                              **json.loads(args.params))
     t = time.perf_counter()
     clf.fit(paths, labels)
@@ -120,7 +120,7 @@ def worker_grid(args):
     from sktransfer import TransferClassifier
 
     paths, labels = subset(*load_data(args.data)[:2], args.subset)
-    search = GridSearchCV(TransferClassifier("mobilenet", epochs=args.epochs, random_state=0),
+    search = GridSearchCV(TransferClassifier(backbone="mobilenet", epochs=args.epochs, random_state=0),
                           {"lr": [3e-4, 1e-3, 3e-3, 1e-2]}, cv=3)
     t = time.perf_counter()
     search.fit(paths, labels)
@@ -131,7 +131,7 @@ def worker_ours(args):
     from sktransfer import TransferClassifier
 
     X, X_test, y, y_test = split(*load_data(args.data)[:2])
-    clf = TransferClassifier("mobilenet", epochs=args.epochs, unfreeze=2,
+    clf = TransferClassifier(backbone="mobilenet", epochs=args.epochs, unfreeze=2,
                              finetune_epochs=args.finetune_epochs, finetune_lr=1e-4,
                              random_state=0)
     t = time.perf_counter()
@@ -239,7 +239,7 @@ def worker_memory(args):
     build_backbone("mobilenet")  # the model's own footprint, before the fit
     base = rss_mb()
     t = time.perf_counter()
-    TransferClassifier("mobilenet", epochs=2, unfreeze=2, finetune_epochs=1,
+    TransferClassifier(backbone="mobilenet", epochs=2, unfreeze=2, finetune_epochs=1,
                        random_state=0, **json.loads(args.params)).fit(paths, labels)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": time.perf_counter() - t, "base_mb": base, "peak_mb": peak,
@@ -308,7 +308,7 @@ def worker_threads(args):
                            "openvino-int8") if available(e)]
     models = {}
     for engine in engines:
-        models[engine] = TransferClassifier("mobilenet", engine=engine, epochs=5,
+        models[engine] = TransferClassifier(backbone="mobilenet", engine=engine, epochs=5,
                                             random_state=0).fit(fit_paths, fit_labels)
         models[engine].set_params(cache=False)  # every call runs the engine
         models[engine].predict_proba(chunks[0])  # conversion + warm-up

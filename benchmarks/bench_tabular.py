@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 
 def pipelines(weights):
     nutrients = list(NUTRIENTS.values())
-    photo = ("photo", PretrainedFeatures("mobilenet", weights=weights), ["photo"])
+    photo = ("photo", PretrainedFeatures(backbone="mobilenet", weights=weights), ["photo"])
     table = ("nutrients", StandardScaler(), nutrients)
 
     def model(*columns):

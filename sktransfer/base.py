@@ -283,6 +283,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         if len(y) == 0:
             as_images(X)  # an empty X is the first thing to say
             raise ValueError("y is empty: need a target for each image, and images to fit on.")
+        self._check_learnable(y)
         images = as_images(X)
         _check_lengths(images, y)
         valid = None
@@ -692,6 +693,9 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
     def _check_targets(self, y):
         """``y`` checked on its own (before the images are looked at), as an array."""
         raise NotImplementedError
+
+    def _check_learnable(self, y):
+        """Refuse training targets nothing can be learnt from (one class...)."""
 
     def _fit_targets(self, y):
         """Learn the targets' encoding (set the fitted target attributes); return ``y``

@@ -25,6 +25,8 @@ def _plain(value):
 
 def _missing(y):
     """Positions of NaN or None labels."""
+    if y.size == 0:
+        return np.array([], dtype=int)
     if y.dtype.kind == "f":
         return np.flatnonzero(np.isnan(y).reshape(len(y), -1).any(axis=1))
     if y.dtype == object:
@@ -54,10 +56,9 @@ def _check_labels(y):
             f"{np.asarray(missing[:10]).tolist()}; drop those images or give them a class."
         )
     if y.ndim == 2 and y.shape[1] == 1:
-        raise ValueError(
-            f"y has shape {y.shape}: one column. For one label per image pass a 1-d y "
-            "(y.ravel()); for multi-label tags, a 0/1 indicator matrix of shape "
-            "(n_samples, n_labels).")
+        # scikit-learn's convention: a column is one label per image, with a warning
+        # (a single tag as multi-label would be a one-class problem)
+        return _check_labels(column_or_1d(y, warn=True))
     if y.ndim == 2:
         if type_of_target(y) != "multilabel-indicator":
             raise ValueError(
@@ -189,9 +190,8 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
     def _check_targets(self, y):
         return _check_labels(y)
 
-    def _fit_targets(self, y):
-        self.multilabel_ = y.ndim == 2
-        if self.multilabel_:
+    def _check_learnable(self, y):
+        if y.ndim == 2:
             if self.class_weight is not None:
                 raise ValueError(
                     f"class_weight={self.class_weight!r} weighs classes of one label per "
@@ -201,14 +201,19 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
                 raise ValueError(
                     f"label column(s) {never[:10].tolist()} of y are never present (all 0): "
                     "the network cannot learn a label it never sees; drop those columns.")
+            return
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"y has a single class ({_plain(classes[0])!r}); need at least "
+                             "two to classify.")
+
+    def _fit_targets(self, y):
+        self.multilabel_ = y.ndim == 2
+        if self.multilabel_:
             self.classes_ = np.arange(y.shape[1])
             self.n_classes_ = y.shape[1]
             return self._encode_targets(y, "y")
         encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
-            raise ValueError(
-                f"y has a single class ({_plain(encoder.classes_[0])!r}); need at least two "
-                "to classify.")
         self.classes_ = encoder.classes_
         self.n_classes_ = len(encoder.classes_)
         return encoder.transform(y).astype(np.int64)

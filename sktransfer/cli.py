@@ -451,7 +451,7 @@ def cmd_classify(args):
     from .features import PretrainedFeatures
 
     paths = _collect_images(args.images)
-    features = PretrainedFeatures(args.backbone, include_top=True).fit()
+    features = PretrainedFeatures(backbone=args.backbone, include_top=True).fit()
     proba = features.transform(paths)
     names = features.get_feature_names_out()
     for path, row in zip(paths, proba):
@@ -629,11 +629,12 @@ def cmd_demo(args):
     cv = StratifiedKFold(3 if args.quick else 5, shuffle=True, random_state=0)
     models = {
         "linear probe (PretrainedFeatures + LogisticRegression)": make_pipeline(
-            PretrainedFeatures("mobilenet"), LogisticRegression(max_iter=2000)),
-        'TransferClassifier("mobilenet")': TransferClassifier("mobilenet", random_state=0),
+            PretrainedFeatures(backbone="mobilenet"), LogisticRegression(max_iter=2000)),
+        'TransferClassifier(backbone="mobilenet")': TransferClassifier(backbone="mobilenet",
+                                                                       random_state=0),
         "TransferClassifier(unfreeze=2, finetune_epochs=10, finetune_lr=3e-4)":
-            TransferClassifier("mobilenet", unfreeze=2, finetune_epochs=10, finetune_lr=3e-4,
-                               random_state=0),
+            TransferClassifier(backbone="mobilenet", unfreeze=2, finetune_epochs=10,
+                               finetune_lr=3e-4, random_state=0),
     }
     results = {name: _cross_validate(name, model, X, y, cv, args)
                for name, model in models.items()}

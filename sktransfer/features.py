@@ -72,7 +72,7 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
     (2, 1280)
     """
 
-    def __init__(self, backbone="mobilenet", weights="imagenet", pooling="avg", include_top=False,
+    def __init__(self, *, backbone="mobilenet", weights="imagenet", pooling="avg", include_top=False,
                  image_size=None, crop=False, batch_size=32, cache=True, cache_dir=None,
                  device="auto", mixed_precision=False, engine="auto", n_jobs=None, verbose=0):
         self.backbone = backbone

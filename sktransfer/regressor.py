@@ -39,7 +39,7 @@ def _check_values(y):
         raise ValueError(f"y has shape {y.shape}; TransferRegressor takes (n_samples,) or "
                          "(n_samples, n_outputs).")
     y = y.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(y).reshape(len(y), -1).all(axis=1))
+    bad = np.flatnonzero(~np.isfinite(y).all(axis=tuple(range(1, y.ndim))))
     if len(bad):
         raise ValueError(
             f"y has {len(bad)} NaN or infinite target(s), first at row(s) "

@@ -33,7 +33,7 @@ def test_seed_families_build_split_and_train_one_step(name, tiny):
     assert feature_shape(bb.blocks, size)[0] == channels
     X, y = tiny
     X = np.stack([np.resize(x, (size, size, 3)) for x in X[:4]])
-    clf = TransferClassifier(name, weights=None, image_size=size, epochs=1, unfreeze=1,
+    clf = TransferClassifier(backbone=name, weights=None, image_size=size, epochs=1, unfreeze=1,
                              finetune_epochs=1, batch_size=4, random_state=0).fit(X, y[:4])
     assert clf.n_blocks_ == n_blocks
     assert len(clf.history_) == 2  # one step per phase
@@ -120,7 +120,7 @@ def test_custom_module_contract(tiny):
     X, y = tiny
     seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.ReLU())
     before = {k: v.clone() for k, v in seq.state_dict().items()}
-    clf = TransferClassifier(seq, image_size=32, epochs=2, unfreeze=2, finetune_epochs=2,
+    clf = TransferClassifier(backbone=seq, image_size=32, epochs=2, unfreeze=2, finetune_epochs=2,
                              finetune_lr=1e-2, random_state=0).fit(X, y)
     assert clf.n_blocks_ == 4 and clf.weights_ == "custom"
     # The user's module is never trained in place.
@@ -129,7 +129,7 @@ def test_custom_module_contract(tiny):
     module = WithBlocks()
     bb = build_backbone(module)
     assert bb.n_blocks == 2 and bb.input_size == 32
-    assert TransferClassifier(module, epochs=1).fit(X, y).predict(X).shape == (16,)
+    assert TransferClassifier(backbone=module, epochs=1).fit(X, y).predict(X).shape == (16,)
 
 
 def test_custom_module_weights_from_a_file(tmp_path):

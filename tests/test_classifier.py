@@ -167,7 +167,7 @@ def test_grid_search_over_freeze_depth_and_learning_rate(tiny, n_jobs):
 
 def test_pipelines(tiny):
     X, y = tiny
-    probe = make_pipeline(PretrainedFeatures("resnet18", weights=None, image_size=32),
+    probe = make_pipeline(PretrainedFeatures(backbone="resnet18", weights=None, image_size=32),
                           LogisticRegression(max_iter=500))
     assert cross_val_score(probe, X, y, cv=2).mean() >= 0.75
     pipe = make_pipeline(TransferClassifier(**{**FAST, "lr": 1e-2, "epochs": 5}))
@@ -238,7 +238,7 @@ def test_bad_fit_inputs(tiny, tmp_path):
         clf.fit([tmp_path / "bad.jpg", tmp_path / "ok.png", tmp_path / "bad2.png"], [0, 1, 0])
     assert "bad.jpg" in str(info.value) and "bad2.png" in str(info.value)
     with pytest.raises(ValueError, match="Unknown or unsupported backbone 'resnet9000'"):
-        TransferClassifier("resnet9000", weights=None).fit(X, y)
+        TransferClassifier(backbone="resnet9000", weights=None).fit(X, y)
 
 
 @pytest.mark.parametrize("param, value", [

@@ -19,7 +19,7 @@ GRID = {"lr": [1e-3, 1e-2], "epochs": [1, 3]}
 
 def _search(X, y, cache_dir, log, n_jobs):
     # engine="torch": the stem counts the images that torch runs through it.
-    est = TransferClassifier(counting_backbone(log), image_size=32, random_state=0,
+    est = TransferClassifier(backbone=counting_backbone(log), image_size=32, random_state=0,
                              cache_dir=cache_dir, engine="torch")
     return GridSearchCV(est, GRID, cv=3, n_jobs=n_jobs).fit(X, y)
 
@@ -50,7 +50,7 @@ def test_grid_search_on_local_cluster_matches_sequential_and_computes_once(tiny,
 
 def test_estimators_pickle_small(tiny):
     X, y = tiny
-    est = TransferClassifier("resnet18", weights=None, image_size=32, epochs=1)
+    est = TransferClassifier(backbone="resnet18", weights=None, image_size=32, epochs=1)
     assert len(pickle.dumps(est)) < 2_000  # parameters only: what travels to the workers
     fitted = est.fit(X, y)
     size = len(pickle.dumps(fitted))

@@ -48,7 +48,7 @@ def _inside(maps, boxes, side):
 
 def test_the_heatmap_peak_falls_inside_the_square_that_decides_the_class():
     X, y, _ = squares(80)
-    clf = TransferClassifier(small_cnn(), weights=None, image_size=64, unfreeze="all",
+    clf = TransferClassifier(backbone=small_cnn(), weights=None, image_size=64, unfreeze="all",
                              epochs=5, finetune_epochs=10, finetune_lr=1e-2,
                              random_state=0).fit(X, y)
     X_test, y_test, boxes = squares(40, seed=1)
@@ -64,7 +64,7 @@ def test_the_heatmap_peak_falls_inside_the_square_that_decides_the_class():
 @requires_imagenet
 def test_real_imagenet_weights_look_at_the_square_more_than_elsewhere():
     X, y, _ = squares(40, size=224, side=56)
-    clf = TransferClassifier("mobilenet", random_state=0).fit(X, y)
+    clf = TransferClassifier(backbone="mobilenet", random_state=0).fit(X, y)
     X_test, _, boxes = squares(12, size=224, side=56, seed=1)
     _, inside, outside = _inside(clf.explain(X_test), boxes, 56)
     assert inside > 2.5 * outside
@@ -72,7 +72,7 @@ def test_real_imagenet_weights_look_at_the_square_more_than_elsewhere():
 
 def test_heatmaps_are_at_each_images_own_size_and_zero_outside_a_crop():
     X, y = blobs(16, size=40)
-    clf = TransferClassifier("resnet18", weights=None, image_size=32, epochs=2, crop=True,
+    clf = TransferClassifier(backbone="resnet18", weights=None, image_size=32, epochs=2, crop=True,
                              random_state=0).fit(X, y)
     wide = [np.full((30, 90, 3), 128, np.uint8), np.full((70, 50, 3), 128, np.uint8)]
     maps = clf.explain(wide, target=[0, 1])
@@ -82,7 +82,7 @@ def test_heatmaps_are_at_each_images_own_size_and_zero_outside_a_crop():
 
 def test_explain_runs_the_whole_network_on_the_asked_images_only():
     X, y = blobs(16, size=32)
-    clf = TransferClassifier("resnet18", weights=None, image_size=32, epochs=2,
+    clf = TransferClassifier(backbone="resnet18", weights=None, image_size=32, epochs=2,
                              random_state=0).fit(X, y)  # unfreeze=0: every block cached
     seen = []
     first = clf.extractor_.modules[0]
@@ -100,7 +100,7 @@ def test_explain_runs_the_whole_network_on_the_asked_images_only():
 def test_target_names_a_class_and_an_unknown_one_is_a_clear_error():
     X, y, _ = squares(16)
     labels = np.where(y == 0, "cat", "dog")
-    clf = TransferClassifier(small_cnn(), weights=None, image_size=64, epochs=2,
+    clf = TransferClassifier(backbone=small_cnn(), weights=None, image_size=64, epochs=2,
                              random_state=0).fit(X, labels)
     as_cat, as_dog = clf.explain(X[:2], target="cat"), clf.explain(X[:2], target="dog")
     assert not np.allclose(as_cat[0], as_dog[0])
@@ -113,7 +113,7 @@ def test_target_names_a_class_and_an_unknown_one_is_a_clear_error():
 def test_timm_cnns_and_vits_explain(backbone):
     pytest.importorskip("timm")
     X, y = blobs(12, size=64)
-    clf = TransferClassifier(backbone, weights=None, image_size=64, epochs=2, unfreeze=1,
+    clf = TransferClassifier(backbone=backbone, weights=None, image_size=64, epochs=2, unfreeze=1,
                              finetune_epochs=1, random_state=0).fit(X, y)
     maps = clf.explain(X[:4])
     assert [m.shape for m in maps] == [(64, 64)] * 4

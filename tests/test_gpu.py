@@ -25,8 +25,8 @@ def test_auto_uses_cuda_and_matches_cpu(tiny):
 
 def test_mixed_precision_extraction_is_close(tiny):
     X, _ = tiny
-    full = PretrainedFeatures("resnet18", weights=None, image_size=64).fit().transform(X)
-    half = PretrainedFeatures("resnet18", weights=None, image_size=64,
+    full = PretrainedFeatures(backbone="resnet18", weights=None, image_size=64).fit().transform(X)
+    half = PretrainedFeatures(backbone="resnet18", weights=None, image_size=64,
                               mixed_precision=True).fit().transform(X)
     np.testing.assert_allclose(half, full, rtol=5e-2, atol=5e-2)
 

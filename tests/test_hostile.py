@@ -127,7 +127,7 @@ def test_an_oversized_weights_file_is_refused_unread(tmp_path, tiny):
     small = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     X, y = tiny
     with pytest.raises(ValueError, match="far more than the weights of this architecture"):
-        TransferClassifier(small, weights=huge, image_size=32, epochs=1).fit(X, y)
+        TransferClassifier(backbone=small, weights=huge, image_size=32, epochs=1).fit(X, y)
 
 
 # -- cache entries ---------------------------------------------------------------

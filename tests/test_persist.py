@@ -78,7 +78,7 @@ def test_custom_modules_cannot_be_saved(tiny, tmp_path):
     from torch import nn
 
     X, y = tiny
-    clf = TransferClassifier(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), image_size=32,
+    clf = TransferClassifier(backbone=nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), image_size=32,
                              epochs=1).fit(X, y)
     with pytest.raises(ValueError, match="custom backbone"):
         clf.save(tmp_path / "m")
@@ -109,7 +109,7 @@ def test_inception_input_normalisation_survives_save_and_load(tmp_path):
     from sktransfer.extractor import Extractor
 
     X = np.random.RandomState(0).randint(0, 256, (4, 90, 90, 3), dtype=np.uint8)
-    clf = TransferClassifier("inception", weights=None, image_size=80, epochs=1,
+    clf = TransferClassifier(backbone="inception", weights=None, image_size=80, epochs=1,
                              random_state=0).fit(X, [0, 1, 0, 1])
     # as ImageNet weights would have it: torchvision's transform_input
     clf.extractor_ = Extractor(clf.extractor_.modules, clf.transform_)

@@ -31,7 +31,7 @@ def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     X, y = blobs(48, size=64, seed=3)
     labels = np.where(y == 0, EVIL, "plain & simple")
-    clf = TransferClassifier("mobilenet", image_size=64, epochs=10,
+    clf = TransferClassifier(backbone="mobilenet", image_size=64, epochs=10,
                              random_state=0).fit(X[:32], labels[:32])
     paths = []
     for i, img in enumerate(X[32:]):
@@ -62,7 +62,7 @@ def test_the_page_holds_every_part_and_no_external_reference(made):
 
 def test_a_report_of_many_images_stays_small(tmp_path):
     X, y = blobs(300, size=96, seed=1)
-    clf = TransferClassifier("resnet18", weights=None, image_size=32, epochs=2,
+    clf = TransferClassifier(backbone="resnet18", weights=None, image_size=32, epochs=2,
                              random_state=0).fit(X[:40], y[:40])
     out = report(clf, X, y, tmp_path / "big.html")
     assert out.stat().st_size < 1_000_000  # thumbnails of the shown images only

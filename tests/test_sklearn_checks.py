@@ -12,7 +12,7 @@ tests the image version of it (named in the reason).
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sktransfer import PretrainedFeatures, TransferClassifier
+from sktransfer import PretrainedFeatures, TransferClassifier, TransferRegressor
 
 TABLE = "fits on a 2-d numeric table (n_samples, n_features); images are (n, h, w[, c])"
 
@@ -53,6 +53,24 @@ EXPECTED = {
         "check_classifiers_train": f"{TABLE}",
         "check_supervised_y_2d": f"{TABLE}; image version: test_column_y_warns",
         "check_class_weight_classifiers": f"{TABLE}",
+        "check_classifiers_multilabel_representation_invariance":
+            f"{TABLE}; image version: test_multilabel_representations",
+        "check_classifiers_multilabel_output_format_predict":
+            f"{TABLE}; image version: test_multilabel_output_format",
+        "check_classifiers_multilabel_output_format_predict_proba":
+            f"{TABLE}; image version: test_multilabel_output_format",
+        "check_classifiers_multilabel_output_format_decision_function":
+            f"{TABLE} (and there is no decision_function)",
+    },
+    "TransferRegressor": {
+        **COMMON,
+        "check_regressor_data_not_an_array": f"{TABLE}, wrapped",
+        "check_regressors_train": f"{TABLE}",
+        "check_regressors_no_decision_function": f"{TABLE}",
+        "check_regressor_multioutput": f"{TABLE}; image version: test_several_outputs",
+        "check_regressors_int": f"{TABLE}; image version: test_integer_targets",
+        "check_supervised_y_2d": f"{TABLE}; image version: test_several_outputs",
+        "check_complex_data": "expects the table error 'Complex data not supported'",
     },
     "PretrainedFeatures": {
         **COMMON,
@@ -79,6 +97,7 @@ FAST = dict(backbone="resnet18", weights=None, image_size=32)
 
 @parametrize_with_checks(
     [_claims_tables(TransferClassifier)(**FAST, epochs=1, random_state=0),
+     _claims_tables(TransferRegressor)(**FAST, epochs=1, random_state=0),
      _claims_tables(PretrainedFeatures)(**FAST)],
     expected_failed_checks=lambda est: EXPECTED[type(est).__name__],
     xfail_strict=True,  # a listed check that starts passing must come off the list
@@ -90,10 +109,13 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_the_real_tags_say_images():
     from sklearn.utils import get_tags
 
-    for est in (TransferClassifier(), PretrainedFeatures()):
+    for est in (TransferClassifier(), TransferRegressor(), PretrainedFeatures()):
         tags = get_tags(est)
         assert not tags.input_tags.two_d_array and tags.input_tags.three_d_array
         assert tags.input_tags.string  # file paths
     assert get_tags(TransferClassifier()).target_tags.required
     assert get_tags(TransferClassifier()).non_deterministic  # no random_state
     assert not get_tags(TransferClassifier(random_state=0)).non_deterministic
+    assert get_tags(TransferClassifier()).classifier_tags.multi_label
+    assert get_tags(TransferRegressor()).target_tags.multi_output
+    assert get_tags(TransferRegressor()).estimator_type == "regressor"

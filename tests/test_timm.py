@@ -79,7 +79,7 @@ def test_offline_without_weights_is_a_clear_error():
 def _clf(name, **params):
     params = {"weights": None, "image_size": 32, "epochs": 3, "finetune_epochs": 2,
               "batch_size": 8, "random_state": 0, **params}
-    return TransferClassifier(name, **params)
+    return TransferClassifier(backbone=name, **params)
 
 
 @pytest.mark.parametrize("family", ["convnext", "vit"])
@@ -123,7 +123,7 @@ def test_pretrained_features_and_onnx_export(tmp_path):
     import onnxruntime as ort
 
     X, y = blobs(6, size=32)
-    feats = PretrainedFeatures("timm/vit_tiny_patch16_224", weights=None, image_size=32).fit()
+    feats = PretrainedFeatures(backbone="timm/vit_tiny_patch16_224", weights=None, image_size=32).fit()
     out = feats.transform(X)
     assert out.shape == (6, 192) and np.isfinite(out).all()
     clf = _clf(FAMILIES["vit"], epochs=2).fit(X, y)
@@ -149,7 +149,7 @@ def test_command_line_trains_and_predicts_with_a_timm_backbone(image_folder, tmp
 
 
 def test_include_top_of_a_timm_model_names_its_outputs():
-    feats = PretrainedFeatures("timm/regnetx_002", weights=None, include_top=True,
+    feats = PretrainedFeatures(backbone="timm/regnetx_002", weights=None, include_top=True,
                                image_size=32).fit()
     proba = feats.transform(blobs(3, size=32)[0])
     assert proba.shape == (3, 1000)

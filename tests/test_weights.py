@@ -46,7 +46,7 @@ def test_hub_cache_comes_first_and_a_tampered_file_is_refused(fresh_torch_home):
 
 def test_missing_weights_name_model_file_folder_and_alternatives(fresh_torch_home):
     with pytest.raises(WeightsNotFoundError) as info:
-        TransferClassifier("resnet50", epochs=1).fit(_two_images(), [0, 1])
+        TransferClassifier(backbone="resnet50", epochs=1).fit(_two_images(), [0, 1])
     message = str(info.value)
     for part in ("resnet50", "resnet50-0676ba61.pth", str(fresh_torch_home),
                  "weights=None", "weights=PATH"):
@@ -81,7 +81,7 @@ def test_bad_weight_files_give_clear_errors(tmp_path):
         load_state_dict_file(tmp_path / "notensors.pt")
     torch.save({"fc.weight": torch.zeros(3)}, tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="do not fit"):
-        TransferClassifier("resnet18", weights=tmp_path / "wrong.pt", epochs=1).fit(
+        TransferClassifier(backbone="resnet18", weights=tmp_path / "wrong.pt", epochs=1).fit(
             _two_images(), [0, 1])
 
 
