@@ -35,6 +35,10 @@ def _missing(y):
     return np.array([], dtype=int)
 
 
+def _holds_sequences(y):
+    return any(isinstance(v, (list, tuple, set, frozenset)) for v in list(y)[:1000])
+
+
 def _check_labels(y):
     """Validate labels on their own (before the images are looked at): one label per
     image, or a 0/1 indicator matrix (multi-label)."""
@@ -42,12 +46,15 @@ def _check_labels(y):
         raise ValueError(
             "TransferClassifier requires y to be passed, but the target y is None: it is a "
             "supervised classifier.")
-    if not hasattr(y, "shape") and any(isinstance(v, (list, tuple, set, frozenset))
-                                       for v in list(y)[:1000]):
-        raise ValueError(
-            "y is a list of label lists (multi-label tags); TransferClassifier takes them as a "
-            "0/1 indicator matrix: y = sklearn.preprocessing.MultiLabelBinarizer()"
-            ".fit_transform(tags) (keep the binarizer: its classes_ name the columns).")
+    if not hasattr(y, "shape") and _holds_sequences(y):
+        rows = [list(v) if isinstance(v, (list, tuple)) else None for v in y]
+        flat = {x for row in rows if row is not None for x in row}
+        widths = {len(row) if row is not None else -1 for row in rows}
+        if len(widths) != 1 or not flat <= {0, 1}:  # tags, not an indicator written as lists
+            raise ValueError(
+                "y is a list of label lists (multi-label tags); TransferClassifier takes them "
+                "as a 0/1 indicator matrix: y = sklearn.preprocessing.MultiLabelBinarizer()"
+                ".fit_transform(tags) (keep the binarizer: its classes_ name the columns).")
     y = np.asarray(y)
     missing = _missing(y)
     if len(missing):

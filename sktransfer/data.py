@@ -6,8 +6,8 @@ Accepted inputs, everywhere in the package:
   images are decoded one at a time, when needed, and may have different sizes;
 - a one-column pandas DataFrame, or a 2-d object array of one column, of paths or
   PIL images (what ``ColumnTransformer`` hands a transformer);
-- a numeric array ``(n, h, w, 3)``, ``(n, h, w, 1)`` or ``(n, h, w)`` (grayscale),
-  ``uint8`` in [0, 255] or floating point in [0, 1];
+- a numeric array ``(n, h, w, 3)``, ``(n, h, w, 4)`` (RGBA), ``(n, h, w, 1)`` or
+  ``(n, h, w)`` (grayscale), ``uint8`` in [0, 255] or floating point in [0, 1];
 - a list of PIL images or of single-image arrays ``(h, w[, c])`` of any sizes.
 
 Grayscale, RGBA, palette, CMYK and 16-bit images become RGB; EXIF rotation is applied.
@@ -64,12 +64,12 @@ def _describe(x):
 
 
 def _check_single_array(arr, where):
-    """Validate one image's array ``(h, w)``, ``(h, w, 1)`` or ``(h, w, 3)``."""
-    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3)):
+    """Validate one image's array ``(h, w)``, ``(h, w, 1)``, ``(h, w, 3)`` or ``(h, w, 4)``."""
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in CHANNELS):
         return
     raise ValueError(
-        f"{where} has shape {arr.shape}; an image array must be (h, w), (h, w, 1) or (h, w, 3) "
-        "(channels last, RGB)."
+        f"{where} has shape {arr.shape}; an image array must be (h, w), (h, w, 1), (h, w, 3) "
+        "or (h, w, 4) (channels last: gray, RGB or RGBA)."
     )
 
 
@@ -91,8 +91,22 @@ def _check_pixels(arr, where):
         )
 
 
+#: Channels an image array may have (last): gray, RGB, RGBA.
+CHANNELS = (1, 3, 4)
+
+
+def _composite_on_white(arr):
+    """An RGBA array ``(h, w, 4)`` composited onto white, as :func:`to_rgb` does a file's."""
+    if arr.dtype == np.uint8:  # PIL's own compositing: identical to the same PNG's
+        return np.asarray(to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGBA")))
+    alpha = arr[..., 3:].astype(np.float32)
+    return arr[..., :3].astype(np.float32) * alpha + (1.0 - alpha)
+
+
 def _array_to_tensor(arr):
     """``(h, w[, c])`` uint8/float array -> ``(3, h, w)`` tensor of the same kind."""
+    if arr.ndim == 3 and arr.shape[-1] == 4:
+        arr = _composite_on_white(arr)
     t = torch.from_numpy(np.array(arr, order="C"))  # a writable copy: never alias user data
     if t.ndim == 2:
         t = t.unsqueeze(-1)
@@ -266,10 +280,10 @@ def as_images(X):
         )
     X = _one_column(X)
     if isinstance(X, np.ndarray) and X.dtype != object and not np.issubdtype(X.dtype, np.str_):
-        if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] not in (1, 3)):
+        if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] not in CHANNELS):
             raise ValueError(
-                f"X has shape {X.shape}; an image array must be (n, h, w), (n, h, w, 1) or "
-                "(n, h, w, 3) (channels last, RGB)."
+                f"X has shape {X.shape}; an image array must be (n, h, w), (n, h, w, 1), "
+                "(n, h, w, 3) or (n, h, w, 4) (channels last: gray, RGB or RGBA)."
             )
         if X.shape[0] == 0:
             raise ValueError("X is empty: need at least one image.")
