@@ -1,10 +1,14 @@
-"""An HTML report of a fitted classifier on labelled images: one file, nothing external.
+"""An HTML report of a fitted estimator on labelled images: one file, nothing external.
 
-``report(clf, X, y, path)`` writes what fastai's ``ClassificationInterpretation``
-shows, in a page that opens offline and survives being e-mailed: accuracy,
-balanced accuracy and per-class precision/recall/F1; the confusion matrix and
-the most confused pairs; the learning curves of both phases; the top losses
-and a few correct examples per class, each with its Grad-CAM overlay; the
+``report(est, X, y, path)`` writes what fastai's ``ClassificationInterpretation``
+shows, in a page that opens offline and survives being e-mailed.  For a
+classifier: accuracy, balanced accuracy and per-class precision/recall/F1;
+the confusion matrix and the most confused pairs; the top losses and a few
+correct examples per class.  For multi-label tags: subset accuracy, micro
+and macro F1, per-label precision/recall/F1 and the images with the most
+wrong tags.  For a regressor: R² and the mean absolute error per output,
+true against predicted values, the residuals, and the worst errors.  Always:
+the learning curves, a Grad-CAM overlay on every image shown, and the
 parameters, backbone, weights and fit time.
 
 Every image is an embedded, downscaled JPEG (``data:`` URI); there is no
@@ -24,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
+from sklearn.base import is_regressor
+from sklearn.metrics import (balanced_accuracy_score, classification_report, confusion_matrix,
+                             f1_score, mean_absolute_error, r2_score)
 from sklearn.utils.validation import check_is_fitted
 
 from ._version import __version__
@@ -48,7 +54,14 @@ th { background: #f4f4f4; } td.name, th.name { text-align: left; }
 .wrong { color: #b00; } .right { color: #070; }
 .summary span { display: inline-block; margin-right: 2em; font-size: 1.1em; }
 .muted { color: #777; font-size: .85em; }
+.scroll { max-width: 100%; overflow-x: auto; }
+table.compact td, table.compact th { padding: .05em .15em; font-size: .65em; }
+table.compact th.name { max-width: 14em; overflow: hidden; text-overflow: ellipsis;
+                        white-space: nowrap; }
 """
+#: Classes beyond which the confusion matrix numbers its columns (names on hover and
+#: in the row headers), so that 50 long names still fit the page.
+MANY_CLASSES = 12
 # No script may run and nothing may be fetched: images are data: URIs, styles inline.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -100,15 +113,20 @@ def _figure_uri(draw):
 
 def _confusion_table(cm, names):
     peak = max(int(cm.max()), 1)
-    head = "".join(f"<th>{_e(n)}</th>" for n in names)
+    many = len(names) > MANY_CLASSES
+    # many classes: numbered columns, each name on hover and in its numbered row
+    head = "".join(f'<th title="{_e(n)}">{i + 1 if many else _e(n)}</th>'
+                   for i, n in enumerate(names))
     rows = []
-    for name, row in zip(names, cm):
+    for i, (name, row) in enumerate(zip(names, cm)):
         cells = "".join(
             f'<td style="background: rgba(31, 119, 180, {0.85 * v / peak:.2f});'
             f'{" color: #fff;" if v / peak > 0.5 else ""}">{v}</td>' for v in row)
-        rows.append(f'<tr><th class="name">{_e(name)}</th>{cells}</tr>')
-    return (f'<table id="confusion-matrix"><tr><th class="name">true \\ predicted</th>{head}'
-            f"</tr>{''.join(rows)}</table>")
+        label = f"{i + 1}. {_e(name)}" if many else _e(name)
+        rows.append(f'<tr><th class="name" title="{_e(name)}">{label}</th>{cells}</tr>')
+    compact = ' class="compact"' if many else ""
+    return (f'<div class="scroll"><table id="confusion-matrix"{compact}><tr><th class="name">'
+            f"true \\ predicted</th>{head}</tr>{''.join(rows)}</table></div>")
 
 
 def _card(thumb_uri, overlay_uri, lines, css_id=None):
@@ -118,21 +136,28 @@ def _card(thumb_uri, overlay_uri, lines, css_id=None):
             f'<img src="{overlay_uri}" alt="Grad-CAM"><div>{text}</div></div>')
 
 
-def report(clf, X, y, path="report.html", top_losses=12, examples_per_class=2, title=None):
-    """Write a self-contained HTML report of ``clf`` on the labelled images ``X, y``.
+def report(clf, X, y, path="report.html", top_losses=12, examples_per_class=2, title=None,
+           target_names=None):
+    """Write a self-contained HTML report of a fitted estimator on the labelled images ``X, y``.
 
     Parameters
     ----------
-    clf : TransferClassifier
+    clf : TransferClassifier or TransferRegressor
         Fitted.
     X : list of paths, list of PIL images, array (n, h, w[, c]), or a pandas column
-    y : array-like of labels
+    y : array-like
+        The true targets, as ``fit`` took them: labels, a multi-label
+        indicator matrix, or numbers.
     path : str or os.PathLike, default="report.html"
     top_losses : int, default=12
-        How many of the worst-predicted images to show (highest loss first).
+        How many of the worst-predicted images to show (worst first).
     examples_per_class : int, default=2
-        Correctly classified images shown per class (the most confident).
+        Correctly classified images shown per class (the most confident; a
+        classifier of one label per image only).
     title : str, optional
+    target_names : list of str, optional
+        Names of a multi-label classifier's label columns (e.g. a
+        ``MultiLabelBinarizer``'s ``classes_``) or of a regressor's outputs.
 
     Returns
     -------
@@ -143,14 +168,52 @@ def report(clf, X, y, path="report.html", top_losses=12, examples_per_class=2, t
     images = as_images(X)
     y = np.asarray(y)
     if len(y) != len(images):
-        raise ValueError(f"X has {len(images)} images but y has {len(y)} labels.")
+        raise ValueError(f"X has {len(images)} images but y has {len(y)} targets.")
+    started = time.perf_counter()
+    steps = progress(3, "Report", unit="step", enabled=clf.verbose >= 1)
+    if is_regressor(clf):
+        summary, body = _regression(clf, images, y, target_names, top_losses, steps)
+    elif clf.multilabel_:
+        summary, body = _multilabel(clf, images, y, target_names, top_losses, steps)
+    else:
+        summary, body = _classification(clf, images, y, top_losses, examples_per_class, steps)
+    page = _frame(clf, title, summary, body)
+    steps.update(1)
+    steps.close()
+    target = Path(os.fspath(path))
+    write_text(target, page.replace("{{seconds}}", f"{time.perf_counter() - started:.1f}"),
+               "the report")
+    return target
+
+
+def _cards(clf, images, shown, targets, lines):
+    """Cards of the images at ``shown``: thumbnail, Grad-CAM of ``targets``, ``lines(i)``."""
+    heatmaps = clf.explain(images.subset(shown), target=targets) if shown else []
+    cards = []
+    for i, heat in zip(shown, heatmaps):
+        thumb = _thumbnail(images.image(i))
+        cards.append(_card(_data_uri(thumb), _data_uri(_overlay(thumb, heat)), lines(i)))
+    return cards
+
+
+def _file_name(images, i):
+    return ([f'<span class="muted">{_e(Path(images.items[i]).name)}</span>']
+            if images.kind == "paths" else [])
+
+
+def _names(given, n, what):
+    names = [str(c) for c in (range(n) if given is None else given)]
+    if len(names) != n:
+        raise ValueError(f"target_names has {len(names)} names for {n} {what}.")
+    return names
+
+
+def _classification(clf, images, y, top_losses, examples_per_class, steps):
     classes = clf.classes_.tolist()
     unknown = sorted({v for v in y.tolist() if v not in classes}, key=str)
     if unknown:
         raise ValueError(f"y has labels the model does not know: {unknown[:10]!r}; its classes "
                          f"are {classes!r}.")
-    started = time.perf_counter()
-    steps = progress(3, "Report", unit="step", enabled=clf.verbose >= 1)
     proba = clf.predict_proba(images)
     steps.update(1)
     index = {c: i for i, c in enumerate(classes)}
@@ -162,53 +225,198 @@ def report(clf, X, y, path="report.html", top_losses=12, examples_per_class=2, t
     for c in range(len(classes)):
         right = np.flatnonzero((true == c) & (pred == c))
         confident += [int(i) for i in right[np.argsort(-proba[right, c])][:examples_per_class]]
-    shown = worst + confident
-    heatmaps = clf.explain(images.subset(shown)) if shown else []
-    steps.update(1)
-    cards = {}
-    for i, heat in zip(shown, heatmaps):
-        thumb = _thumbnail(images.image(i))
-        cards[i] = (_data_uri(thumb), _data_uri(_overlay(thumb, heat)))
 
     def lines(i):
-        name = [f'<span class="muted">{_e(Path(images.items[i]).name)}</span>'] \
-            if images.kind == "paths" else []
         verdict = "right" if pred[i] == true[i] else "wrong"
-        return name + [f"true: <b>{_e(classes[true[i]])}</b>",
-                       f'predicted: <b class="{verdict}">{_e(classes[pred[i]])}</b> '
-                       f"({proba[i, pred[i]]:.2f})",
-                       f"p(true) {proba[i, true[i]]:.2f} &middot; loss {loss[i]:.2f}"]
+        return _file_name(images, i) + [
+            f"true: <b>{_e(classes[true[i]])}</b>",
+            f'predicted: <b class="{verdict}">{_e(classes[pred[i]])}</b> '
+            f"({proba[i, pred[i]]:.2f})",
+            f"p(true) {proba[i, true[i]]:.2f} &middot; loss {loss[i]:.2f}"]
 
-    page = _page(clf, classes, true, pred, worst, confident, cards, lines, title)
+    cards = _cards(clf, images, worst + confident, None, lines)
     steps.update(1)
-    steps.close()
-    target = Path(os.fspath(path))
-    write_text(target, page.replace("{{seconds}}", f"{time.perf_counter() - started:.1f}"),
-               "the report")
-    return target
-
-
-def _page(clf, classes, true, pred, worst, confident, cards, lines, title):
     names = [str(c) for c in classes]
-    labels = range(len(classes))
-    cm = confusion_matrix(true, pred, labels=list(labels))
-    per_class = classification_report(true, pred, labels=list(labels), target_names=names,
+    labels = list(range(len(classes)))
+    cm = confusion_matrix(true, pred, labels=labels)
+    per_class = classification_report(true, pred, labels=labels, target_names=names,
                                       output_dict=True, zero_division=0)
-    rows = "".join(
-        f'<tr><td class="name">{_e(n)}</td><td>{per_class[n]["precision"]:.3f}</td>'
-        f'<td>{per_class[n]["recall"]:.3f}</td><td>{per_class[n]["f1-score"]:.3f}</td>'
-        f'<td>{int(per_class[n]["support"])}</td></tr>' for n in names)
     pairs = sorted(((int(cm[a, b]), a, b) for a in labels for b in labels
                     if a != b and cm[a, b]), reverse=True)[:10]
     confused = "".join(f'<tr><td class="name">{_e(names[a])}</td><td class="name">'
                        f"{_e(names[b])}</td><td>{n}</td></tr>" for n, a, b in pairs) or (
         '<tr><td class="name" colspan="3">none: every image was classified right</td></tr>')
+    summary = (f"<span>accuracy <b>{np.mean(true == pred):.3f}</b></span>"
+               f"<span>balanced accuracy <b>{balanced_accuracy_score(true, pred):.3f}</b></span>"
+               f"<span>{len(true)} images, {len(classes)} classes</span>")
+    body = f"""<h2>Per class</h2>
+{_prf_table("per-class", "class", names, per_class)}
+
+<h2>Confusion matrix</h2>
+{_confusion_table(cm, names)}
+
+<h2>Most confused</h2>
+<table id="most-confused"><tr><th class="name">true</th><th class="name">predicted as</th>
+<th>images</th></tr>{confused}</table>
+
+<h2>Top losses</h2>
+<p class="muted">The misclassified images the model was most sure about, each with its Grad-CAM
+heatmap for the predicted class (red: where the network looked).</p>
+<div class="cards" id="top-losses">{''.join(cards[:len(worst)]) or
+                                    "<p>No image was misclassified.</p>"}</div>
+
+<h2>Correct examples</h2>
+<div class="cards" id="examples">{''.join(cards[len(worst):])}</div>
+"""
+    return summary, body
+
+
+def _prf_table(ident, what, names, scores):
+    rows = "".join(
+        f'<tr><td class="name">{_e(n)}</td><td>{scores[n]["precision"]:.3f}</td>'
+        f'<td>{scores[n]["recall"]:.3f}</td><td>{scores[n]["f1-score"]:.3f}</td>'
+        f'<td>{int(scores[n]["support"])}</td></tr>' for n in names)
+    return (f'<table id="{ident}"><tr><th class="name">{what}</th><th>precision</th>'
+            f"<th>recall</th><th>F1</th><th>images</th></tr>{rows}</table>")
+
+
+def _multilabel(clf, images, y, target_names, top_losses, steps):
+    if y.ndim != 2 or y.shape[1] != clf.n_classes_ or not np.isin(y, (0, 1)).all():
+        raise ValueError(f"y must be a 0/1 indicator matrix of shape (n_samples, "
+                         f"{clf.n_classes_}), as the model was fitted on; got shape {y.shape}.")
+    names = _names(target_names, clf.n_classes_, "labels")
+    proba = clf.predict_proba(images)
+    steps.update(1)
+    true, pred = y.astype(int), (proba > 0.5).astype(int)
+    p = np.clip(proba, 1e-12, 1 - 1e-12)
+    losses = -(true * np.log(p) + (1 - true) * np.log(1 - p))
+    worst = [int(i) for i in np.argsort(-losses.sum(1))[:top_losses] if (pred[i] != true[i]).any()]
+
+    def tags(row):
+        return ", ".join(_e(names[j]) for j in np.flatnonzero(row)) or "none"
+
+    def lines(i):
+        return _file_name(images, i) + [
+            f"true: <b>{tags(true[i])}</b>",
+            f'predicted: <b class="wrong">{tags(pred[i])}</b>',
+            f"wrong tags {int((pred[i] != true[i]).sum())} &middot; loss {losses[i].sum():.2f}"]
+
+    # each card's heatmap: of its worst tag
+    cards = _cards(clf, images, worst, [int(losses[i].argmax()) for i in worst], lines)
+    steps.update(1)
+    per_label = classification_report(true, pred, target_names=names, output_dict=True,
+                                      zero_division=0)
+    summary = (f"<span>subset accuracy <b>{np.mean((pred == true).all(1)):.3f}</b></span>"
+               f"<span>micro F1 <b>{f1_score(true, pred, average='micro', zero_division=0):.3f}"
+               f"</b></span><span>macro F1 <b>"
+               f"{f1_score(true, pred, average='macro', zero_division=0):.3f}</b></span>"
+               f"<span>{len(true)} images, {len(names)} labels</span>")
+    body = f"""<h2>Per label</h2>
+{_prf_table("per-label", "label", names, per_label)}
+
+<h2>Top losses</h2>
+<p class="muted">The images with the most wrongly predicted tags, each with its Grad-CAM
+heatmap for its worst tag (red: where the network looked).</p>
+<div class="cards" id="top-losses">{''.join(cards) or "<p>Every tag was predicted right.</p>"}</div>
+"""
+    return summary, body
+
+
+def _regression(clf, images, y, target_names, top_losses, steps):
+    table = y.reshape(len(y), -1) if y.ndim <= 2 else y
+    if y.ndim > 2 or table.shape[1] != clf.n_outputs_ or table.dtype.kind not in "biuf":
+        raise ValueError(f"y must hold {clf.n_outputs_} number(s) per image, as the model was "
+                         f"fitted on; got shape {y.shape} of {y.dtype}.")
+    names = _names(target_names, clf.n_outputs_, "outputs")
+    pred = clf.predict(images).reshape(len(y), -1)
+    steps.update(1)
+    error = pred - table
+    scaled = np.abs(error) / clf.target_scale_  # in standard deviations, comparable
+    worst = [int(i) for i in np.argsort(-scaled.max(1))[:top_losses]]
+
+    def lines(i):
+        return _file_name(images, i) + [
+            f"{_e(names[j])}: true <b>{table[i, j]:.4g}</b>, predicted "
+            f'<b class="wrong">{pred[i, j]:.4g}</b>' for j in range(len(names))]
+
+    cards = _cards(clf, images, worst, [int(scaled[i].argmax()) for i in worst], lines)
+    steps.update(1)
+    rows = "".join(
+        f'<tr><td class="name">{_e(n)}</td><td>{r2_score(table[:, j], pred[:, j]):.3f}</td>'
+        f"<td>{mean_absolute_error(table[:, j], pred[:, j]):.4g}</td>"
+        f"<td>{np.sqrt(np.mean(error[:, j] ** 2)):.4g}</td></tr>"
+        for j, n in enumerate(names))
+    shown = names[:MAX_PANELS]
+    scatter = _panels(len(shown), lambda ax, j: _true_vs_predicted(ax, table[:, j], pred[:, j],
+                                                                   shown[j]))
+    residuals = _panels(len(shown), lambda ax, j: _residuals(ax, pred[:, j], error[:, j],
+                                                             shown[j]))
+    summary = (f"<span>R² <b>{r2_score(table, pred):.3f}</b></span>"
+               f"<span>{len(table)} images, {len(names)} output"
+               f"{'s' if len(names) > 1 else ''}</span>")
+    more = (f'<p class="muted">The first {MAX_PANELS} of {len(names)} outputs.</p>'
+            if len(names) > MAX_PANELS else "")
+    body = f"""<h2>Per output</h2>
+<table id="per-output"><tr><th class="name">output</th><th>R²</th><th>mean absolute error</th>
+<th>root mean squared error</th></tr>{rows}</table>
+
+<h2>True against predicted</h2>
+{more}<img id="true-vs-predicted" src="{scatter}" alt="true against predicted values">
+
+<h2>Residuals</h2>
+<img id="residuals" src="{residuals}" alt="residuals against predicted values">
+
+<h2>Worst errors</h2>
+<p class="muted">The images predicted furthest from their targets (in standard deviations of
+the target), each with its Grad-CAM heatmap for that output (red: where the network looked
+for what raises it).</p>
+<div class="cards" id="top-losses">{''.join(cards)}</div>
+"""
+    return summary, body
+
+
+MAX_PANELS = 6  # outputs drawn in the regression figures
+
+
+def _panels(n, draw):
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
+
+    columns = min(n, 3)
+    rows = -(-n // columns)
+    fig = Figure(figsize=(3.3 * columns, 3.0 * rows), dpi=90)
+    for j in range(n):
+        draw(fig.add_subplot(rows, columns, j + 1), j)
+    fig.tight_layout()
+    return _uri(lambda buffer: fig.savefig(buffer, format="png"), "png")
+
+
+def _true_vs_predicted(ax, true, pred, name):
+    ax.scatter(true, pred, s=12, alpha=0.7)
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":")
+    ax.set_xlabel(f"true {name}")
+    ax.set_ylabel("predicted")
+
+
+def _residuals(ax, pred, error, name):
+    ax.scatter(pred, error, s=12, alpha=0.7)
+    ax.axhline(0, color="grey", linestyle=":")
+    ax.set_xlabel(f"predicted {name}")
+    ax.set_ylabel("predicted - true")
+
+
+def _frame(clf, title, summary, body):
+    """The page around ``body``: heading, summary, learning curves, parameters."""
     from .plots import plot_learning_curve
 
     curve = _figure_uri(lambda ax: plot_learning_curve(clf.history_, ax=ax))
-    losses = "".join(_card(*cards[i], lines(i)) for i in worst) or (
-        "<p>No image was misclassified.</p>")
-    examples = "".join(_card(*cards[i], lines(i)) for i in confident)
+    phases = [row.get("phase") for row in clf.history_]
+    tuned = len({p for p in phases if p is not None}) > 1
+    caption = ("Both phases: the head alone, then (after the dotted line) the unfrozen blocks "
+               "at the fine-tuning rate." if tuned else
+               "The head alone on the frozen backbone (no fine-tuning phase).")
+    if any("valid_loss" in row for row in clf.history_):
+        caption += " The validation loss is that of the images held out during the fit."
     params = "".join(f'<tr><td class="name">{_e(k)}</td><td class="name">{_e(v)}</td></tr>'
                      for k, v in sorted(clf.get_params(deep=False).items()))
     fit = getattr(clf, "fit_seconds_", None)
@@ -221,36 +429,14 @@ def _page(clf, classes, true, pred, worst, confident, cards, lines, title):
 <title>{heading}</title><style>{CSS}</style></head>
 <body>
 <h1>{heading}</h1>
-<p class="summary" id="summary"><span>accuracy <b>{np.mean(true == pred):.3f}</b></span>
-<span>balanced accuracy <b>{balanced_accuracy_score(true, pred):.3f}</b></span>
-<span>{len(true)} images, {len(classes)} classes</span></p>
+<p class="summary" id="summary">{summary}</p>
 <p class="muted">backbone {_e(backbone)}, weights {_e(clf.weights_)}, input
 {clf.transform_.crop_size[0]} px{'' if fit is None else f', fit in {fit:.1f} s'};
 report made in {{{{seconds}}}} s by sktransfer {_e(__version__)}.</p>
-
-<h2>Per class</h2>
-<table id="per-class"><tr><th class="name">class</th><th>precision</th><th>recall</th>
-<th>F1</th><th>images</th></tr>{rows}</table>
-
-<h2>Confusion matrix</h2>
-{_confusion_table(cm, names)}
-
-<h2>Most confused</h2>
-<table id="most-confused"><tr><th class="name">true</th><th class="name">predicted as</th>
-<th>images</th></tr>{confused}</table>
-
+{body}
 <h2>Learning curves</h2>
-<p class="muted">Both phases: the head alone, then (after the dotted line) the unfrozen blocks
-at the fine-tuning rate.</p>
+<p class="muted" id="curve-caption">{caption}</p>
 <img id="learning-curve" src="{curve}" alt="learning curve">
-
-<h2>Top losses</h2>
-<p class="muted">The misclassified images the model was most sure about, each with its Grad-CAM
-heatmap for the predicted class (red: where the network looked).</p>
-<div class="cards" id="top-losses">{losses}</div>
-
-<h2>Correct examples</h2>
-<div class="cards" id="examples">{examples}</div>
 
 <h2>Parameters</h2>
 <table id="parameters">{params}</table>

@@ -110,3 +110,89 @@ def test_chromium_renders_it_offline_without_errors_or_script(made, tmp_path):
     assert EVIL in text and "<img src=x onerror=alert(0)>.png" in text  # shown as text
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.std() > 20 and (pixels < 128).mean() > 0.01  # not a blank page
+
+
+@pytest.fixture(scope="module")
+def family_reports(tmp_path_factory):
+    """Reports of a regressor, a multi-label classifier and a classifier of 50 long names."""
+    from sktransfer import TransferRegressor
+
+    root = tmp_path_factory.mktemp("family")
+    fast = dict(backbone="resnet18", weights=None, image_size=32, random_state=0)
+    X, y = blobs(24)
+    values = np.c_[400.0 + 900 * y, 80.0 - 60 * y]
+    reg = TransferRegressor(**fast, epochs=5).fit(X, values)
+    tags = np.c_[y, 1 - y, np.arange(24) % 3 == 0].astype(int)
+    tagger = TransferClassifier(**fast, epochs=5, unfreeze=1, finetune_epochs=1).fit(X, tags)
+    names = np.array([f"{EVIL} a long class name, number {i} of fifty" for i in range(50)])
+    X50, _ = blobs(100)
+    many = TransferClassifier(**fast, epochs=1).fit(X50, names[np.arange(100) % 50])
+    return {
+        "regression": report(reg, X, values, root / "reg.html", top_losses=5,
+                             target_names=["energy", EVIL]),
+        "multilabel": report(tagger, X, tags, root / "tags.html", top_losses=5,
+                             target_names=["protein", "fat", EVIL]),
+        "many": report(many, X50, names[np.arange(100) % 50], root / "many.html"),
+    }
+
+
+def test_each_estimator_gets_its_own_report(family_reports):
+    reg = family_reports["regression"].read_text()
+    for part in ('id="per-output"', 'id="true-vs-predicted"', 'id="residuals"',
+                 'id="top-losses"', "R² <b>"):
+        assert part in reg
+    assert reg.count('class="card"') == 5 and "<script" not in reg
+    assert "head alone on the frozen backbone (no fine-tuning phase)" in reg
+    tags = family_reports["multilabel"].read_text()
+    for part in ('id="per-label"', "subset accuracy", "micro F1", "macro F1"):
+        assert part in tags
+    assert "after the dotted line" in tags and "<script" not in tags
+    assert 'id="confusion-matrix"' not in tags and 'id="confusion-matrix"' not in reg
+
+
+def test_report_targets_must_match_the_model(family_reports, tmp_path):
+    from sktransfer import TransferRegressor
+
+    X, y = blobs(8)
+    reg = TransferRegressor(backbone="resnet18", weights=None, image_size=32,
+                            epochs=1).fit(X, np.c_[y, y])
+    with pytest.raises(ValueError, match="2 number\\(s\\) per image"):
+        report(reg, X, y, tmp_path / "r.html")
+    with pytest.raises(ValueError, match="target_names has 1 names for 2 outputs"):
+        report(reg, X, np.c_[y, y], tmp_path / "r.html", target_names=["a"])
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_the_reports_render_and_fit_a_1300_px_page(family_reports):
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    found = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        for kind, path in family_reports.items():
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            errors = []
+            page.on("console", lambda m: errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(path.as_uri(), wait_until="load")
+            found[kind] = {
+                "errors": errors,
+                "images": page.eval_on_selector_all(
+                    "img", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)"),
+                "page_width": page.evaluate("document.documentElement.scrollWidth"),
+                "rightmost_cell": page.eval_on_selector_all(
+                    "#confusion-matrix th, #confusion-matrix td",
+                    "cs => Math.max(0, ...cs.map(c => c.getBoundingClientRect().right))"),
+                "cells": page.eval_on_selector_all("#confusion-matrix td", "cs => cs.length"),
+                "text": page.inner_text("body"),
+            }
+            page.close()
+        browser.close()
+    for kind, seen in found.items():
+        assert seen["errors"] == [] and seen["images"], (kind, seen["errors"])
+        assert seen["page_width"] <= 1300, kind  # nothing wider than the page
+    many = found["many"]
+    assert many["cells"] == 50 * 50 and 0 < many["rightmost_cell"] <= 1300  # every column shows
+    assert EVIL in found["regression"]["text"] and EVIL in found["multilabel"]["text"]
