@@ -279,6 +279,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         """
         self._check_params()
         device = check.resolve_device(self.device)
+        columns = _column_names(y)
         y = self._check_targets(y)
         if len(y) == 0:
             as_images(X)  # an empty X is the first thing to say
@@ -299,7 +300,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         start = time.perf_counter()
         try:
             with _interrupt_guard():
-                y_enc = self._fit_targets(y)
+                y_enc = self._fit_targets(y, columns)
                 if valid is not None:
                     valid = (valid[0], self._encode_targets(valid[1], "validation_data"))
                 self._fit(images, y_enc, valid, seed, device)
@@ -697,9 +698,10 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
     def _check_learnable(self, y):
         """Refuse training targets nothing can be learnt from (one class...)."""
 
-    def _fit_targets(self, y):
+    def _fit_targets(self, y, columns):
         """Learn the targets' encoding (set the fitted target attributes); return ``y``
-        encoded as the loss takes it."""
+        encoded as the loss takes it.  ``columns``: the names of a 2-d ``y``'s columns
+        (a DataFrame's), or None."""
         raise NotImplementedError
 
     def _encode_targets(self, y, where):
@@ -757,6 +759,14 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
     def _default_explained(self, n):
         """``explain``'s outputs when no target is given (None: the largest)."""
         return None
+
+
+def _column_names(y):
+    """The column names of a 2-d ``y`` that has them (a pandas DataFrame), else None."""
+    columns = getattr(y, "columns", None)
+    if columns is None or np.ndim(y) != 2:
+        return None
+    return [str(c) for c in columns]
 
 
 def _check_lengths(images, y):

@@ -114,7 +114,8 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels, in the order of ``predict_proba``'s columns (with
-        multi-label ``y``: the column indices ``0 .. n_labels - 1``).
+        multi-label ``y``: the column names of a DataFrame ``y``, else the
+        column indices ``0 .. n_labels - 1``).
     n_classes_ : int
     multilabel_ : bool
         Whether ``y`` was a multi-label indicator matrix.
@@ -214,10 +215,11 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
             raise ValueError(f"y has a single class ({_plain(classes[0])!r}); need at least "
                              "two to classify.")
 
-    def _fit_targets(self, y):
+    def _fit_targets(self, y, columns):
         self.multilabel_ = y.ndim == 2
         if self.multilabel_:
-            self.classes_ = np.arange(y.shape[1])
+            self.classes_ = (np.arange(y.shape[1]) if columns is None
+                             else np.asarray(columns, dtype=object))
             self.n_classes_ = y.shape[1]
             return self._encode_targets(y, "y")
         encoder = LabelEncoder().fit(y)

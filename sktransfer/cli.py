@@ -176,39 +176,47 @@ def _converter(name, constraints):
     return convert
 
 
-def add_estimator_options(parser, cls, defaults=None):
-    """One option per parameter of ``cls``: default and help from ``cls`` itself.
+def add_estimator_options(parser, classes, defaults=None):
+    """One option per parameter of the estimators ``classes``: default and help from them.
 
     ``--name VALUE`` (``none`` for None), ``--flag/--no-flag`` for booleans;
-    ``defaults`` replaces some of the class's defaults.
+    a parameter only some of them take says which in its help; ``defaults``
+    replaces some of the classes' defaults.
     """
-    helps = _parameter_help(cls)
-    constraints = cls._parameter_constraints
     defaults = defaults or {}
-    group = parser.add_argument_group(f"{cls.__name__} parameters (defaults are its own"
+    names = " and ".join(cls.__name__ for cls in classes)
+    group = parser.add_argument_group(f"{names} parameters (defaults are their own"
                                       + (f", but {', '.join(defaults)}" if defaults else "")
                                       + ")")
-    for name, param in inspect.signature(cls).parameters.items():
-        if name in _NOT_OPTIONS:
-            continue
-        flag = "--" + name.replace("_", "-")
-        default = defaults.get(name, param.default)
-        text = f"{helps.get(name, '')} (default: {default!r})".strip()
-        if constraints[name] == ["boolean"]:
-            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                               default=default, help=text)
-        else:
-            group.add_argument(flag, dest=name, type=_converter(name, constraints[name]),
-                               default=default, metavar=name.upper(), help=text)
+    seen = set()
+    for cls in classes:
+        helps = _parameter_help(cls)
+        constraints = cls._parameter_constraints
+        for name, param in inspect.signature(cls).parameters.items():
+            if name in _NOT_OPTIONS or name in seen:
+                continue
+            seen.add(name)
+            takers = [c.__name__ for c in classes if name in inspect.signature(c).parameters]
+            only = f" ({' and '.join(takers)} only)" if len(takers) < len(classes) else ""
+            flag = "--" + name.replace("_", "-")
+            default = defaults.get(name, param.default)
+            text = f"{helps.get(name, '')}{only} (default: {default!r})".strip()
+            if constraints[name] == ["boolean"]:
+                group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                                   default=default, help=text)
+            else:
+                group.add_argument(flag, dest=name, type=_converter(name, constraints[name]),
+                                   default=default, metavar=name.upper(), help=text)
 
 
-def _classifier(args, verbose=None):
-    from . import TransferClassifier
+def _estimator(args, task, verbose=None):
+    """The estimator ``task`` needs, with the parameters of the command line."""
+    from . import TransferClassifier, TransferRegressor
 
-    params = {name: getattr(args, name) for name in inspect.signature(TransferClassifier).parameters
+    cls = TransferRegressor if task == "regression" else TransferClassifier
+    params = {name: getattr(args, name) for name in inspect.signature(cls).parameters
               if name not in _NOT_OPTIONS}
-    return TransferClassifier(**params, verbose=(0 if args.quiet else 1) if verbose is None
-                              else verbose)
+    return cls(**params, verbose=(0 if args.quiet else 1) if verbose is None else verbose)
 
 
 def _positive_int(text):
@@ -253,13 +261,11 @@ def _save_interrupted(clf, snapshot, out):
     """After Ctrl-C: save the best epoch the fit reached, next to ``out``."""
     from skorch.history import History
 
-    from . import TransferClassifier
-
     best = snapshot.best_
     if best is None:
         print("sktransfer train: nothing saved, no epoch had ended.", file=sys.stderr)
         return
-    model = TransferClassifier(**{**clf.get_params(), "callbacks": None})
+    model = type(clf)(**{**clf.get_params(), "callbacks": None})
     model.__dict__.update(best["attributes"])  # the fit's own fitted attributes
     model.net_.module_.load_state_dict(best["state"])
     model.history_ = model.net_.history = History(best["history"])
@@ -291,68 +297,141 @@ def _predict_readable(clf, paths, labels, args):
         return kept, np.asarray(labels)[keep], clf.predict(kept)
 
 
-def cmd_train(args):
-    """Fit on DIR, report held-out (or cross-validated) accuracy, save model and plots.
+def _training_data(args):
+    """``Table`` of the folder (``DIR/<class>/<image>``) or CSV file ``args.data``."""
+    from .tables import Table, read_table
 
-    Ctrl-C saves the best model so far as MODEL.interrupted.sktransfer (the
-    library's ``fit`` itself is all-or-nothing) and exits with code 130.
+    if Path(args.data).suffix.lower() == ".csv" and Path(args.data).is_file():
+        table = read_table(args.data, args.path_column, args.target, args.task)
+        _say(args, f"{len(table.paths)} images in {args.data}; task: {table.task} "
+                   f"({table.why}{'' if args.task else '; --task changes it'})")
+        return table
+    if args.task not in (None, "classification"):
+        raise CLIError(f"--task {args.task} needs a CSV file of paths and targets; a folder "
+                       "DIR/<class>/<image> holds classes.")
+    paths, labels = _load_folder(args.data)
+    _say(args, f"{len(paths)} images, {len(np.unique(labels))} classes in {args.data}")
+    return Table(paths, labels, "classification", "class folders", [])
+
+
+def _score(task, y_true, y_pred, names, args):
+    """Print the scores of ``task``: accuracy and per class, R² and MAE, or per-label F1."""
+    from sklearn.metrics import classification_report, f1_score, mean_absolute_error, r2_score
+
+    if task == "classification":
+        _report(y_true, y_pred, args)
+    elif task == "regression":
+        y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float).reshape(
+            np.shape(y_true))
+        table_true, table_pred = y_true.reshape(len(y_true), -1), y_pred.reshape(len(y_true), -1)
+        for j, name in enumerate(names):
+            print(f"{name}: R² {r2_score(table_true[:, j], table_pred[:, j]):.3f}, "
+                  f"MAE {mean_absolute_error(table_true[:, j], table_pred[:, j]):.4g}")
+    else:
+        print(f"micro F1: {f1_score(y_true, y_pred, average='micro', zero_division=0):.3f}")
+        print(classification_report(y_true, y_pred, target_names=list(names),
+                                    zero_division=0))
+
+
+def cmd_train(args):
+    """Fit on DATA, report held-out (or cross-validated) scores, save model and plots.
+
+    DATA is a folder DIR/<class>/<image>, or a CSV file of image paths and
+    targets: numbers that are not whole train a regressor, whole numbers and
+    text a classifier, ';'-separated tags (or several 0/1 columns) a
+    multi-label classifier (--task chooses instead).  Ctrl-C saves the best
+    model so far as MODEL.interrupted.sktransfer (the library's ``fit``
+    itself is all-or-nothing) and exits with code 130.
     """
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+    from sklearn.model_selection import (KFold, StratifiedKFold, cross_val_predict,
+                                         train_test_split)
 
     from .plots import plot_confusion_matrix, plot_learning_curve
 
     start = time.perf_counter()
-    paths, labels = _load_folder(args.directory)
-    _say(args, f"{len(paths)} images, {len(np.unique(labels))} classes in {args.directory}")
+    table = _training_data(args)
+    paths, labels, task = table.paths, table.y, table.task
+    names = list(getattr(labels, "columns", table.targets))
+    labels = labels.to_numpy() if hasattr(labels, "to_numpy") else labels
+    y_fit = table.y if task != "classification" else labels  # a DataFrame names the targets
     out, confusion_png, curve_png, report_html = _model_paths(args.out)
     held_out = None
-    clf = _classifier(args)
+    stratified = task == "classification"
+    clf = _estimator(args, task)
     snapshot = _snapshot(clf)
     clf.set_params(callbacks=[("interrupt_snapshot", snapshot)])
     try:
         if args.cv:
-            cv = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
-            pred = cross_val_predict(_classifier(args, verbose=0), paths, labels, cv=cv)
-            fold_scores = [np.mean(pred[test] == labels[test])
-                           for _, test in cv.split(paths, labels)]
-            print(f"{args.cv}-fold CV accuracy: {np.mean(fold_scores):.3f} "
-                  f"+/- {np.std(fold_scores):.3f}")
-            _report(labels, pred, args)
+            cv = (StratifiedKFold if stratified else KFold)(
+                args.cv, shuffle=True, random_state=args.random_state)
+            pred = cross_val_predict(_estimator(args, task, verbose=0), paths, y_fit, cv=cv)
+            scores = [_one_score(task, labels[test], np.asarray(pred)[test])
+                      for _, test in cv.split(paths, labels if stratified else None)]
+            print(f"{args.cv}-fold CV {_SCORE_NAMES[task]}: {np.mean(scores):.3f} "
+                  f"+/- {np.std(scores):.3f}")
+            _score(task, labels, pred, names, args)
             y_true, y_pred = labels, pred
-            clf.fit(paths, labels)  # the saved model sees every image
+            clf.fit(paths, y_fit)  # the saved model sees every image
         else:
-            X_train, X_test, y_train, y_test = train_test_split(
-                paths, labels, test_size=args.test_size, stratify=labels,
-                random_state=args.random_state)
+            index = np.arange(len(paths))
+            train, test = train_test_split(index, test_size=args.test_size,
+                                           stratify=labels if stratified else None,
+                                           random_state=args.random_state)
             # Held out means held out: the scored images never reach fit, not even for
             # early stopping, which splits its own validation images off the training part
             # (as many as fit's train_test_split takes: it rounds the test part up).
-            n_valid = (math.ceil(args.validation_fraction * len(X_train))
+            n_valid = (math.ceil(args.validation_fraction * len(train))
                        if args.early_stopping else 0)
-            _say(args, f"{len(X_train) - n_valid} images to train on"
+            _say(args, f"{len(train) - n_valid} images to train on"
                        + (f", {n_valid} of the rest for early stopping" if n_valid else "")
-                       + f", {len(X_test)} held out for scoring (random state "
+                       + f", {len(test)} held out for scoring (random state "
                        f"{args.random_state}; --random-state changes the split and the fit)")
-            clf.fit(X_train, y_train)
-            X_test, y_true, y_pred = _predict_readable(clf, X_test, y_test, args)
+            clf.fit([paths[i] for i in train], _rows(y_fit, train))
+            X_test, y_true, y_pred = _predict_readable(clf, [paths[i] for i in test],
+                                                       labels[test], args)
             held_out = (X_test, y_true)
-            print(f"held-out accuracy ({len(y_true)} images, test size {args.test_size}):")
-            _report(y_true, y_pred, args)
+            print(f"held-out {_SCORE_NAMES[task]} ({len(y_true)} images, test size "
+                  f"{args.test_size}): {_one_score(task, y_true, y_pred):.3f}")
+            _score(task, y_true, y_pred, names, args)
     except KeyboardInterrupt:
         _save_interrupted(clf, snapshot, out)
         raise
     clf.set_params(callbacks=None)
     clf.save(out)
-    _save_figure(plot_confusion_matrix(y_true, y_pred, labels=clf.classes_), confusion_png)
+    figures = [curve_png]
+    if task == "classification":
+        _save_figure(plot_confusion_matrix(y_true, y_pred, labels=clf.classes_), confusion_png)
+        figures.insert(0, confusion_png)
     _save_figure(plot_learning_curve(clf), curve_png)
-    _say(args, f"saved {out}, {confusion_png}, {curve_png}")
+    _say(args, f"saved {out}, {', '.join(map(str, figures))}")
     if held_out is None:
         _say(args, "no HTML report with --cv (no held-out images): `sktransfer evaluate "
-                   f"{out} DIR --report report.html` writes one")
+                   f"{out} DATA --report report.html` writes one")
     elif _write_report(clf, *held_out, report_html,
-                       f"{Path(args.directory).name}: held-out images", args):
+                       f"{Path(args.data).name}: held-out images", args):
         print(f"report: {report_html}")
     print(f"time: {time.perf_counter() - start:.1f} s")
+
+
+#: The one number printed per split or fold, by task.
+_SCORE_NAMES = {"classification": "accuracy", "regression": "R²",
+                "multilabel": "micro F1"}
+
+
+def _one_score(task, y_true, y_pred):
+    from sklearn.metrics import accuracy_score, f1_score, r2_score
+
+    if task == "classification":
+        return accuracy_score(y_true, y_pred)
+    if task == "regression":
+        return r2_score(np.asarray(y_true, float),
+                        np.asarray(y_pred, float).reshape(np.shape(y_true)))
+    return f1_score(y_true, y_pred, average="micro", zero_division=0)
+
+
+def _rows(y, index):
+    """Rows ``index`` of labels (an array) or targets (a DataFrame, keeping its columns)."""
+    return y.iloc[index] if hasattr(y, "iloc") else np.asarray(y)[index]
 
 
 #: Images predicted per batch by ``sktransfer predict``: rows are written as
@@ -360,7 +439,36 @@ def cmd_train(args):
 PREDICT_BATCH = 256
 
 
-def _predict_rows(model, paths, writer):
+def _prediction_layout(model):
+    """``(header, rows(paths) -> CSV rows)`` of ``sktransfer predict`` for ``model``."""
+    from sklearn.base import is_regressor
+
+    if is_regressor(model):
+        names = (list(model.target_names_) if model.target_names_ is not None
+                 else ["prediction"] if model.n_outputs_ == 1
+                 else [f"prediction_{j}" for j in range(model.n_outputs_)])
+
+        def rows(paths):
+            values = model.predict(paths).reshape(len(paths), -1)
+            return [[path, *[f"{v:.6g}" for v in row]] for path, row in zip(paths, values)]
+
+        return ["path", *names], rows
+    names = [str(c) for c in model.classes_]
+
+    def labelled(paths):
+        proba = model.predict_proba(paths)
+        if model.multilabel_:  # the tags above one half, as predict gives them
+            tags = [";".join(n for n, p in zip(names, row) if p > 0.5) for row in proba]
+        else:
+            tags = [model.classes_[row.argmax()] for row in proba]
+        return [[path, tag, *[f"{p:.6f}" for p in row]]
+                for path, tag, row in zip(paths, tags, proba)]
+
+    return ["path", "tags" if model.multilabel_ else "label", *[f"p_{n}" for n in names]], \
+        labelled
+
+
+def _predict_rows(rows, paths, writer):
     """Write one row per image, a batch at a time; unreadable images are all
     listed at the end (nothing of a batch with one is written)."""
     from .data import ImageDecodeError, as_images, find_unreadable
@@ -372,63 +480,106 @@ def _predict_rows(model, paths, writer):
             bad += [(start + i, msg) for i, msg in find_unreadable(as_images(batch))]
             continue
         try:
-            proba = model.predict_proba(batch)
+            writer.writerows(rows(batch))
         except ImageDecodeError:
             bad += [(start + i, msg) for i, msg in find_unreadable(as_images(batch))]
-            continue
-        for path, row in zip(batch, proba):
-            writer.writerow([path, model.classes_[row.argmax()], *[f"{p:.6f}" for p in row]])
     if bad:
         raise ImageDecodeError.listing(bad)
 
 
 def cmd_predict(args):
-    """Write a CSV: path, predicted label, probability of each class.
+    """Write a CSV: path, then the predicted label and each class's probability (a
+    classifier), the ';'-separated tags and each tag's probability (multi-label), or the
+    predicted value of each target (a regressor).
 
     With --out, rows go to a temporary file as batches complete, and only a
     complete file takes the name (a previous file of that name is kept when
     anything fails).
     """
-    from .loading import load
     from .files import atomic_write
+    from .loading import load
 
     model = load(args.model)
     paths = _collect_images(args.images)
     model.set_params(verbose=0)
+    header, rows = _prediction_layout(model)
     out = (atomic_write(args.out, "predictions", mode="w", encoding="utf-8", newline="")
            if args.out else contextlib.nullcontext(sys.stdout))
     with out as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "label", *[f"p_{c}" for c in model.classes_]])
-        _predict_rows(model, paths, writer)
+        writer.writerow(header)
+        _predict_rows(rows, paths, writer)
     if args.out:
         _say(args, f"wrote {len(paths)} predictions to {args.out}")
 
 
 def cmd_evaluate(args):
-    """Accuracy, classification report and confusion matrix of MODEL on DIR."""
+    """Scores of MODEL on DATA (a folder DIR/<class>/<image>, or a CSV file laid out as for
+    train): accuracy and per-class scores, R² and MAE per target, or per-label F1."""
+    from sklearn.base import is_regressor
+
     from .loading import load
     from .plots import plot_confusion_matrix
 
     model = load(args.model)
     model.set_params(verbose=0)
-    from .data import load_image_folder
+    task = ("regression" if is_regressor(model) else
+            "multilabel" if model.multilabel_ else "classification")
+    if Path(args.data).suffix.lower() == ".csv" and Path(args.data).is_file():
+        from .tables import read_table
 
-    paths, labels = load_image_folder(args.directory)
-    unknown = sorted(set(labels) - {str(c) for c in model.classes_})
-    if unknown:
-        print(f"warning: classes not known to the model: {', '.join(unknown)}", file=sys.stderr)
-    pred = model.predict(paths).astype(str)
-    _report(labels, pred, args)
-    if args.out:  # a figure only when asked for
-        _save_figure(plot_confusion_matrix(labels, pred), args.out)
-        _say(args, f"saved {args.out}")
-    if args.report:
+        targets = args.target
+        if targets is None and task == "regression" and model.target_names_ is not None:
+            targets = list(model.target_names_)
+        table = read_table(args.data, args.path_column, targets, task)
+        paths = table.paths
+        if task == "multilabel":  # the model's tags, in its order (unknown ones: warned)
+            labels = _align_tags(table.y, model.classes_)
+        else:
+            labels = table.y.to_numpy() if hasattr(table.y, "to_numpy") else table.y
+    elif task != "classification":
+        raise CLIError(f"{args.model} is a {task} model: evaluate it on a CSV file of paths "
+                       "and targets.")
+    else:
+        from .data import load_image_folder
+
+        paths, labels = load_image_folder(args.data)
+    if task == "classification":
+        labels = np.asarray(labels)
+        unknown = sorted(set(labels.tolist()) - set(model.classes_.tolist()), key=str)
+        if model.classes_.dtype.kind != labels.dtype.kind:  # folder names are strings
+            unknown = sorted(set(labels.astype(str)) - {str(c) for c in model.classes_})
+        if unknown:
+            print(f"warning: classes not known to the model: {', '.join(map(str, unknown))}",
+                  file=sys.stderr)
         known = [i for i, label in enumerate(labels) if label not in unknown]
+        pred = model.predict(paths)
+        _report(labels.astype(str), pred.astype(str), args)
+        if args.out:  # a figure only when asked for
+            _save_figure(plot_confusion_matrix(labels.astype(str), pred.astype(str)), args.out)
+            _say(args, f"saved {args.out}")
+    else:
+        known = list(range(len(paths)))
+        pred = model.predict(paths)
+        names = (model.classes_ if task == "multilabel" else
+                 model.target_names_ if model.target_names_ is not None
+                 else [f"output {j}" for j in range(model.n_outputs_)])
+        print(f"{_SCORE_NAMES[task]}: {_one_score(task, labels, pred):.3f}")
+        _score(task, labels, pred, [str(n) for n in names], args)
+    if args.report:
         model.set_params(verbose=0 if args.quiet else 1)
         if _write_report(model, [paths[i] for i in known], np.asarray(labels)[known],
-                         args.report, f"{Path(args.model).name} on {args.directory}", args):
+                         args.report, f"{Path(args.model).name} on {args.data}", args):
             print(f"report: {args.report}")
+
+
+def _align_tags(indicator, classes):
+    """A tag DataFrame's columns in the order of the model's ``classes_`` (absent: 0)."""
+    unknown = sorted(set(indicator.columns) - {str(c) for c in classes})
+    if unknown:
+        print(f"warning: tags not known to the model: {', '.join(unknown)}", file=sys.stderr)
+    return np.stack([indicator[str(c)].to_numpy() if str(c) in indicator.columns
+                     else np.zeros(len(indicator), dtype=int) for c in classes], axis=1)
 
 
 def _write_report(clf, X, y, path, title, args):
@@ -436,7 +587,8 @@ def _write_report(clf, X, y, path, title, args):
     from .report import report
 
     labels = np.asarray(y)
-    if clf.classes_.dtype.kind != labels.dtype.kind:  # folder names are strings
+    if (hasattr(clf, "classes_") and not clf.multilabel_
+            and clf.classes_.dtype.kind != labels.dtype.kind):  # folder names are strings
         labels = labels.astype(clf.classes_.dtype)
     try:
         report(clf, X, labels, path, title=title)
@@ -714,8 +866,10 @@ def build_parser(only=None):
         p.set_defaults(func=func)
         return p
 
-    p = command("train", cmd_train, "fit a classifier on DIR/<class>/<image>")
-    p.add_argument("directory", metavar="DIR")
+    p = command("train", cmd_train, "fit on DIR/<class>/<image>, or on a CSV of paths and "
+                                    "targets")
+    p.add_argument("data", metavar="DATA", help="a folder DIR/<class>/<image>, or a CSV file")
+    _add_table_options(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--cv", type=_positive_int,
                        help="K-fold cross-validation instead of a held-out split")
@@ -726,18 +880,21 @@ def build_parser(only=None):
                    help="model file to write (default: model.sktransfer)")
     if only in (None, "train"):
         from .classifier import TransferClassifier
+        from .regressor import TransferRegressor
 
         # the same command gives the same numbers: a fixed seed for the split and the fit
-        add_estimator_options(p, TransferClassifier, defaults={"random_state": 0})
+        add_estimator_options(p, [TransferClassifier, TransferRegressor],
+                              defaults={"random_state": 0})
 
     p = command("predict", cmd_predict, "predict images with a saved model (CSV)")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+")
     p.add_argument("--out", help="CSV file (default: standard output)")
 
-    p = command("evaluate", cmd_evaluate, "score a saved model on DIR/<class>/<image>")
+    p = command("evaluate", cmd_evaluate, "score a saved model on DIR/<class>/<image> or a CSV")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("directory", metavar="DIR")
+    p.add_argument("data", metavar="DATA", help="a folder DIR/<class>/<image>, or a CSV file")
+    _add_table_options(p, task=False)
     p.add_argument("--out", help="also write the confusion matrix to this PNG file")
     p.add_argument("--report", metavar="HTML",
                    help="also write an HTML report (metrics, confusions, top losses with "
@@ -770,6 +927,17 @@ def build_parser(only=None):
     p.add_argument("--quick", action="store_true", help="120 images, 3 folds")
     p.add_argument("--out-dir", default="sktransfer-demo")
     return parser
+
+
+def _add_table_options(p, task=True):
+    p.add_argument("--path-column", metavar="NAME",
+                   help="CSV: the column of image paths (default: the first)")
+    p.add_argument("--target", metavar="NAME", action="append",
+                   help="CSV: a target column (repeat for several; default: the only other "
+                        "column)")
+    if task:
+        p.add_argument("--task", choices=("classification", "regression", "multilabel"),
+                       help="CSV: what to train, instead of the guess from the target columns")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -72,6 +72,8 @@ class TransferRegressor(RegressorMixin, TransferEstimator):
     ----------
     n_outputs_ : int
         Targets per image.
+    target_names_ : ndarray of str or None
+        The names of the targets when ``y`` was a DataFrame (its columns).
     target_mean_ : ndarray of shape (n_outputs,)
         The mean of each target in ``fit``.
     target_scale_ : ndarray of shape (n_outputs,)
@@ -153,8 +155,9 @@ class TransferRegressor(RegressorMixin, TransferEstimator):
     def _check_targets(self, y):
         return _check_values(y)
 
-    def _fit_targets(self, y):
+    def _fit_targets(self, y, columns):
         self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+        self.target_names_ = None if columns is None else np.asarray(columns, dtype=object)
         self._y_ndim = y.ndim
         table = y.reshape(len(y), -1)
         self.target_mean_ = table.mean(axis=0)
@@ -181,17 +184,22 @@ class TransferRegressor(RegressorMixin, TransferEstimator):
         Returns
         -------
         dict
-            ``target_mean``, ``target_scale`` and ``target_ndim``, as JSON values.
+            ``target_mean``, ``target_scale``, ``target_ndim`` and
+            ``target_names``, as JSON values.
         """
         return {"target_mean": self.target_mean_.tolist(),
                 "target_scale": self.target_scale_.tolist(),
-                "target_ndim": int(self._y_ndim)}
+                "target_ndim": int(self._y_ndim),
+                "target_names": (None if self.target_names_ is None
+                                 else self.target_names_.tolist())}
 
     def _set_targets(self, target):
         self.target_mean_ = np.asarray(target["target_mean"], dtype=np.float64)
         self.target_scale_ = np.asarray(target["target_scale"], dtype=np.float64)
         self.n_outputs_ = len(self.target_mean_)
         self._y_ndim = int(target["target_ndim"])
+        names = target.get("target_names")
+        self.target_names_ = None if names is None else np.asarray(names, dtype=object)
         if self.target_scale_.shape != self.target_mean_.shape or self._y_ndim not in (1, 2):
             raise ValueError("target_mean and target_scale must be lists of one length, and "
                              "target_ndim 1 or 2.")

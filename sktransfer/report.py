@@ -156,8 +156,9 @@ def report(clf, X, y, path="report.html", top_losses=12, examples_per_class=2, t
         classifier of one label per image only).
     title : str, optional
     target_names : list of str, optional
-        Names of a multi-label classifier's label columns (e.g. a
-        ``MultiLabelBinarizer``'s ``classes_``) or of a regressor's outputs.
+        Names of a multi-label classifier's label columns or of a
+        regressor's outputs; default: the model's own (``classes_``,
+        ``target_names_``), else their indices.
 
     Returns
     -------
@@ -284,7 +285,8 @@ def _multilabel(clf, images, y, target_names, top_losses, steps):
     if y.ndim != 2 or y.shape[1] != clf.n_classes_ or not np.isin(y, (0, 1)).all():
         raise ValueError(f"y must be a 0/1 indicator matrix of shape (n_samples, "
                          f"{clf.n_classes_}), as the model was fitted on; got shape {y.shape}.")
-    names = _names(target_names, clf.n_classes_, "labels")
+    names = _names(clf.classes_ if target_names is None else target_names, clf.n_classes_,
+                   "labels")
     proba = clf.predict_proba(images)
     steps.update(1)
     true, pred = y.astype(int), (proba > 0.5).astype(int)
@@ -327,7 +329,8 @@ def _regression(clf, images, y, target_names, top_losses, steps):
     if y.ndim > 2 or table.shape[1] != clf.n_outputs_ or table.dtype.kind not in "biuf":
         raise ValueError(f"y must hold {clf.n_outputs_} number(s) per image, as the model was "
                          f"fitted on; got shape {y.shape} of {y.dtype}.")
-    names = _names(target_names, clf.n_outputs_, "outputs")
+    names = _names(clf.target_names_ if target_names is None else target_names,
+                   clf.n_outputs_, "outputs")
     pred = clf.predict(images).reshape(len(y), -1)
     steps.update(1)
     error = pred - table

@@ -157,14 +157,18 @@ def test_every_parameter_is_an_option_with_the_estimators_default():
     import inspect
     import re
 
-    from sktransfer import TransferClassifier
+    from sktransfer import TransferClassifier, TransferRegressor
 
     result = run("train", "--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())  # argparse wraps lines
-    text = text.split("TransferClassifier parameters", 1)[1]  # the options, not the usage line
-    assert text.startswith(" (defaults are its own, but random_state)")
-    for name, param in inspect.signature(TransferClassifier).parameters.items():
+    # the options, not the usage line
+    text = text.split("TransferClassifier and TransferRegressor parameters", 1)[1]
+    assert text.startswith(" (defaults are their own, but random_state)")
+    params = {**inspect.signature(TransferClassifier).parameters,
+              **inspect.signature(TransferRegressor).parameters}
+    assert "(TransferRegressor only)" in text and "(TransferClassifier only)" in text
+    for name, param in params.items():
         if name in ("verbose", "callbacks"):  # --quiet, and Python objects
             continue
         flag = "--" + name.replace("_", "-")

@@ -1,0 +1,133 @@
+"""The command line on a CSV file of image paths and targets: the task guessed, said and used."""
+
+import csv
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sktransfer import TransferClassifier, TransferRegressor, load
+from sktransfer.cli import main
+from sktransfer.tables import TableError, guess_task, read_table
+
+from conftest import blobs
+
+pytest.importorskip("pandas")
+
+FAST = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--quiet"]
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """24 PNG files in tmp_path/photos, and their class (0 or 1)."""
+    X, y = blobs(24)
+    (tmp_path / "photos").mkdir()
+    names = []
+    for i, img in enumerate(X):
+        names.append(f"photos/{i}.png")
+        Image.fromarray(img).save(tmp_path / names[-1])
+    return names, y
+
+
+def _csv(path, header, rows):
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    return path
+
+
+@pytest.mark.parametrize("columns, task, why", [
+    ({"energy": ["1.5", "2", "3"]}, "regression", "column 'energy' holds numbers that are not"),
+    ({"code": ["1", "2", "3"]}, "classification", "column 'code' holds whole numbers"),
+    ({"kind": ["cat", "dog", "1"]}, "classification", "column 'kind' holds text labels"),
+    ({"tags": ["a;b", "b", ""]}, "multilabel", "column 'tags' holds ';'-separated tags"),
+    ({"a": ["0", "1"], "b": ["1", "1"]}, "multilabel", "columns 'a', 'b' hold only 0 and 1"),
+    ({"kj": ["100", "200"], "g": ["2", "3"]}, "regression", "columns 'kj', 'g' hold numbers"),
+])
+def test_the_task_is_guessed_from_the_targets(columns, task, why):
+    guessed, reason = guess_task(columns)
+    assert guessed == task and reason.startswith(why)
+
+
+def test_text_in_several_targets_is_refused():
+    with pytest.raises(TableError, match="target columns 'kind' hold text"):
+        guess_task({"kind": ["a", "b"], "kj": ["1.5", "2"]})
+
+
+def test_the_table_is_checked_naming_column_and_line(tmp_path):
+    table = _csv(tmp_path / "t.csv", ["image", "energy", "water"],
+                 [["a.png", "1.5", "3"], ["b.png", "", "4"]])
+    with pytest.raises(TableError, match="2 columns besides 'image'.*--target"):
+        read_table(table)
+    with pytest.raises(TableError, match="no column 'fat'; its columns are"):
+        read_table(table, targets=["fat"])
+    with pytest.raises(TableError, match="column 'energy' is empty on line\\(s\\) 3"):
+        read_table(table, targets=["energy"])
+    with pytest.raises(TableError, match="no column 'path'"):
+        read_table(table, path_column="path", targets=["water"])
+    read = read_table(table, targets=["water"], task="regression")
+    assert read.paths == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]  # the CSV's folder
+    assert read.why == "--task regression" and list(read.y.columns) == ["water"]
+    with pytest.raises(TableError, match="column 'image' holds text; a regression needs"):
+        read_table(table, path_column="water", targets=["image"], task="regression")
+
+
+def test_regression_from_a_csv_trains_predicts_and_evaluates(photos, tmp_path, capsys):
+    names, y = photos
+    energy = 400.0 + 900 * y + np.linspace(0, 1, len(y))
+    table = _csv(tmp_path / "food.csv", ["image", "energy", "note"],
+                 [[n, f"{e:.2f}", "x"] for n, e in zip(names, energy)])
+    model = tmp_path / "m.sktransfer"
+    code = main(["train", str(table), "--target", "energy", "--epochs", "10", "--lr", "0.01",
+                 "--loss", "huber", "--out", str(model), *FAST[:-1]])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert ("24 images in" in out and "task: regression (column 'energy' holds numbers that "
+            "are not whole; --task changes it)" in out)
+    assert "held-out R² (5 images, test size 0.2):" in out and "energy: R² " in out
+    reg = load(model)
+    assert type(reg) is TransferRegressor and list(reg.target_names_) == ["energy"]
+    assert reg.get_params()["loss"] == "huber"
+    assert main(["predict", str(model), str(tmp_path / "photos" / "0.png"), "--quiet"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["path", "energy"] and float(rows[1][1]) == pytest.approx(
+        reg.predict([str(tmp_path / "photos" / "0.png")])[0], rel=1e-5)
+    report = tmp_path / "r.html"
+    assert main(["evaluate", str(model), str(table), "--report", str(report), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("R²: ") and "energy: R² " in out and "MAE " in out
+    assert 'id="per-output"' in report.read_text()
+
+
+def test_tags_from_a_csv_train_a_multilabel_classifier(photos, tmp_path, capsys):
+    names, y = photos
+    tags = ["salty;crisp" if c else "sweet" for c in y]
+    table = _csv(tmp_path / "tags.csv", ["path", "tags"], list(zip(names, tags)))
+    model = tmp_path / "m.sktransfer"
+    assert main(["train", str(table), "--epochs", "10", "--lr", "0.01", "--out", str(model),
+                 *FAST[:-1]]) == 0
+    out = capsys.readouterr().out
+    assert "task: multilabel (column 'tags' holds ';'-separated tags" in out
+    assert "micro F1" in out
+    clf = load(model)
+    assert type(clf) is TransferClassifier and list(clf.classes_) == ["crisp", "salty", "sweet"]
+    image = str(tmp_path / names[1])
+    assert main(["predict", str(model), image, "--quiet"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["path", "tags", "p_crisp", "p_salty", "p_sweet"]
+    predicted = clf.predict([image])[0]
+    assert rows[1][1] == ";".join(t for t, on in zip(clf.classes_, predicted) if on)
+    assert main(["evaluate", str(model), str(table), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("micro F1: ")
+
+
+def test_the_task_can_be_chosen_and_a_folder_stays_a_classifier(photos, tmp_path, capsys):
+    names, y = photos
+    table = _csv(tmp_path / "codes.csv", ["path", "grade"],
+                 [[n, str(3 + 4 * c)] for n, c in zip(names, y)])
+    model = tmp_path / "m.sktransfer"
+    assert main(["train", str(table), "--task", "regression", "--epochs", "2",
+                 "--out", str(model), *FAST]) == 0
+    assert type(load(model)) is TransferRegressor
+    assert main(["train", str(tmp_path / "photos"), "--task", "regression", *FAST]) == 1
+    assert "--task regression needs a CSV file" in capsys.readouterr().err
