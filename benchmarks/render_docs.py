@@ -414,6 +414,55 @@ def render_tabular(report):
             f"{rows}\n\nBest: {best}.")
 
 
+# -- regression: docs/benchmarks.md ---------------------------------------------
+
+def _rows_of(results, percent=False):
+    scale = 100 if percent else 1
+    fmt = ".1f" if percent else ".3f"
+    return "\n".join(f"| {name} | {scale * r['mean']:{fmt}} ± {scale * r['std']:{fmt}} | "
+                     f"{r['seconds']:.0f} |" for name, r in results.items())
+
+
+def _versus(results, probe_word, ours_word):
+    """One line per backbone: ours minus the probe, in the same folds' means."""
+    lines = []
+    for name, r in results.items():
+        if probe_word in name:
+            backbone = name.split(":")[0]
+            ours = results.get(f"{backbone}: {ours_word}")
+            if ours is not None:
+                lines.append(f"{backbone} {ours['mean'] - r['mean']:+.3f}")
+    return ", ".join(lines)
+
+
+def render_regression(report):
+    """The composition-from-a-photo section of docs/benchmarks.md."""
+    res = report["results"]
+    six = next(r for n, r in res["six"].items() if n.startswith("MobileNetV2: TransferRegressor d"))
+    per_output = ", ".join(f"{name.split('_')[0]} {r2:.2f}"
+                           for name, r2 in zip(report["outputs"], six["per_output"]))
+    return (f"Measured by `python benchmarks/bench_regression.py` on "
+            f"{report['machine']['cores']} CPU cores: {report['data']}; {report['folds']} "
+            "(raw numbers in `benchmarks/results/regression.json`). Mean ± standard "
+            "deviation over the folds; seconds for all of a row's fits.\n\n"
+            "Energy per 100 g alone (R²):\n\n"
+            "| model | R² | seconds |\n|---|---|---|\n" + _rows_of(res["energy"]) +
+            f"\n\nTransferRegressor defaults minus the Ridge probe: "
+            f"{_versus(res['energy'], 'Ridge probe', 'TransferRegressor defaults')}.\n\n"
+            "Energy, water, protein, fat, carbohydrate and fibre as one 6-output regressor "
+            "(R² averaged over the outputs):\n\n"
+            "| model | R² | seconds |\n|---|---|---|\n" + _rows_of(res["six"]) +
+            f"\n\nTransferRegressor defaults minus the Ridge probe: "
+            f"{_versus(res['six'], 'Ridge probe', 'TransferRegressor defaults')}. Per output "
+            f"(MobileNetV2, defaults): {per_output}.\n\n"
+            f"Four tags from the composition ({', '.join(report['tags'])} per 100 g) as one "
+            "multi-label classifier (micro-F1):\n\n"
+            "| model | micro-F1 | seconds |\n|---|---|---|\n" + _rows_of(res["tags"]) +
+            f"\n\nTransferClassifier defaults minus the probe: "
+            f"{_versus(res['tags'], 'one-vs-rest logistic probe', 'TransferClassifier defaults')}"
+            ".")
+
+
 # (page, section name, renderer); a section reads the results JSON of its name
 # before any dash ("accuracy-levers" reads accuracy.json)
 SECTIONS = [
@@ -423,6 +472,7 @@ SECTIONS = [
     ("docs/benchmarks.md", "accuracy-features", render_features),
     ("docs/user-guide.md", "accuracy-guide", render_levers_guide),
     ("docs/benchmarks.md", "tabular", render_tabular),
+    ("docs/benchmarks.md", "regression", render_regression),
     ("docs/scaling.md", "device", render_device),
 ]
 

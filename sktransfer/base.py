@@ -14,8 +14,11 @@ encoded, the head's outputs and loss, and how outputs become predictions
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
 import numbers
+import re
 import signal
 import threading
 import time
@@ -180,8 +183,21 @@ COMMON_PARAMETERS_DOC = """    backbone : str or torch.nn.Module, default="mobil
 
 
 def with_common_parameters(cls):
-    """Class decorator: put :data:`COMMON_PARAMETERS_DOC` into ``cls``'s docstring."""
-    cls.__doc__ = cls.__doc__.replace("    %(common_parameters)s\n", COMMON_PARAMETERS_DOC)
+    """Class decorator: put :data:`COMMON_PARAMETERS_DOC` into ``cls``'s docstring, each
+    ``default=`` as ``cls``'s own signature has it."""
+    defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+
+    def own_default(match):
+        name, shown = match.group(1), match.group(2)
+        try:
+            same = ast.literal_eval(shown) == defaults.get(name, ast.literal_eval(shown))
+        except (ValueError, SyntaxError):  # not a literal: shown as it is
+            same = True
+        return match.group(0) if same else f"{match.group(0)[:-len(shown)]}{defaults[name]!r}"
+
+    doc = re.sub(r"(?m)^    (\w+) : [^\n]*?default=([^\n]+)$", own_default,
+                 COMMON_PARAMETERS_DOC)
+    cls.__doc__ = cls.__doc__.replace("    %(common_parameters)s\n", doc)
     return cls
 
 
