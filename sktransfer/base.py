@@ -38,6 +38,7 @@ from torch import nn
 from torchvision.transforms import v2 as T
 
 from . import _validation as check
+from . import catalog
 from .callbacks import FitProgress, PartialUnfreeze
 from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
 from .engines import quantized, resolve_engine
@@ -263,6 +264,17 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
                 "augment=True turns off (it draws fresh augmentation at every step): use one "
                 "or the other.")
 
+    def _check_setting(self, device):
+        """Refuse what cannot work on ``device`` or with the backbone, before any weights are
+        read or downloaded: the engine (and its package) on this device, and ``unfreeze``
+        against the backbone's blocks as the catalog knows them."""
+        resolve_engine(self.engine, device)
+        row = catalog.row(self.backbone) if isinstance(self.backbone, str) else None
+        if row is not None and isinstance(self.unfreeze, int) and self.unfreeze > row["blocks"]:
+            raise ValueError(
+                f"unfreeze={self.unfreeze} but backbone {self.backbone!r} has only "
+                f"{row['blocks']} blocks; use unfreeze <= {row['blocks']} (or 'all').")
+
     @property
     def _hidden_units(self):
         units = self.hidden_units
@@ -295,6 +307,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         """
         self._check_params()
         device = check.resolve_device(self.device)
+        self._check_setting(device)
         columns = _column_names(y)
         y = self._check_targets(y)
         if len(y) == 0:
@@ -349,11 +362,11 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
                          fit_generator(seed), fit_generator(seed + 1, device))
         # With augment the prefix must see each freshly augmented image: it runs in the net.
         module = TransferNet(cut.frozen if self.augment else [], cut.trainable, cut.pool, head)
-        self.engine_ = resolve_engine(self.engine, device, strict=strict_engine)
+        engine = resolve_engine(self.engine, device, strict=strict_engine)
         self.extractor_ = Extractor(
             [] if self.augment else cut.frozen, cut.transform, device, self.mixed_precision,
             describe(bb, 0 if self.augment else bb.n_blocks - n_unfreeze, cut.transform),
-            identity=None if self.augment else cut.identity, engine=self.engine_,
+            identity=None if self.augment else cut.identity, engine=engine,
             fallback=self.engine == "auto")
         self.transform_ = cut.transform
         self.n_blocks_ = bb.n_blocks

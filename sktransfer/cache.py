@@ -39,12 +39,14 @@ class MemoryStore:
 
     Parameters
     ----------
-    max_bytes : int
-        Entries are evicted, least recently used first, to stay under this.
+    max_bytes : int or None
+        Entries are evicted, least recently used first, to stay under this;
+        None: ``SKTRANSFER_CACHE_BYTES`` (e.g. ``"2G"``; default 2 GiB), read
+        at each store, so setting it takes effect at once.
     """
 
-    def __init__(self, max_bytes):
-        self.max_bytes = int(max_bytes)
+    def __init__(self, max_bytes=None):
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
         self._entries = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -65,10 +67,21 @@ class MemoryStore:
                 self._entries.move_to_end(key)
             return value
 
+    def limit(self):
+        """The bound in force: ``max_bytes``, or ``SKTRANSFER_CACHE_BYTES``'s value."""
+        if self.max_bytes is not None:
+            return self.max_bytes
+        text = os.environ.get("SKTRANSFER_CACHE_BYTES", "2G")
+        try:
+            return parse_bytes(text)
+        except ValueError as exc:
+            raise ValueError(f"SKTRANSFER_CACHE_BYTES: {exc}") from None
+
     def put(self, key, value):
-        """Store ``value``; evict old entries beyond ``max_bytes``."""
+        """Store ``value``; evict old entries beyond the bound (:meth:`limit`)."""
         size = value.element_size() * value.nelement()
-        if size > self.max_bytes:
+        limit = self.limit()
+        if size > limit:
             return
         with self._lock:
             old = self._entries.pop(key, None)
@@ -76,7 +89,7 @@ class MemoryStore:
                 self._bytes -= old.element_size() * old.nelement()
             self._entries[key] = value
             self._bytes += size
-            while self._bytes > self.max_bytes:
+            while self._bytes > limit:
                 _, evicted = self._entries.popitem(last=False)
                 self._bytes -= evicted.element_size() * evicted.nelement()
 
@@ -87,9 +100,9 @@ class MemoryStore:
             self._bytes = 0
 
 
-#: The process-wide store; resize with ``MEMORY.max_bytes = ...`` or the
-#: ``SKTRANSFER_CACHE_BYTES`` environment variable (default 2 GiB).
-MEMORY = MemoryStore(int(os.environ.get("SKTRANSFER_CACHE_BYTES", 2 << 30)))
+#: The process-wide store, bounded by the ``SKTRANSFER_CACHE_BYTES`` environment
+#: variable (read when used; default 2 GiB), or by ``MEMORY.max_bytes = ...``.
+MEMORY = MemoryStore()
 
 _MAGIC = b"SKTA1\n"
 # The magic, the checksum, and room for the .npy header of an entry.

@@ -186,3 +186,53 @@ class FitProgress(Callback):
         if getattr(self, "bar_", None) is not None:
             self.bar_.close()
             self.bar_ = None
+
+
+class KeepBest(Callback):
+    """Keep, in memory, what it takes to rebuild the estimator at its best epoch so far.
+
+    The best epoch has the lowest ``valid_loss``; without validation data,
+    it is the last one.  What is kept goes through the estimator's public
+    hooks only -- ``fitted_state()``, ``target_config()``, ``weights_`` and
+    the extractor's calibration -- so that, after a fit stopped short
+    (Ctrl-C), ``type(est).from_fitted_state(est.get_params(),
+    **callback.best_["model"])`` rebuilds that epoch's model.  The command
+    line saves an interrupted fit this way.
+
+    Parameters
+    ----------
+    estimator : TransferClassifier or TransferRegressor
+        The estimator whose fit this callback runs in (passed in its
+        ``callbacks`` parameter).
+
+    Attributes
+    ----------
+    best_ : dict or None
+        ``epoch``, ``phase``, ``valid_loss`` and ``model`` (the keyword
+        arguments of ``from_fitted_state`` but ``params``); None before an
+        epoch ended.
+    """
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def initialize(self):
+        """Forget any earlier fit's best epoch."""
+        self.best_ = None
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        """Keep this epoch if it is the best so far."""
+        row = net.history[-1]
+        loss = row.get("valid_loss")
+        if self.best_ is not None and loss is not None and self.best_["valid_loss"] is not None \
+                and loss > self.best_["valid_loss"]:
+            return
+        est = self.estimator
+        self.best_ = {
+            "epoch": row["epoch"], "phase": row.get("phase", 1), "valid_loss": loss,
+            "model": {"target": est.target_config(), "state": est.fitted_state(),
+                      "history": [dict(r) for r in net.history],
+                      "weights_loaded": est.weights_,
+                      "engine_calibration": est.extractor_.calibration},
+        }

@@ -185,6 +185,14 @@ def shipped_rows():
     return table.get("rows") if table.get("versions") == _versions() else None
 
 
+def row(name):
+    """The shipped table's row of the backbone ``name`` (an alias, a torchvision or timm
+    name), or None when the table does not know it (or was written for another
+    torchvision)."""
+    name = ALIASES.get(name, name)
+    return next((r for r in shipped_rows() or () if r["name"] == name), None)
+
+
 def offline(row):
     """Whether ImageNet weights of a table row's backbone are on this machine (hash-checked)."""
     name = row["name"]

@@ -231,47 +231,18 @@ def _positive_int(text):
 
 # -- commands -----------------------------------------------------------------
 
-def _snapshot(clf):
-    """A skorch callback keeping the best epoch so far (lowest valid loss, else the last)."""
-    from skorch.callbacks import Callback
-
-    class Snapshot(Callback):
-        def initialize(self):
-            self.best_ = None
-            return self
-
-        def on_epoch_end(self, net, **kwargs):
-            loss = net.history[-1].get("valid_loss")
-            if self.best_ is not None and loss is not None and self.best_["loss"] is not None \
-                    and loss > self.best_["loss"]:
-                return
-            self.best_ = {
-                "loss": loss, "epoch": net.history[-1]["epoch"],
-                "phase": 2 if getattr(dict(net.callbacks_)["partial_unfreeze"], "unfrozen_",
-                                      False) else 1,
-                "state": {k: v.detach().clone() for k, v in net.module_.state_dict().items()},
-                "attributes": {k: v for k, v in vars(clf).items() if k.endswith("_")},
-                "history": [dict(row) for row in net.history],
-            }
-
-    return Snapshot()
-
-
-def _save_interrupted(clf, snapshot, out):
+def _save_interrupted(clf, keep_best, out):
     """After Ctrl-C: save the best epoch the fit reached, next to ``out``."""
-    from skorch.history import History
-
-    best = snapshot.best_
+    best = keep_best.best_
     if best is None:
         print("sktransfer train: nothing saved, no epoch had ended.", file=sys.stderr)
         return
-    model = type(clf)(**{**clf.get_params(), "callbacks": None})
-    model.__dict__.update(best["attributes"])  # the fit's own fitted attributes
-    model.net_.module_.load_state_dict(best["state"])
-    model.history_ = model.net_.history = History(best["history"])
+    params = {**clf.get_params(), "callbacks": None}
+    model = type(clf).from_fitted_state(params, **best["model"])
     path = out.with_name(f"{out.stem}.interrupted{out.suffix or '.sktransfer'}")
     model.save(path)
-    which = "lowest validation loss so far" if best["loss"] is not None else "last completed"
+    which = "lowest validation loss so far" if best["valid_loss"] is not None else \
+        "last completed"
     print(f"sktransfer train: saved the model of epoch {best['epoch']} "
           f"(phase {best['phase']}, {which}) to {path}; load it with sktransfer.load.",
           file=sys.stderr)
@@ -357,9 +328,11 @@ def cmd_train(args):
     out, confusion_png, curve_png, report_html = _model_paths(args.out)
     held_out = None
     stratified = task == "classification"
+    from .callbacks import KeepBest
+
     clf = _estimator(args, task)
-    snapshot = _snapshot(clf)
-    clf.set_params(callbacks=[("interrupt_snapshot", snapshot)])
+    keep_best = KeepBest(clf)  # what Ctrl-C saves
+    clf.set_params(callbacks=[("keep_best", keep_best)])
     try:
         if args.cv:
             cv = (StratifiedKFold if stratified else KFold)(
@@ -394,7 +367,7 @@ def cmd_train(args):
                   f"{args.test_size}): {_one_score(task, y_true, y_pred):.3f}")
             _score(task, y_true, y_pred, names, args)
     except KeyboardInterrupt:
-        _save_interrupted(clf, snapshot, out)
+        _save_interrupted(clf, keep_best, out)
         raise
     clf.set_params(callbacks=None)
     clf.save(out)
@@ -962,8 +935,9 @@ def main(argv=None):
     except UsageError as exc:
         print(f"sktransfer {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (CLIError, ValueError, TypeError, FileNotFoundError, OSError) as exc:
-        # Our errors name the culprit; a stack trace would only hide it.
+    except (CLIError, ValueError, FileNotFoundError, OSError, ImportError) as exc:
+        # The errors we raise on purpose name the culprit; a stack trace would only hide
+        # it. Anything else is a bug: its traceback shows (and the exit code is 1).
         print(f"sktransfer {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import io
 import logging
+import os
 import tempfile
 import threading
 import warnings
@@ -221,9 +222,10 @@ def _quantize(model_bytes, calibration):
             ranges.write_text(calibration)  # read back by ONNX Runtime: no calibration run
         else:
             reader = Batches(calibration)
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # its advice goes to the root logger, one line per layer
+        # ONNX Runtime's quantizer logs its advice, one line per layer, through the root
+        # logger; a filter drops those records only (the root logger's level stays as is)
+        root, notes = logging.getLogger(), _QuantizerNotes()
+        root.addFilter(notes)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -232,8 +234,18 @@ def _quantize(model_bytes, calibration):
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibration_cache_path=ranges)
         finally:
-            root.setLevel(level)
+            root.removeFilter(notes)
         return (tmp / "int8.onnx").read_bytes(), ranges.read_text()
+
+
+class _QuantizerNotes(logging.Filter):
+    """Drops the log records of ONNX Runtime's quantization package, and only those."""
+
+    def filter(self, record):  # noqa: D102 - logging's protocol
+        import onnxruntime.quantization
+
+        folder = os.path.dirname(onnxruntime.quantization.__file__)
+        return not os.path.abspath(record.pathname).startswith(folder + os.sep)
 
 
 def compile_prefix(modules, input_shape, engine, device="cpu", calibration=None):

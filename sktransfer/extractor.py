@@ -143,8 +143,6 @@ def to_batch(tensors, transform):
     return transform.normalize(torch.stack(tensors))
 
 
-#: Decode the next batch in a thread while the engine runs this one.
-DECODE_AHEAD = True
 # (fingerprint, device, engine) -> the compiled prefix; read-only and safe to call from
 # several threads at once, so clones and threads share them.
 _INFERENCE_COPIES = OrderedDict()
@@ -421,10 +419,10 @@ class Extractor:
                 ThreadPoolExecutor(1) as ahead:
             # The next batch decodes while this one runs (Pillow and the engines release
             # the GIL); measured against decoding in turn in bench_speed.py.
-            upcoming = ahead.submit(decode, batches[0]) if batches and DECODE_AHEAD else None
+            upcoming = ahead.submit(decode, batches[0]) if batches else None
             for k, batch in enumerate(batches):
-                decoded = upcoming.result() if upcoming is not None else decode(batch)
-                if upcoming is not None and k + 1 < len(batches):
+                decoded = upcoming.result()
+                if k + 1 < len(batches):
                     upcoming = ahead.submit(decode, batches[k + 1])
                 errors += [(i, err) for i, (_, err) in zip(batch, decoded) if err is not None]
                 if errors:  # keep decoding only, to report every bad file at once
@@ -579,6 +577,16 @@ class ExtractorMixin:
         tags.input_tags.three_d_array = True
         tags.input_tags.string = True
         return tags
+
+    @property
+    def engine_(self):
+        """The engine that runs the frozen part (``"auto"`` decided; ``"torch"`` once an
+        engine that could not convert the network fell back to it)."""
+        extractor = self.__dict__.get("extractor_")
+        if extractor is None:
+            raise AttributeError(f"{type(self).__name__} has no attribute 'engine_' (not "
+                                 "fitted)")
+        return extractor.engine
 
     def _backbone(self, weights, seed=None):
         backbone = self.backbone

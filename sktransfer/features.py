@@ -142,10 +142,10 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
                 [f"{type(self).__name__.lower()}{i}" for i in range(cut.n_features)],
                 dtype=object,
             )
-        self.engine_ = resolve_engine(self.engine, self.device_)
+        engine = resolve_engine(self.engine, self.device_)
         self.extractor_ = Extractor(modules, transform, self.device_, self.mixed_precision,
                                     describe(bb, bb.n_blocks, transform, self.include_top),
-                                    identity, engine=self.engine_, fallback=self.engine == "auto")
+                                    identity, engine=engine, fallback=self.engine == "auto")
         self.transform_ = transform
         self.n_features_out_ = len(self.feature_names_)
         self.weights_ = bb.weights_tag

@@ -27,9 +27,13 @@ from torch import nn
 
 from ._validation import parse_bytes
 from .files import atomic_write, write_bytes
+from .stored_params import decode, encode
 
 FORMAT = "sktransfer-model"
 FORMAT_VERSION = 1
+#: How ``config.json`` stores parameter values (:mod:`sktransfer.stored_params`); files
+#: without it stored some types as JSON's nearest (tuples as lists, weights enums as text).
+PARAMS_ENCODING = 2
 
 
 class ModelFileError(ValueError):
@@ -43,37 +47,25 @@ def _json_params(est):
             "save() rebuilds the network from its torchvision name; a custom backbone module "
             "cannot be saved this way. Pickle the estimator instead (trusted files only)."
         )
-    optimizer = params["optimizer"]
-    if not isinstance(optimizer, str):
-        optimizer = f"torch.optim.{optimizer.__name__}"
-    json_params = {
-        **params,
-        "weights": None if params["weights"] is None else str(params["weights"]),
-        "hidden_units": (params["hidden_units"] if isinstance(params["hidden_units"], int)
-                         else list(params["hidden_units"])),
-        "optimizer": optimizer,
-        "cache_dir": None if params["cache_dir"] is None else os.fspath(params["cache_dir"]),
-        "callbacks": None,  # training-time hooks: not part of the model
-        "random_state": (params["random_state"] if isinstance(params["random_state"], int)
-                         else None),
-    }
-    if isinstance(params.get("class_weight"), dict):
-        json_params["class_weight"] = [[_to_json(k), float(v)]
-                                       for k, v in params["class_weight"].items()]
-    return json_params
+    # callbacks are training-time hooks, not part of the model: never written
+    return {name: None if name == "callbacks" else encode(name, value)
+            for name, value in params.items()}
 
 
 def _to_json(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _from_json_params(params):
+def _from_json_params(params, encoding):
+    if encoding == PARAMS_ENCODING:
+        return {name: decode(value) for name, value in params.items()}
+    # files written before parameters were stored with their types
     params = dict(params)
-    params["callbacks"] = None  # training-time hooks: never part of a model file
+    params["callbacks"] = None
     if isinstance(params["hidden_units"], list):
         params["hidden_units"] = tuple(params["hidden_units"])
     if params["optimizer"].startswith("torch.optim."):
-        params["optimizer"] = getattr(torch.optim, params["optimizer"].rsplit(".", 1)[1])
+        params["optimizer"] = decode({"class": params["optimizer"]})
     if isinstance(params.get("class_weight"), list):
         params["class_weight"] = {k: v for k, v in params["class_weight"]}
     return params
@@ -102,6 +94,7 @@ def save(est, path):
         "sktransfer_version": __version__,
         "estimator": type(est).__name__,
         "params": _json_params(est),
+        "params_encoding": PARAMS_ENCODING,
         # what the model learnt of its targets: the classes, or the outputs' scales
         "target": est.target_config(),
         "weights_loaded": est.weights_,
@@ -226,7 +219,7 @@ def read_model(path):
         target = config["target"] if "target" in config else {
             "classes": config["classes"], "classes_dtype": config["classes_dtype"]}
         return config.get("estimator", "TransferClassifier"), {
-            "params": _from_json_params(config["params"]),
+            "params": _from_json_params(config["params"], config.get("params_encoding")),
             "target": target,
             "state": state,
             "history": config["history"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 
 from tqdm.auto import tqdm
@@ -146,6 +147,12 @@ def search_progress(total=None, desc="fits"):
     counted where the search runs).  A bar on a terminal, plain lines in a
     log.
 
+    joblib offers no hook for completed tasks but ``Parallel.print_progress``,
+    so that method is replaced while at least one ``search_progress`` block
+    is open, and put back when the last one closes (reference-counted, under
+    a lock, from any thread).  Blocks open at the same time in several
+    threads each count the fits of every search running then.
+
     Parameters
     ----------
     total : int, GridSearchCV, RandomizedSearchCV or None, default=None
@@ -162,31 +169,66 @@ def search_progress(total=None, desc="fits"):
     >>> with search_progress(search):  # doctest: +SKIP
     ...     search.fit(paths, labels)
     """
-    import threading
-
-    from joblib import Parallel
-
     if total is not None and not isinstance(total, int):
         total = _n_fits(total)
-    lock, shown = threading.Lock(), {}
-    original = Parallel.print_progress
-
-    def print_progress(parallel):
-        with lock:
-            if "bar" not in shown:
-                shown["bar"] = progress(total or getattr(parallel, "n_tasks", None), desc,
-                                        unit="fits", leave=True)
-                shown["done"] = 0
-            done = parallel.n_completed_tasks
-            if done > shown["done"]:
-                shown["bar"].update(done - shown["done"])
-                shown["done"] = done
-        original(parallel)
-
-    Parallel.print_progress = print_progress
+    display = _FitCount(total, desc)
+    _watch(display)
     try:
         yield
     finally:
-        Parallel.print_progress = original
-        if "bar" in shown:
-            shown["bar"].close()
+        _unwatch(display)
+        display.close()
+
+
+class _FitCount:
+    """One ``search_progress`` display: the fits joblib completed while it was open."""
+
+    def __init__(self, total, desc):
+        self.total, self.desc = total, desc
+        self.lock, self.bar, self.done = threading.Lock(), None, {}
+
+    def saw(self, parallel):
+        with self.lock:
+            if self.bar is None:
+                self.bar = progress(self.total or getattr(parallel, "n_tasks", None), self.desc,
+                                    unit="fits", leave=True)
+            done = parallel.n_completed_tasks
+            before = self.done.get(id(parallel), 0)
+            if done > before:
+                self.bar.update(done - before)
+                self.done[id(parallel)] = done
+
+    def close(self):
+        with self.lock:
+            if self.bar is not None:
+                self.bar.close()
+
+
+_WATCHING = []  # the open displays
+_WATCH_LOCK = threading.Lock()
+_ORIGINAL = []  # joblib's own print_progress while it is replaced
+
+
+def _print_progress(parallel):
+    for display in list(_WATCHING):
+        display.saw(parallel)
+    _ORIGINAL[0](parallel)
+
+
+def _watch(display):
+    from joblib import Parallel
+
+    with _WATCH_LOCK:
+        if not _WATCHING:
+            _ORIGINAL[:] = [Parallel.print_progress]
+            Parallel.print_progress = _print_progress
+        _WATCHING.append(display)
+
+
+def _unwatch(display):
+    from joblib import Parallel
+
+    with _WATCH_LOCK:
+        _WATCHING.remove(display)
+        if not _WATCHING:
+            Parallel.print_progress = _ORIGINAL.pop()

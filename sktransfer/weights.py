@@ -4,9 +4,9 @@
 are looked up on this machine first: torch's hub cache
 (``$TORCH_HOME/hub/checkpoints``, torchvision's file name), then installed
 packages known to ship the exact file.  Only when neither has them is the
-file downloaded, with torch's own machinery
-(:func:`torch.hub.download_url_to_file`: a temporary file, the sha256 prefix
-checked, then moved into the hub cache), unless ``SKTRANSFER_OFFLINE=1``
+file downloaded, the way :func:`torch.hub.download_url_to_file` does it (a
+temporary file, the sha256 prefix checked, then moved into the hub cache)
+but with a timeout of its own connection, unless ``SKTRANSFER_OFFLINE=1``
 forbids any connection.  ``SKTRANSFER_WEIGHTS_URL`` names a mirror (a base
 URL serving torchvision's file names).  Every file is checked against the
 sha256 prefix in torchvision's file name before use, and loaded with
@@ -15,11 +15,9 @@ sha256 prefix in torchvision's file name before use, and loaded with
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import pickle
-import socket
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -108,23 +106,48 @@ def weights_url(enum):
     return f"{mirror.rstrip('/')}/{file_name(enum)}" if mirror else enum.url
 
 
-@contextlib.contextmanager
-def _socket_timeout(seconds):
-    # torch.hub opens its URL without a timeout; a server that accepts and then
-    # says nothing would hang the fit forever.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
+def _fetch(url, target, expected_prefix, progress, timeout=None):
+    """``torch.hub.download_url_to_file`` with a timeout on this connection alone.
+
+    torch.hub opens its URL without a timeout (a server that accepts and then
+    says nothing would hang the fit forever), and the only other way to give
+    it one is the process-wide socket default.  The same steps otherwise: a
+    temporary file beside ``target``, the sha256 prefix checked, then the
+    rename; a transfer cut short (fewer bytes than the server declared) fails.
+    """
+    import hashlib
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    from .files import atomic_write
+
+    request = urllib.request.Request(url, headers={"User-Agent": "torch.hub"})
+    with urllib.request.urlopen(request, timeout=timeout or DOWNLOAD_TIMEOUT) as response:
+        declared = response.headers.get("Content-Length")
+        declared = int(declared) if declared and declared.isdigit() else None
+        digest, received = hashlib.sha256(), 0
+        with atomic_write(target, "the weights") as fh, \
+                tqdm(total=declared, disable=not progress, unit="B", unit_scale=True,
+                     unit_divisor=1024) as bar:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                fh.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+            if declared is not None and received != declared:
+                raise http.client.IncompleteRead(b"", declared - received)
+            if expected_prefix and not digest.hexdigest().startswith(expected_prefix):
+                raise RuntimeError(f'invalid hash value (expected "{expected_prefix}", got '
+                                   f'"{digest.hexdigest()}")')
 
 
 def download_weights(enum, progress=None):
     """Download torchvision's weights ``enum`` into the hub cache (``$TORCH_HOME/hub/checkpoints``).
 
-    The file goes through :func:`torch.hub.download_url_to_file`: written to
-    a temporary file beside the destination, its sha256 prefix (from
+    The file is fetched as :func:`torch.hub.download_url_to_file` would, with a
+    timeout on its own connection: written to a temporary file beside the
+    destination, its sha256 prefix (from
     torchvision's file name) checked, and only then moved into place, so a
     failed or corrupted download leaves nothing behind.  The caller decides
     whether downloading is allowed (:func:`offline`).
@@ -155,9 +178,7 @@ def download_weights(enum, progress=None):
         progress = sys.stderr.isatty()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with _socket_timeout(DOWNLOAD_TIMEOUT):
-            torch.hub.download_url_to_file(url, os.fspath(target), hash_prefix=hash_prefix(name),
-                                           progress=bool(progress))
+        _fetch(url, target, hash_prefix(name), bool(progress))
     # What urllib, http.client and torch.hub raise: URLError/HTTPError/timeouts are
     # OSErrors, a cut connection an HTTPException, a wrong file a RuntimeError.
     except (OSError, http.client.HTTPException, RuntimeError) as exc:

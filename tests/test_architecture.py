@@ -13,7 +13,7 @@ PACKAGE = Path(sktransfer.__file__).parent
 
 # Lowest first: a module may import only modules of earlier layers.
 LAYERS = [
-    {"engines", "files", "rng"},
+    {"engines", "files", "rng", "stored_params"},
     {"_version", "_validation", "catalog", "data", "demo_data", "progress", "tables", "views"},
     {"weights"},
     {"timm_family"},

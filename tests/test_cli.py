@@ -328,6 +328,10 @@ def test_ctrl_c_saves_the_best_model_so_far(image_folder, tmp_path):
     saved = tmp_path / "m.interrupted.sktransfer"
     model = load(saved)
     assert 1 <= len(model.history_) and model.predict([str(next(image_folder.rglob("*.jpg")))])
+    # the epoch saved is the best one: its history ends there, at the lowest validation loss
+    epoch = int(re.search(r"saved the model of epoch (\d+)", err).group(1))
+    losses = model.history_[:, "valid_loss"]
+    assert model.history_[-1, "epoch"] == epoch and losses[-1] == min(losses)
     assert not out.exists()  # the finished model's name stays free
 
 

@@ -69,6 +69,7 @@ def test_losses_are_the_ones_named(data):
     for loss, criterion in [("squared_error", "MSELoss"), ("huber", "HuberLoss"),
                             ("absolute_error", "L1Loss")]:
         reg = TransferRegressor(**FAST, epochs=150, lr=0.05, lr_schedule="cosine", dropout=0,
+                                hidden_units=(),
                                 loss=loss).fit(same, y)
         assert type(reg.net_.criterion_).__name__ == criterion
         fitted[loss] = reg.predict(same[:1])[0]
