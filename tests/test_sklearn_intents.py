@@ -1,8 +1,11 @@
 """scikit-learn's check intents, on images: what tests/test_sklearn_checks.py cannot run."""
 
 import copy
+import functools
 import pickle
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,24 +21,24 @@ from sktransfer import PretrainedFeatures, TransferClassifier
 FAST = dict(backbone="resnet18", image_size=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fixed_weights(tmp_path_factory):
+@functools.cache
+def fixed_weights():
     """A fixed ResNet-18 weights file: 'pretrained' weights, as users have them."""
     from torchvision.models import resnet18
 
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "r18.pt"
+    path = Path(tempfile.mkdtemp(prefix="sktransfer-r18-")) / "r18.pt"
     torch.save(resnet18().state_dict(), path)
-    FAST["weights"] = path
-    yield path
+    return path
 
 
 def classifier(**kwargs):
-    return TransferClassifier(**FAST, epochs=2, random_state=0, **kwargs)
+    return TransferClassifier(**FAST, weights=fixed_weights(), epochs=2, random_state=0,
+                              **kwargs)
 
 
 def transformer(**kwargs):
-    return PretrainedFeatures(**FAST, **kwargs)
+    return PretrainedFeatures(**FAST, weights=fixed_weights(), **kwargs)
 
 
 def output(est, X):
