@@ -135,17 +135,20 @@ class PartialUnfreeze(Callback):
 
 
 class FitProgress(Callback):
-    """One progress display per fit: the phase, the epoch, the losses, the time left.
+    """One progress display per phase of a fit: the epoch, the losses, the time left.
 
     A bar on a terminal, plain periodic lines otherwise (see
     :func:`sktransfer.progress.progress`).  The phase is read from a
     :class:`PartialUnfreeze` callback named ``"partial_unfreeze"``, when the
-    net has one.  Call :meth:`close` when the whole fit (both phases) is done.
+    net has one.  Each phase gets a display of its own, so that the time
+    left is that of the phase, from its own epochs: phase 2's run through
+    the unfrozen blocks and are slower than phase 1's on cached features.
+    Call :meth:`close` when the whole fit (both phases) is done.
 
     Parameters
     ----------
     total : int
-        Epochs of the whole fit.
+        Epochs of the whole fit (both phases).
     desc : str, default="fit"
     """
 
@@ -156,19 +159,25 @@ class FitProgress(Callback):
     def initialize(self):
         """Start with no display; it opens at the first epoch."""
         self.bar_ = None
+        self.phase_ = None
         return self
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        """Open the display and name the phase."""
-        if self.bar_ is None:
-            self.bar_ = progress(self.total, self.desc, unit="epoch")
+        """Open the phase's display when a phase starts."""
         unfreeze = dict(net.callbacks_).get("partial_unfreeze")
         if unfreeze is not None and getattr(unfreeze, "unfrozen_", False):
             n = unfreeze.n
             phase = f"phase 2 (head + last {n} block{'' if n == 1 else 's'})"
         else:
             phase = "phase 1 (head)"
-        self.bar_.set_description(f"{self.desc}, {phase}")
+        if phase != self.phase_:
+            self.close()
+            # phase 1 runs the net's max_epochs, phase 2 the rest of the total (either may
+            # stop sooner, early)
+            first = min(self.total, net.max_epochs)
+            epochs = first if self.phase_ is None else max(self.total - first, 1)
+            self.bar_ = progress(epochs, f"{self.desc}, {phase}", unit="epoch")
+            self.phase_ = phase
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Advance, showing the losses of the epoch."""

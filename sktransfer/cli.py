@@ -196,11 +196,18 @@ def add_estimator_options(parser, classes, defaults=None):
             if name in _NOT_OPTIONS or name in seen:
                 continue
             seen.add(name)
-            takers = [c.__name__ for c in classes if name in inspect.signature(c).parameters]
-            only = f" ({' and '.join(takers)} only)" if len(takers) < len(classes) else ""
+            takers = [c for c in classes if name in inspect.signature(c).parameters]
+            only = (f" ({' and '.join(c.__name__ for c in takers)} only)"
+                    if len(takers) < len(classes) else "")
+            own = {c.__name__: inspect.signature(c).parameters[name].default for c in takers}
             flag = "--" + name.replace("_", "-")
-            default = defaults.get(name, param.default)
-            text = f"{helps.get(name, '')}{only} (default: {default!r})".strip()
+            if name in defaults or len({repr(v) for v in own.values()}) == 1:
+                default = defaults.get(name, param.default)
+                shown = repr(default)
+            else:  # each estimator keeps its own default unless the option is given
+                default = OWN_DEFAULT
+                shown = ", ".join(f"{v!r} for {c}" for c, v in own.items())
+            text = f"{helps.get(name, '')}{only} (default: {shown})".strip()
             if constraints[name] == ["boolean"]:
                 group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                    default=default, help=text)
@@ -209,13 +216,17 @@ def add_estimator_options(parser, classes, defaults=None):
                                    default=default, metavar=name.upper(), help=text)
 
 
+#: An option's value when not given and the estimators' defaults differ.
+OWN_DEFAULT = type("OwnDefault", (), {"__repr__": lambda self: "the estimator's own"})()
+
+
 def _estimator(args, task, verbose=None):
     """The estimator ``task`` needs, with the parameters of the command line."""
     from . import TransferClassifier, TransferRegressor
 
     cls = TransferRegressor if task == "regression" else TransferClassifier
     params = {name: getattr(args, name) for name in inspect.signature(cls).parameters
-              if name not in _NOT_OPTIONS}
+              if name not in _NOT_OPTIONS and getattr(args, name) is not OWN_DEFAULT}
     return cls(**params, verbose=(0 if args.quiet else 1) if verbose is None else verbose)
 
 

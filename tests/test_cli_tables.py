@@ -88,6 +88,7 @@ def test_regression_from_a_csv_trains_predicts_and_evaluates(photos, tmp_path, c
     reg = load(model)
     assert type(reg) is TransferRegressor and list(reg.target_names_) == ["energy"]
     assert reg.get_params()["loss"] == "huber"
+    assert reg.get_params()["hidden_units"] == (256,)  # the regressor's own default head
     assert main(["predict", str(model), str(tmp_path / "photos" / "0.png"), "--quiet"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert rows[0] == ["path", "energy"] and float(rows[1][1]) == pytest.approx(

@@ -103,13 +103,23 @@ def test_in_scikit_learn_tools_with_one_pass_per_image(data, decoded):
     assert decoded["n"] == len(X)
 
 
-def test_save_load_pickle_and_onnx_give_the_same_predictions(data, tmp_path):
+def _onnx_run(est, X, path, output):
+    """``est`` exported to ``path``, run by ONNX Runtime on ``X``: (its output, its metadata)."""
     ort = pytest.importorskip("onnxruntime")
     import onnx
     import torch
 
     from sktransfer.data import ImageDataset
 
+    est.export_onnx(path)
+    meta = {p.key: json.loads(p.value) for p in onnx.load(path).metadata_props}
+    ds = ImageDataset(X, est.transform_)
+    images = torch.stack([ds[i] for i in range(len(ds))]).numpy()
+    (out,) = ort.InferenceSession(str(path)).run([output], {"images": images})
+    return out, meta
+
+
+def test_save_load_pickle_and_onnx_give_the_same_predictions(data, tmp_path):
     X, y = data
     Y = np.c_[_energy(y), 80.0 - 60.0 * y]
     reg = TransferRegressor(**FAST, epochs=3, unfreeze=1, finetune_epochs=1,
@@ -119,13 +129,8 @@ def test_save_load_pickle_and_onnx_give_the_same_predictions(data, tmp_path):
     assert type(loaded) is TransferRegressor and loaded.get_params()["loss"] == "huber"
     np.testing.assert_allclose(loaded.predict(X), reg.predict(X), rtol=1e-6)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(reg)).predict(X), reg.predict(X))
-    reg.export_onnx(tmp_path / "m.onnx")
-    meta = {p.key: json.loads(p.value) for p in onnx.load(tmp_path / "m.onnx").metadata_props}
+    pred, meta = _onnx_run(reg, X, tmp_path / "m.onnx", "predictions")
     np.testing.assert_allclose(meta["target_mean"], reg.target_mean_)
-    ds = ImageDataset(X, reg.transform_)
-    images = torch.stack([ds[i] for i in range(len(ds))]).numpy()
-    (pred,) = ort.InferenceSession(str(tmp_path / "m.onnx")).run(["predictions"],
-                                                                 {"images": images})
     np.testing.assert_allclose(pred, reg.predict(X), rtol=1e-4)
 
 
@@ -141,17 +146,25 @@ def test_explain_a_chosen_output(data):
         reg.explain(X[:2], target=2)
 
 
-@pytest.mark.parametrize("targets, message", [
-    (np.r_[np.nan, np.ones(23)], r"1 NaN or infinite target\(s\), first at row\(s\) \[0\]"),
-    (np.r_[np.ones(20), np.inf, 1, 1, 1], r"NaN or infinite target\(s\), first at row\(s\) \[20\]"),
-    (np.array(["cheap", "dear"] * 12), "predicts numbers. For categories use TransferClassifier"),
-    (np.ones((24, 2, 2)), r"shape \(24, 2, 2\)"),
-    (None, "requires y to be passed"),
-])
-def test_bad_regression_targets_are_named(data, targets, message):
+@pytest.mark.parametrize("cls, targets, message", [
+    (TransferRegressor, np.r_[np.nan, np.ones(23)],
+     r"1 NaN or infinite target\(s\), first at row\(s\) \[0\]"),
+    (TransferRegressor, np.r_[np.ones(20), np.inf, 1, 1, 1],
+     r"NaN or infinite target\(s\), first at row\(s\) \[20\]"),
+    (TransferRegressor, np.array(["cheap", "dear"] * 12),
+     "predicts numbers. For categories use TransferClassifier"),
+    (TransferRegressor, np.ones((24, 2, 2)), r"shape \(24, 2, 2\)"),
+    (TransferRegressor, None, "requires y to be passed"),
+    (TransferClassifier, [["salty"], ["sweet", "salty"]] * 12, "MultiLabelBinarizer"),
+    (TransferClassifier, np.c_[np.arange(24) % 2, np.zeros(24, int)],
+     r"label column\(s\) \[1\] of y are never present"),
+    (TransferClassifier, np.c_[np.arange(24) % 2, np.arange(24) % 3],
+     "not a 0/1 indicator matrix"),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_bad_targets_are_named(data, cls, targets, message):
     X, _ = data
     with pytest.raises(ValueError, match=message):
-        TransferRegressor(**FAST, epochs=1).fit(X, targets)
+        cls(**FAST, epochs=1).fit(X, targets)
 
 
 def test_validation_targets_must_match(data):
@@ -205,11 +218,6 @@ def test_multilabel_representations(data):
 
 def test_multilabel_through_the_same_paths(data, tmp_path):
     pytest.importorskip("pytorch_grad_cam")
-    ort = pytest.importorskip("onnxruntime")
-    import torch
-
-    from sktransfer.data import ImageDataset
-
     X, y = data
     Y = _tags(y)
     clf = TransferClassifier(**FAST, epochs=3, unfreeze=1, finetune_epochs=1).fit(X, Y)
@@ -218,11 +226,8 @@ def test_multilabel_through_the_same_paths(data, tmp_path):
     assert loaded.multilabel_
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict(X), clf.predict(X))
-    clf.export_onnx(tmp_path / "m.onnx")
-    ds = ImageDataset(X, clf.transform_)
-    images = torch.stack([ds[i] for i in range(len(ds))]).numpy()
-    (proba,) = ort.InferenceSession(str(tmp_path / "m.onnx")).run(["probabilities"],
-                                                                   {"images": images})
+    proba, meta = _onnx_run(clf, X, tmp_path / "m.onnx", "probabilities")
+    assert meta["multilabel"] is True and meta["classes"] == [0, 1, 2]
     np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-5)
     assert len(clf.explain(X[:2], target=2)) == 2
     search = GridSearchCV(TransferClassifier(**FAST, epochs=2), {"lr": [1e-3, 1e-2]}, cv=2)
@@ -235,18 +240,6 @@ def test_early_stopping_with_multilabel_and_regression(data):
     reg = TransferRegressor(**FAST, epochs=3, early_stopping=True).fit(X, _energy(y))
     for est in (clf, reg):
         assert "valid_loss" in est.history_[-1]
-
-
-@pytest.mark.parametrize("targets, message", [
-    ([["salty"], ["sweet", "salty"]] * 12, "MultiLabelBinarizer"),
-    (np.c_[np.arange(24) % 2, np.zeros(24, int)],
-     r"label column\(s\) \[1\] of y are never present"),
-    (np.c_[np.arange(24) % 2, np.arange(24) % 3], "not a 0/1 indicator matrix"),
-])
-def test_bad_multilabel_targets_are_named(data, targets, message):
-    X, _ = data
-    with pytest.raises(ValueError, match=message):
-        TransferClassifier(**FAST, epochs=1).fit(X, targets)
 
 
 def test_class_weight_is_for_one_label_per_image(data):
