@@ -205,9 +205,10 @@ def offline(row):
         return False
 
 
-def hub_cache_file(repo_id):
+def hub_cache_file(repo_id, cache_dir=None):
     """The weights file of Hugging Face repository ``repo_id`` in the local cache, or None.
 
+    ``cache_dir``: a Hugging Face cache folder (default: huggingface_hub's).
     Reads nothing and connects nowhere (``None`` too without huggingface_hub).
     """
     try:
@@ -215,7 +216,7 @@ def hub_cache_file(repo_id):
     except ImportError:
         return None
     for filename in HUB_WEIGHTS_FILES:
-        path = try_to_load_from_cache(repo_id, filename)
+        path = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
         if isinstance(path, str):
             return Path(path)
     return None

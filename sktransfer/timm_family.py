@@ -21,8 +21,10 @@ module imports it only when a timm backbone is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,6 +342,91 @@ def create(name, weights="imagenet", cache_dir=None):
     return TimmModel(model, model_name, tag, data_cfg, categories)
 
 
+def _download(repo_id, filename, cache_dir):
+    """``filename`` of ``repo_id`` through huggingface_hub, checked against its sha256.
+
+    One metadata request without retries goes first: huggingface_hub retries
+    an unanswered one five times with growing pauses (about 25 s) before it
+    says the hub cannot be reached.  ``HF_ENDPOINT`` is read now, and the
+    metadata request times out as torchvision downloads do.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    get_hf_file_metadata(hf_hub_url(repo_id, filename, endpoint=endpoint),
+                         timeout=weights_mod.DOWNLOAD_TIMEOUT, retry_on_errors=False)
+    path = Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir, endpoint=endpoint,
+                                etag_timeout=weights_mod.DOWNLOAD_TIMEOUT))
+    _check_blob(path, repo_id)
+    return path
+
+
+class _HubNotes:
+    """Drops huggingface_hub's warnings about retrying: the failure is said once, by us."""
+
+    @staticmethod
+    def filter(record):  # noqa: D102 - logging's protocol
+        return record.levelno > 30 or not record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_hub():
+    import logging
+
+    loggers = [logging.getLogger(name) for name in
+               ("huggingface_hub.file_download", "huggingface_hub.utils._http")]
+    for logger in loggers:
+        logger.addFilter(_HubNotes)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_HubNotes)
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _missing_entry(exc):
+    """Whether the hub answered that the repository has no such file (try the next name)."""
+    return type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError")
+
+
+def _drop_partial(repo_id, cache_dir):
+    """Remove what a failed download left of ``repo_id``'s files (huggingface_hub keeps a
+    partial file to resume from): a failed download leaves no weights behind."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    folder = (Path(cache_dir or constants.HF_HUB_CACHE)
+              / repo_folder_name(repo_id=repo_id, repo_type="model") / "blobs")
+    for partial in folder.glob("*.incomplete"):
+        partial.unlink(missing_ok=True)
+
+
+def _check_blob(path, repo_id):
+    """Check a downloaded file against its sha256, which the hub gives as the ETag of a large
+    file (the blob's name in the cache); an altered file leaves the cache."""
+    import hashlib
+
+    blob = path.resolve()
+    if not re.fullmatch(r"[0-9a-f]{64}", blob.name):
+        return  # a small file's ETag is not its sha256
+    digest = hashlib.sha256()
+    with open(blob, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != blob.name:
+        blob.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        raise weights_mod.WeightsDownloadError(
+            f"The weights file downloaded for {repo_id} ({path.name}) does not match its "
+            "sha256 from the Hugging Face hub: it was altered or damaged on the way. Nothing "
+            "was kept; try again.")
+
+
 def weights_token(name, weights):
     """Names the file :func:`create` loads for ``weights`` (fetching it if need be), or None.
 
@@ -378,7 +465,7 @@ def _fetch(model_name, cfg, cache_dir=None):
         raise weights_mod.WeightsNotFoundError(
             f"timm's {model_name} has no weights on the Hugging Face hub; pass "
             "weights=PATH (a state_dict file) or weights=None.")
-    cached = hub_cache_file(cfg.hf_hub_id) if cache_dir is None else None
+    cached = hub_cache_file(cfg.hf_hub_id, cache_dir)
     if cached is not None:
         return cached
     if _offline():
@@ -390,15 +477,16 @@ def _fetch(model_name, cfg, cache_dir=None):
             "downloading them. Run `sktransfer weights download timm/"
             f"{model_name}` on a machine with internet and copy that cache folder here "
             "(HF_HUB_CACHE moves it), or use weights=PATH or weights=None.")
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError
-
     errors = []
-    for filename in HUB_WEIGHTS_FILES[:2]:  # the names timm publishes its weights under
-        try:
-            return Path(hf_hub_download(cfg.hf_hub_id, filename, cache_dir=cache_dir))
-        except (OSError, HfHubHTTPError, ValueError) as exc:
-            errors.append(f"{filename}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+    with _quiet_hub():
+        for filename in HUB_WEIGHTS_FILES[:2]:  # the names timm publishes its weights under
+            try:
+                return _download(cfg.hf_hub_id, filename, cache_dir)
+            except Exception as exc:  # noqa: BLE001 - httpx, huggingface_hub and OS errors
+                errors.append(f"{filename}: {_first_line(exc)}")
+                _drop_partial(cfg.hf_hub_id, cache_dir)
+                if not _missing_entry(exc):  # the file is there but could not be fetched
+                    break
     raise weights_mod.WeightsDownloadError(
         f"Could not download the weights of timm's {model_name} from the Hugging Face hub "
         f"({cfg.hf_hub_id}): {'; '.join(errors)}. Check the connection, or download them on "
