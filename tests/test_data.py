@@ -111,7 +111,7 @@ def test_unreadable_file_names_the_file(tmp_path):
 @pytest.mark.parametrize("X, error, match", [
     ([], ValueError, "empty"),
     (np.zeros((0, 8, 8, 3), np.uint8), ValueError, "empty"),
-    (np.zeros((2, 8, 8, 4), np.uint8), ValueError, r"\(2, 8, 8, 4\)"),
+    (np.zeros((2, 8, 8, 2), np.uint8), ValueError, r"\(2, 8, 8, 2\)"),
     (np.zeros((8, 8), np.uint8), ValueError, r"\(8, 8\)"),
     (np.zeros((2, 8, 8, 3), bool), TypeError, "bool"),
     (np.full((2, 8, 8, 3), 255.0), ValueError, "0, 1"),

@@ -12,7 +12,7 @@ from sktransfer import TransferClassifier
 rng = np.random.RandomState(0)
 X = rng.randint(0, 256, (24, 40, 40, 3), dtype=np.uint8)
 y = np.arange(24) % 3
-clf = TransferClassifier("resnet18", weights=None, image_size=32, epochs=3, unfreeze=2,
+clf = TransferClassifier(backbone="resnet18", weights=None, image_size=32, epochs=3, unfreeze=2,
                          finetune_epochs=2, finetune_lr=1e-3, dropout=0.5, random_state=7)
 np.save(sys.argv[1], clf.fit(X, y).predict_proba(X))
 """

@@ -28,6 +28,7 @@ from sktransfer import cache as cache_mod
 from sktransfer import extractor as extractor_mod
 from sktransfer.cache import MEMORY, DiskStore
 
+from cli_helpers import run_here
 from disks import remount_read_only, tmpfs
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
@@ -353,28 +354,23 @@ def test_cache_dir_stays_under_its_size_bound_dropping_least_recently_used(
     assert all(store.has(extractor.key, images.content_key(i)) for i in range(2))
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "sktransfer.cli", *args], capture_output=True,
-                          text=True)
-
-
 def test_cache_command_info_prune_clear(tmp_path, tiny):
     X, y = tiny
     TransferClassifier(**FAST, cache_dir=tmp_path).fit(X, y)
     TransferClassifier(**FAST, unfreeze=1, finetune_epochs=1, cache_dir=tmp_path).fit(X, y)
     (tmp_path / "notes.txt").write_text("not ours")
-    info = _cli("cache", "info", str(tmp_path))
+    info = run_here("cache", "info", str(tmp_path))
     assert info.returncode == 0, info.stderr
     assert "32 entries" in info.stdout
     assert "resnet18 (random), 5 of 5 blocks + pooling, 32 px" in info.stdout
     assert "resnet18 (random), 4 of 5 blocks, 32 px" in info.stdout
-    pruned = _cli("cache", "prune", str(tmp_path), "--max-bytes", "10K")
+    pruned = run_here("cache", "prune", str(tmp_path), "--max-bytes", "10K")
     assert pruned.returncode == 0 and "removed" in pruned.stdout
     assert DiskStore(tmp_path).info()["bytes"] <= 10 * 1024
-    assert _cli("cache", "prune", str(tmp_path)).returncode == 2  # --max-bytes is needed
-    bad = _cli("cache", "prune", str(tmp_path), "--max-bytes", "lots")
+    assert run_here("cache", "prune", str(tmp_path)).returncode == 2  # --max-bytes is needed
+    bad = run_here("cache", "prune", str(tmp_path), "--max-bytes", "lots")
     assert bad.returncode == 1 and "'lots' is not a size" in bad.stderr
-    cleared = _cli("cache", "clear", str(tmp_path))
+    cleared = run_here("cache", "clear", str(tmp_path))
     assert cleared.returncode == 0
     assert not list(tmp_path.rglob("*.npy")) and (tmp_path / "notes.txt").exists()
-    assert _cli("cache", "info", str(tmp_path / "nowhere")).returncode == 1
+    assert run_here("cache", "info", str(tmp_path / "nowhere")).returncode == 1
