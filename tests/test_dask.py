@@ -57,3 +57,21 @@ def test_estimators_pickle_small(tiny):
     weights = sum(p.numel() * 4 for p in fitted.net_.module_.parameters()) + sum(
         p.numel() * 4 for m in fitted.extractor_.modules for p in m.parameters())
     assert size < 1.3 * weights  # the network, not its cached activations or optimizer extras
+
+
+def test_a_regressor_search_on_local_cluster_matches_sequential(tiny):
+    from sktransfer import TransferRegressor
+
+    X, y = tiny
+    values = 300.0 + 500.0 * y
+    search = lambda: GridSearchCV(  # noqa: E731
+        TransferRegressor(backbone="resnet18", weights=None, image_size=32, epochs=2,
+                          random_state=0), {"loss": ["squared_error", "huber"]}, cv=2)
+    serial = search().fit(X, values)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster), parallel_backend("dask"):
+        spread = search().set_params(n_jobs=-1).fit(X, values)
+    np.testing.assert_allclose(spread.cv_results_["mean_test_score"],
+                               serial.cv_results_["mean_test_score"])
+    assert spread.best_estimator_.predict(X[:2]).shape == (2,)

@@ -151,3 +151,15 @@ def test_download_ahead_into_a_folder_for_an_air_gapped_machine(server, tmp_path
     assert _left(target) == [FILE]
     assert main(["weights", "download", "mobilenet_v2:IMAGENET1K_V1", "--to", str(target)]) == 0
     assert server.requests == [f"/{FILE}"]  # already there: verified, not fetched again
+
+
+@requires_imagenet
+@pytest.mark.parametrize("params, message", [
+    ({"unfreeze": 20}, "unfreeze=20 but backbone 'mobilenet' has only 19 blocks"),
+    ({"lr": -1.0}, "'lr' parameter"),
+    ({"tta": 0}, "'tta' parameter"),
+])
+def test_an_impossible_setting_makes_no_request(server, fresh_torch_home, params, message):
+    with pytest.raises(ValueError, match=message):
+        _fit(**params)
+    assert server.requests == [] and _left(fresh_torch_home) == []
