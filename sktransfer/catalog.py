@@ -205,10 +205,11 @@ def offline(row):
         return False
 
 
-def hub_cache_file(repo_id, cache_dir=None):
+def hub_cache_file(repo_id, cache_dir=None, revision=None):
     """The weights file of Hugging Face repository ``repo_id`` in the local cache, or None.
 
-    ``cache_dir``: a Hugging Face cache folder (default: huggingface_hub's).
+    ``cache_dir``: a Hugging Face cache folder (default: huggingface_hub's);
+    ``revision``: a branch, tag or commit (default: ``main``).
     Reads nothing and connects nowhere (``None`` too without huggingface_hub).
     """
     try:
@@ -216,7 +217,7 @@ def hub_cache_file(repo_id, cache_dir=None):
     except ImportError:
         return None
     for filename in HUB_WEIGHTS_FILES:
-        path = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
+        path = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
         if isinstance(path, str):
             return Path(path)
     return None

@@ -52,8 +52,16 @@ def is_timm_name(name):
     return isinstance(name, str) and (name.lower().startswith(PREFIX) or name.lower() in PACKAGED)
 
 
+def revision(name):
+    """The hub revision ``name`` pins (``"timm/<model>@<revision>"``, as timm writes a hub
+    id), or None: the repository's ``main``."""
+    rest = name[len(PREFIX):] if name.lower().startswith(PREFIX) else ""
+    return rest.partition("@")[2] or None
+
+
 def timm_name(name):
-    """The timm model name behind ``name`` (``"timm/resnet50.a1_in1k"`` -> ``"resnet50.a1_in1k"``).
+    """The timm model name behind ``name`` (``"timm/resnet50.a1_in1k"`` -> ``"resnet50.a1_in1k"``;
+    a pinned revision, ``"timm/<model>@<revision>"``, is not part of it).
 
     Raises
     ------
@@ -63,7 +71,7 @@ def timm_name(name):
     if name.lower() in PACKAGED:
         return PACKAGED[name.lower()].timm_name
     timm = _timm()
-    model = name[len(PREFIX):]
+    model = name[len(PREFIX):].partition("@")[0]
     if not timm.is_model(model):
         close = timm.list_models(f"*{model.split('.')[0][:12]}*", pretrained=True)[:5]
         hint = f" Close names: {', '.join(PREFIX + c for c in close)}." if close else ""
@@ -311,10 +319,10 @@ def create(name, weights="imagenet", cache_dir=None):
     packaged = packaged_file(name) if imagenet else None
     if imagenet and packaged is None:
         # timm's own loading: its checkpoint filters (position embeddings, CLIP layouts) apply.
-        path = _fetch(model_name, cfg, cache_dir)
+        path = _fetch(model_name, cfg, cache_dir, revision(name))
         model = timm.create_model(model_name, pretrained=True, **kwargs,
                                   pretrained_cfg_overlay={"file": str(path)})
-        tag = cfg.hf_hub_id or model_name
+        tag = (cfg.hf_hub_id or model_name) + (f"@{revision(name)}" if revision(name) else "")
     else:
         model = timm.create_model(model_name, pretrained=False, **kwargs)
     if packaged is not None:
@@ -342,7 +350,7 @@ def create(name, weights="imagenet", cache_dir=None):
     return TimmModel(model, model_name, tag, data_cfg, categories)
 
 
-def _download(repo_id, filename, cache_dir):
+def _download(repo_id, filename, cache_dir, revision=None):
     """``filename`` of ``repo_id`` through huggingface_hub, checked against its sha256.
 
     One metadata request without retries goes first: huggingface_hub retries
@@ -353,10 +361,10 @@ def _download(repo_id, filename, cache_dir):
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     endpoint = os.environ.get("HF_ENDPOINT") or None
-    get_hf_file_metadata(hf_hub_url(repo_id, filename, endpoint=endpoint),
+    get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint),
                          timeout=weights_mod.DOWNLOAD_TIMEOUT, retry_on_errors=False)
-    path = Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir, endpoint=endpoint,
-                                etag_timeout=weights_mod.DOWNLOAD_TIMEOUT))
+    path = Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                endpoint=endpoint, etag_timeout=weights_mod.DOWNLOAD_TIMEOUT))
     _check_blob(path, repo_id)
     return path
 
@@ -456,16 +464,18 @@ def fetch(name, cache_dir=None):
     pathlib.Path
     """
     model_name = timm_name(name)
-    return _fetch(model_name, _timm().models.get_pretrained_cfg(model_name), cache_dir)
+    return _fetch(model_name, _timm().models.get_pretrained_cfg(model_name), cache_dir,
+                  revision(name))
 
 
-def _fetch(model_name, cfg, cache_dir=None):
-    """The pretrained weights file of ``model_name``: from the Hugging Face cache, else downloaded."""
+def _fetch(model_name, cfg, cache_dir=None, revision=None):
+    """The pretrained weights file of ``model_name`` (at ``revision``, default ``main``): from
+    the Hugging Face cache, else downloaded."""
     if not cfg.hf_hub_id:
         raise weights_mod.WeightsNotFoundError(
             f"timm's {model_name} has no weights on the Hugging Face hub; pass "
             "weights=PATH (a state_dict file) or weights=None.")
-    cached = hub_cache_file(cfg.hf_hub_id, cache_dir)
+    cached = hub_cache_file(cfg.hf_hub_id, cache_dir, revision)
     if cached is not None:
         return cached
     if _offline():
@@ -481,7 +491,7 @@ def _fetch(model_name, cfg, cache_dir=None):
     with _quiet_hub():
         for filename in HUB_WEIGHTS_FILES[:2]:  # the names timm publishes its weights under
             try:
-                return _download(cfg.hf_hub_id, filename, cache_dir)
+                return _download(cfg.hf_hub_id, filename, cache_dir, revision)
             except Exception as exc:  # noqa: BLE001 - httpx, huggingface_hub and OS errors
                 errors.append(f"{filename}: {_first_line(exc)}")
                 _drop_partial(cfg.hf_hub_id, cache_dir)

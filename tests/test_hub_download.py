@@ -138,3 +138,14 @@ def test_downloaded_into_a_folder_then_used_offline(hub, tmp_path, weights_file)
     assert used.returncode == 0, used.stderr
     assert len(hub.requests) == requests  # offline: the folder answered
     assert np.any([line.strip() for line in used.stdout.splitlines()])
+
+
+def test_a_pinned_revision_is_the_one_fetched(hub, tmp_path, weights_file):
+    path = timm_family.fetch(f"{NAME}@{hub.commit}", cache_dir=tmp_path)
+    assert path.read_bytes() == weights_file and hub.commit in str(path)
+    assert hub.requests and all(f"/resolve/{hub.commit}/" in p for _, p in hub.requests)
+    assert timm_family.fetch(f"{NAME}@{hub.commit}", cache_dir=tmp_path) == path  # cached
+    with pytest.raises(WeightsDownloadError, match="model.safetensors") as info:
+        timm_family.fetch(f"{NAME}@v9.9", cache_dir=tmp_path)  # a revision the hub lacks
+    assert "\n" not in str(info.value).strip()
+    assert timm_family.timm_name(f"{NAME}@v9.9") == "regnetx_002.pycls_in1k"
