@@ -16,11 +16,13 @@ _PUBLIC = {
     "TransferClassifier": "classifier",
     "TransferRegressor": "regressor",
     "WriteError": "files",
+    "fill_cache": "cluster",
     "list_backbones": "backbones",
     "load": "loading",
     "load_image_folder": "data",
     "plot_confusion_matrix": "plots",
     "plot_learning_curve": "plots",
+    "predict_partitions": "cluster",
     "report": "report",
     "search_progress": "progress",
 }

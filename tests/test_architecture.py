@@ -23,7 +23,7 @@ LAYERS = [
     {"callbacks", "explain", "network", "persist", "plots"},
     {"base", "features"},
     {"classifier", "regressor"},
-    {"loading", "report"},
+    {"cluster", "loading", "report"},
     {"cli"},
 ]
 LAYER = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -4,6 +4,7 @@ import os
 import pickle
 
 import numpy as np
+import torch
 import pytest
 from joblib import parallel_backend
 from sklearn.model_selection import GridSearchCV
@@ -75,3 +76,46 @@ def test_a_regressor_search_on_local_cluster_matches_sequential(tiny):
     np.testing.assert_allclose(spread.cv_results_["mean_test_score"],
                                serial.cv_results_["mean_test_score"])
     assert spread.best_estimator_.predict(X[:2]).shape == (2,)
+
+
+def test_extraction_on_the_cluster_then_a_fit_computes_nothing_here(tmp_path, decoded):
+    """fill_cache on 2 workers; the client's fit then reads every activation from the folder;
+    predictions over a dask.bag and a dask.array equal the single-process ones."""
+    import dask.array as da
+    import dask.bag as db
+    from PIL import Image
+
+    from conftest import blobs
+    from sktransfer import PretrainedFeatures, TransferClassifier, fill_cache, predict_partitions
+
+    X, y = blobs(20, size=40)
+    paths = []
+    for i, img in enumerate(X):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(img).save(paths[-1])
+    shared = tmp_path / "cache"
+    est = TransferClassifier(backbone="resnet18", weights=None, image_size=32, epochs=2,
+                             random_state=0, cache_dir=shared)
+    # random weights must be the same on every worker: a fixed file of them
+    weights = tmp_path / "r18.pt"
+    torch.manual_seed(0)
+    torch.save(__import__("torchvision").models.resnet18().state_dict(), weights)
+    est.set_params(weights=weights)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        assert fill_cache(est, paths, client=client, partition_size=6) == len(paths)
+        decoded["n"] = 0
+        est.fit(paths, y)
+        assert decoded["n"] == 0  # every activation came from the cluster's work
+        on_bag = predict_partitions(est, db.from_sequence(paths, npartitions=3)).compute()
+        on_array = predict_partitions(est, da.from_array(np.array(paths, dtype=object),
+                                                          chunks=7), "predict_proba").compute()
+        features = PretrainedFeatures(backbone="resnet18", weights=weights, image_size=32).fit()
+        spread = predict_partitions(features, da.from_array(np.array(paths, dtype=object),
+                                                             chunks=8), "transform").compute()
+    np.testing.assert_array_equal(on_bag, est.predict(paths))
+    np.testing.assert_allclose(on_array, est.predict_proba(paths), rtol=1e-6)
+    np.testing.assert_allclose(spread, features.transform(paths), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unfreeze=1"):
+        fill_cache(est.set_params(unfreeze=1), paths, client=object())
