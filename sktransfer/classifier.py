@@ -30,8 +30,9 @@ def _missing(y):
     if y.dtype.kind == "f":
         return np.flatnonzero(np.isnan(y).reshape(len(y), -1).any(axis=1))
     if y.dtype == object:
-        return np.flatnonzero([v is None or (isinstance(v, float) and np.isnan(v))
-                               for v in y.reshape(-1)]) // max(1, y[:1].size)
+        flags = np.array([v is None or (isinstance(v, float) and np.isnan(v))
+                          for v in y.reshape(-1)], dtype=bool)
+        return np.flatnonzero(flags.reshape(len(y), -1).any(axis=1))
     return np.array([], dtype=int)
 
 
@@ -46,7 +47,9 @@ def _check_labels(y):
         raise ValueError(
             "TransferClassifier requires y to be passed, but the target y is None: it is a "
             "supervised classifier.")
-    if not hasattr(y, "shape") and _holds_sequences(y):
+    sequences = not hasattr(y, "shape") or (getattr(y, "dtype", None) == object
+                                            and len(y.shape) == 1)  # a Series of lists too
+    if sequences and _holds_sequences(y):
         rows = [list(v) if isinstance(v, (list, tuple)) else None for v in y]
         flat = {x for row in rows if row is not None for x in row}
         widths = {len(row) if row is not None else -1 for row in rows}

@@ -156,6 +156,8 @@ def test_explain_a_chosen_output(data):
     (TransferRegressor, np.ones((24, 2, 2)), r"shape \(24, 2, 2\)"),
     (TransferRegressor, None, "requires y to be passed"),
     (TransferClassifier, [["salty"], ["sweet", "salty"]] * 12, "MultiLabelBinarizer"),
+    (TransferClassifier, np.array([["salty"], ["sweet", "salty"]] * 12, dtype=object),
+     "MultiLabelBinarizer"),  # as a column of lists arrives
     (TransferClassifier, np.c_[np.arange(24) % 2, np.zeros(24, int)],
      r"label column\(s\) \[1\] of y are never present"),
     (TransferClassifier, np.c_[np.arange(24) % 2, np.arange(24) % 3],
