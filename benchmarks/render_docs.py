@@ -463,6 +463,53 @@ def render_regression(report):
             ".")
 
 
+# -- scale: docs/performance.md and docs/user-guide.md ---------------------------
+
+def _scale_points(report, recipe):
+    return [p for p in report["points"] if p["recipe"] == recipe]
+
+
+def render_scale(report):
+    """How a fit's cost grows with the images (docs/performance.md)."""
+    rows = "\n".join(
+        f"| {p['recipe']} | {p['n']:,} | {p['seconds']:.0f} | {p['images_per_s']:.0f} | "
+        f"{p['peak_above_loaded_mb']:.0f} | {p['disk_cache_bytes'] / 2**20:.0f} | "
+        f"{100 * p['accuracy']:.1f} |" for p in report["points"])
+    defaults = _scale_points(report, "defaults")
+    per_image = [p["seconds"] / p["n"] for p in defaults]
+    middle = sorted(per_image)[len(per_image) // 2]
+    spread = max(abs(v / middle - 1) for v in per_image)
+    bounded = [p for p in report["points"] if p["peak_above_loaded_mb"]
+               <= p["memory_cache_bound_mb"] + 2 * p["activations_mb"]]
+    return (f"Measured by `python benchmarks/bench_scale.py` on {report['machine']['cores']} "
+            f"CPU cores: {report['data']}; each point a fresh process with a fresh "
+            f"`cache_dir`, MobileNetV2 with ImageNet weights, engine "
+            f"`{defaults[0]['engine']}` (raw numbers in `benchmarks/results/scale.json`).\n\n"
+            "| recipe | images | fit seconds | images/s | peak memory above the loaded "
+            "model and data (MB) | disk cache (MB) | accuracy % |\n"
+            "|---|---|---|---|---|---|---|\n" + rows +
+            f"\n\nThe defaults' time per image stays within {100 * spread:.0f}% of its median "
+            f"from {defaults[0]['n']:,} to {defaults[-1]['n']:,} images (goal: 25%). The peak "
+            "memory above the loaded model stays within the memory cache's bound plus twice "
+            f"the activations' size at {len(bounded)} of {len(report['points'])} points.")
+
+
+def render_scale_guide(report):
+    """When does fine-tuning pay (docs/user-guide.md)."""
+    defaults = {p["n"]: p for p in _scale_points(report, "defaults")}
+    tuned = _scale_points(report, "fine-tuned")
+    recipe = ", ".join(f"{k}={v}" for k, v in report["recipes"]["fine-tuned"].items())
+    rows = "\n".join(
+        f"| {p['n']:,} | {100 * defaults[p['n']]['accuracy']:.1f} | {100 * p['accuracy']:.1f} | "
+        f"{100 * (p['accuracy'] - defaults[p['n']]['accuracy']):+.1f} | "
+        f"{p['seconds'] / defaults[p['n']]['seconds']:.1f}x |"
+        for p in tuned if p["n"] in defaults)
+    return (f"On Fashion-MNIST (`python benchmarks/bench_scale.py`, "
+            f"{report['machine']['cores']} CPU cores), the defaults against `{recipe}`:\n\n"
+            "| training images | defaults % | fine-tuned % | gain (points) | fit time |\n"
+            "|---|---|---|---|---|\n" + rows)
+
+
 # (page, section name, renderer); a section reads the results JSON of its name
 # before any dash ("accuracy-levers" reads accuracy.json)
 SECTIONS = [
@@ -473,6 +520,8 @@ SECTIONS = [
     ("docs/user-guide.md", "accuracy-guide", render_levers_guide),
     ("docs/benchmarks.md", "tabular", render_tabular),
     ("docs/benchmarks.md", "regression", render_regression),
+    ("docs/performance.md", "scale", render_scale),
+    ("docs/user-guide.md", "scale-guide", render_scale_guide),
     ("docs/scaling.md", "device", render_device),
 ]
 

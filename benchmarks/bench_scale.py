@@ -1,0 +1,126 @@
+"""How the cost of a fit grows with the images, and when fine-tuning pays.
+
+Fashion-MNIST (Debian's ``dataset-fashion-mnist``): the first n training
+images of a stratified shuffle (seed 0), scored on 2,000 stratified test
+images, for n = 1,000, 4,000, 16,000 and 60,000 with ``TransferClassifier``'s
+defaults (MobileNetV2, ImageNet weights, the default engine), and with the
+fine-tuning recipe (``unfreeze=2, finetune_epochs=10, finetune_lr=1e-4``) up
+to 16,000.  Each point runs in a fresh process, with a fresh ``cache_dir``,
+and reports the fit's seconds and images per second, the process's peak
+memory above what it held once the data and the network were loaded, the
+disk cache's bytes, and the accuracy.
+
+Writes ``benchmarks/results/scale.json``, docs/performance.md's "how cost
+grows" and the user guide's "when does fine-tuning pay".
+
+    python benchmarks/bench_scale.py            # about 30 minutes on 2 cores
+    python benchmarks/bench_scale.py --quick    # 1,000 and 4,000 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+SIZES = [1000, 4000, 16000, 60000]
+FINE_TUNE_SIZES = [1000, 4000, 16000]
+RECIPES = {"defaults": {},
+           "fine-tuned": {"unfreeze": 2, "finetune_epochs": 10, "finetune_lr": 1e-4}}
+N_TEST = 2000
+
+
+def _sets(n):
+    from sklearn.model_selection import train_test_split
+
+    from datasets import load_fashion_mnist
+
+    X_all, y_all = load_fashion_mnist("train")
+    X_t, y_t = load_fashion_mnist("t10k")
+    _, test = train_test_split(np.arange(len(y_t)), test_size=N_TEST, stratify=y_t,
+                               random_state=0)
+    train = (np.arange(len(y_all)) if n >= len(y_all) else
+             train_test_split(np.arange(len(y_all)), test_size=n, stratify=y_all,
+                              random_state=0)[1])
+    return X_all[train], y_all[train], X_t[test], y_t[test]
+
+
+def _rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def point(n, recipe):
+    """One point, in this process: what :func:`main` collects."""
+    from sktransfer import TransferClassifier
+    from sktransfer.backbones import build_backbone
+    from sktransfer.cache import MEMORY
+
+    X, y, X_test, y_test = _sets(n)
+    build_backbone("mobilenet")  # the network loaded once, as in any fit: the baseline
+    with tempfile.TemporaryDirectory(prefix="sktransfer-scale-") as cache_dir:
+        clf = TransferClassifier(backbone="mobilenet", random_state=0, cache_dir=cache_dir,
+                                 **RECIPES[recipe])
+        base = _rss_mb()
+        start = time.perf_counter()
+        clf.fit(X, y)
+        seconds = time.perf_counter() - start
+        peak = _rss_mb()
+        disk = sum(p.stat().st_size for p in Path(cache_dir).rglob("*") if p.is_file())
+        row = clf.extractor_.run(X[:1], cache=True)  # one image's cached activations
+        accuracy = float(np.mean(clf.predict(X_test) == y_test))
+    return {"n": n, "recipe": recipe, "seconds": seconds, "images_per_s": n / seconds,
+            "peak_above_loaded_mb": peak - base, "disk_cache_bytes": disk,
+            "activations_mb": n * row[0].numel() * row.element_size() / 2**20,
+            "memory_cache_bound_mb": MEMORY.limit() / 2**20, "accuracy": accuracy,
+            "engine": clf.engine_}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--point", nargs=2, metavar=("N", "RECIPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.point:  # a child process: one point, as JSON on stdout
+        print(json.dumps(point(int(args.point[0]), args.point[1])))
+        return
+    sizes = [s for s in SIZES if not args.quick or s <= 4000]
+    runs = [(n, "defaults") for n in sizes] + [
+        (n, "fine-tuned") for n in FINE_TUNE_SIZES if n in sizes]
+    points = []
+    for n, recipe in runs:
+        done = subprocess.run([sys.executable, __file__, "--point", str(n), recipe],
+                              capture_output=True, text=True, check=True)
+        points.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        p = points[-1]
+        print(f"  {recipe:10s} n={n:6d}  {p['seconds']:7.1f} s  {p['images_per_s']:6.1f} img/s"
+              f"  peak +{p['peak_above_loaded_mb']:6.0f} MB  disk "
+              f"{p['disk_cache_bytes'] / 2**20:6.0f} MB  accuracy {100 * p['accuracy']:.1f}%",
+              flush=True)
+    report = {"machine": {"cores": os.cpu_count(), "platform": platform.platform()},
+              "data": f"Fashion-MNIST (Debian's dataset-fashion-mnist): the first n of a "
+                      f"stratified shuffle of the 60,000 training images, {N_TEST} "
+                      "stratified test images",
+              "recipes": RECIPES, "quick": args.quick, "points": points}
+    out = HERE / "results" / ("scale-quick.json" if args.quick else "scale.json")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    if not args.quick:
+        import render_docs
+
+        render_docs.update(names=["scale"])
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
