@@ -27,7 +27,6 @@ Writes ``benchmarks/results/regression.json`` and the tables in docs/benchmarks.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -133,13 +132,9 @@ def main(argv=None):
               "folds": f"5-fold shuffled, fold seeds {', '.join(map(str, seeds))} "
                        f"({5 * len(seeds)} folds, the same for every row)",
               "outputs": SIX, "tags": list(TAGS), "quick": args.quick, "results": results}
-    out = HERE / "results" / ("regression-quick.json" if args.quick else "regression.json")
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    if not args.quick:
-        import render_docs
+    import render_docs
 
-        render_docs.update(names=["regression"])
-    print(f"wrote {out}")
+    print(f"wrote {render_docs.publish('regression', report, quick=args.quick)}")
 
 
 if __name__ == "__main__":

@@ -113,13 +113,9 @@ def main(argv=None):
                       f"stratified shuffle of the 60,000 training images, {N_TEST} "
                       "stratified test images",
               "recipes": RECIPES, "quick": args.quick, "points": points}
-    out = HERE / "results" / ("scale-quick.json" if args.quick else "scale.json")
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    if not args.quick:
-        import render_docs
+    import render_docs
 
-        render_docs.update(names=["scale"])
-    print(f"wrote {out}")
+    print(f"wrote {render_docs.publish('scale', report, quick=args.quick)}")
 
 
 if __name__ == "__main__":

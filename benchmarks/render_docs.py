@@ -541,6 +541,16 @@ def rendered(page_text, name, renderer):
     return pattern.sub(lambda m: m.group(1) + body + m.group(3), page_text)
 
 
+def publish(name, report, quick=False):
+    """Write a benchmark's ``report`` as ``results/<name>.json`` (``<name>-quick.json`` for a
+    quick run, which no page shows) and render the sections that read it; return the file."""
+    out = RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    if not quick:
+        update(names=[name])
+    return out
+
+
 def update(check=False, names=None):
     """Render the sections (only ``names`` when given); return the pages out of sync.
 
