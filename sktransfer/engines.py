@@ -241,11 +241,14 @@ def _quantize(model_bytes, calibration):
 class _QuantizerNotes(logging.Filter):
     """Drops the log records of ONNX Runtime's quantization package, and only those."""
 
-    def filter(self, record):  # noqa: D102 - logging's protocol
+    def __init__(self):
+        super().__init__()
         import onnxruntime.quantization
 
-        folder = os.path.dirname(onnxruntime.quantization.__file__)
-        return not os.path.abspath(record.pathname).startswith(folder + os.sep)
+        self.folder = os.path.dirname(onnxruntime.quantization.__file__) + os.sep
+
+    def filter(self, record):  # noqa: D102 - logging's protocol
+        return not os.path.abspath(record.pathname).startswith(self.folder)
 
 
 def compile_prefix(modules, input_shape, engine, device="cpu", calibration=None):

@@ -374,7 +374,7 @@ class _HubNotes:
 
     @staticmethod
     def filter(record):  # noqa: D102 - logging's protocol
-        return record.levelno > 30 or not record.getMessage()
+        return record.levelno > 30  # errors still show; warnings and below do not
 
 
 @contextlib.contextmanager
