@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 
 # Check that the ImageNet weights resolve offline (sha256 prefix verified).
 weights: install
-	$(PY) -c "import sys, sktransfer.backbones as b; sys.exit(b.check_offline(['mobilenet_v2', 'efficientnet_lite0', 'efficientnet_lite2']))"
+	$(PY) -c "import sys, sktransfer.backbones as b; sys.exit(b.check_on_this_machine(['mobilenet_v2', 'efficientnet_lite0', 'efficientnet_lite2']))"
 
 # The report's browser tests open it in Debian's chromium (driven by playwright);
 # where it cannot be installed they are skipped, saying why.

@@ -201,7 +201,8 @@ def worker_extract(args):
     import torch
 
     from sktransfer.backbones import build_backbone
-    from sktransfer.extractor import Extractor, cut_backbone
+    from sktransfer.cut import cut_backbone
+    from sktransfer.extractor import Extractor
 
     paths = load_data(args.data)[0][:args.n]
     bb = build_backbone("mobilenet")
@@ -253,7 +254,9 @@ def worker_engines(args):
     from sktransfer.backbones import build_backbone
     from sktransfer.data import as_images
     from sktransfer.engines import available
-    from sktransfer.extractor import Extractor, cut_backbone, decode_batch
+    from sktransfer.cut import cut_backbone
+    from sktransfer.decoding import decode_batch
+    from sktransfer.extractor import Extractor
 
     paths = load_data(args.data)[0]
     bb = build_backbone("mobilenet")
@@ -339,7 +342,8 @@ def openvino_serving(model, paths):
 
     from sktransfer.data import as_images
     from sktransfer.engines import compile_openvino, compile_prefix, to_onnx
-    from sktransfer.extractor import decode_batch, fuse_conv_bn, to_batch
+    from sktransfer.decoding import decode_batch, to_batch
+    from sktransfer.folding import fuse_conv_bn
 
     ex = model.extractor_
     images = as_images(paths)
@@ -396,7 +400,8 @@ def predecoded_rates(prefix, transform, images, engines, batch_size=32):
     import torch
 
     from sktransfer.engines import compile_prefix, quantized
-    from sktransfer.extractor import decode_batch, fuse_conv_bn, to_batch
+    from sktransfer.decoding import decode_batch, to_batch
+    from sktransfer.folding import fuse_conv_bn
 
     n = len(images)
     batches = [to_batch([t for t, _ in decode_batch(images, transform, batch, None)], transform)

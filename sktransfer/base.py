@@ -40,9 +40,11 @@ from torchvision.transforms import v2 as T
 from . import _validation as check
 from . import catalog
 from .callbacks import FitProgress, PartialUnfreeze
+from .cut import cut_backbone, describe
 from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
 from .engines import quantized, resolve_engine
-from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
+from .extractor import Extractor
+from .extractor_mixin import ExtractorMixin
 from .network import Batches, Labelled, TransferNet, draws_globally, make_head
 from .persist import export_onnx, save
 from .rng import fit_generator, global_rng
@@ -525,12 +527,14 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         net, module = self.net_, self.net_.module
         try:
             if n_unfreeze and not self.augment:
+                # The cut activations through the still-frozen blocks and pooling, once.
+                tail = Extractor([*module.blocks, module.pool], None, self.device_)
                 module.head_only = True
                 try:
                     phase1_valid = None if valid_data is None else Labelled(
-                        module.features(valid_data.data), valid_data.y)
+                        tail.run_tensor(valid_data.data), valid_data.y)
                     net.set_params(train_split=_split(phase1_valid))
-                    net.fit(Labelled(module.features(train_data.data), train_data.y), None)
+                    net.fit(Labelled(tail.run_tensor(train_data.data), train_data.y), None)
                 finally:
                     module.head_only = False
             else:

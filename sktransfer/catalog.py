@@ -193,7 +193,7 @@ def row(name):
     return next((r for r in shipped_rows() or () if r["name"] == name), None)
 
 
-def offline(row):
+def on_this_machine(row):
     """Whether ImageNet weights of a table row's backbone are on this machine (hash-checked)."""
     name = row["name"]
     try:
@@ -228,7 +228,7 @@ def with_status(rows):
     reverse = {}
     for alias, target in ALIASES.items():
         reverse.setdefault(target, []).append(alias)
-    return [{**row, "aliases": reverse.get(row["name"], []), "offline": offline(row)}
+    return [{**row, "aliases": reverse.get(row["name"], []), "offline": on_this_machine(row)}
             for row in rows]
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .backbones import feature_shape
+from .shapes import feature_shape
 from .data import ImageDecodeError, as_images
 from .progress import progress
 
@@ -91,7 +91,7 @@ def grad_cam(blocks, tail, transform, X, targets=None, device="cpu", batch_size=
         (a ViT's: the one before).
     tail : list of torch.nn.Module
         What turns the last block's output into logits (pooling, head).
-    transform : sktransfer.backbones.Preprocess
+    transform : sktransfer.preprocess.Preprocess
     X : images accepted by :func:`sktransfer.data.as_images`
     targets : sequence of int or None
         One class index per image.

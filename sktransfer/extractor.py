@@ -1,11 +1,14 @@
-"""The frozen prefix of a backbone: built at a cut, fingerprinted, run once per image.
+"""The frozen prefix of a backbone, fingerprinted and run once per image.
 
 An :class:`Extractor` owns everything that turns images into the activations
 the trainable part eats: the frozen modules, the preprocessing, the device
-and precision they run at, BatchNorm folding for speed, batching and
-decoding threads, and the fingerprint that addresses its results in the
-activation stores of :mod:`sktransfer.cache`.  Both estimators build theirs
-with :func:`cut_backbone` and use it the same way.
+and precision they run at, the engine that runs them (BatchNorm folded,
+:mod:`sktransfer.folding`), batching with the next batch decoding
+(:mod:`sktransfer.decoding`), and the fingerprint that addresses its
+results in the activation stores of :mod:`sktransfer.cache`.  It is the one
+way frozen modules run on inputs: on images (:meth:`Extractor.run`) or on
+the activations of an earlier cut (:meth:`Extractor.run_tensor`).  Both
+estimators build theirs from :func:`sktransfer.cut.cut_backbone`.
 """
 
 from __future__ import annotations
@@ -19,20 +22,17 @@ import threading
 import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import torch
-from joblib import Parallel, delayed
-from torch import nn
-from torchvision import models as tv_models
 
 from ._validation import parse_bytes
-from .backbones import (build_backbone, feature_shape, largest_activation, make_pooling,
-                        pooled_size)
 from .cache import ActivationStore
 from .data import ImageDecodeError, as_images
+from .decoding import decode_batch, to_batch
 from .engines import CALIBRATION_IMAGES, compile_prefix, quantized
+from .folding import fuse_conv_bn
 from .progress import progress
+from .shapes import feature_shape, largest_activation
 from .views import with_view as viewed_transform
 
 
@@ -61,98 +61,12 @@ def fingerprint(modules, transform):
     return h.hexdigest()
 
 
-def _fusable(conv, bn):
-    # Exactly BatchNorm2d: subclasses (timm's BatchNormAct2d) do more than normalise.
-    return (isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d
-            and bn.track_running_stats and conv.out_channels == bn.num_features)
-
-
-# torchvision blocks whose forward applies ``bnX`` right after ``convX``.
-_CONV_BN_ATTRIBUTES = (tv_models.resnet.BasicBlock, tv_models.resnet.Bottleneck,
-                       tv_models.inception.BasicConv2d)
-
-
-def _conv_bn_pairs(module):
-    """``(conv name, bn name)`` pairs where ``module``'s forward applies bn right after conv."""
-    names = list(module._modules)
-    if isinstance(module, nn.Sequential):
-        return list(zip(names, names[1:]))
-    if isinstance(module, _CONV_BN_ATTRIBUTES):
-        return [(n, "bn" + n[4:]) for n in names if n.startswith("conv")]
-    return []
-
-
-def fuse_conv_bn(modules):
-    """Copies of frozen ``modules`` with every Conv2d -> BatchNorm2d pair folded into the conv.
-
-    In inference mode a BatchNorm is an affine map, so folding it into the
-    preceding convolution gives the same result (up to float rounding) for
-    about a third less CPU time.  For extraction only: the originals are left
-    untouched, so training and the fingerprint never see the fused copy.
-
-    Parameters
-    ----------
-    modules : list of torch.nn.Module
-
-    Returns
-    -------
-    list of torch.nn.Module
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    fused = [copy.deepcopy(m).eval() for m in modules]
-    for root in fused:
-        for m in root.modules():
-            for conv_name, bn_name in _conv_bn_pairs(m):
-                conv, bn = m._modules.get(conv_name), m._modules.get(bn_name)
-                if _fusable(conv, bn):
-                    m._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
-                    m._modules[bn_name] = nn.Identity()
-    return fused
-
-
-def decode_batch(images, transform, indices, n_jobs):
-    """Decode ``images[indices]`` and resize them: a list of ``(tensor, None)`` or ``(None, error)``.
-
-    With a :class:`~sktransfer.backbones.Preprocess` the tensors are only
-    resized (uint8 stays uint8, four times less to move); :func:`to_batch`
-    normalises the whole batch at once.  Any other transform runs whole.
-    """
-    resize = getattr(transform, "resize_size", None)
-    min_size = min(resize) if resize else None
-    geometric = getattr(transform, "resize", transform)
-
-    def one(i):
-        try:
-            return geometric(images.image(i, min_size)), None
-        except ImageDecodeError as exc:
-            return None, str(exc)
-    if n_jobs in (None, 1) or len(indices) == 1:
-        return [one(i) for i in indices]
-    n_jobs = min(n_jobs, os.cpu_count() or 1)  # more threads than cores only wait
-    # Pillow and torch release the GIL while decoding and resizing: threads suffice.
-    return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(one)(i) for i in indices)
-
-
-def to_batch(tensors, transform):
-    """Stack what :func:`decode_batch` made into a normalised float batch."""
-    if not hasattr(transform, "normalize"):
-        return torch.stack(tensors)
-    if len({t.dtype for t in tensors}) > 1:  # uint8 and float images in one batch: rare
-        return torch.stack([transform.normalize(t) for t in tensors])
-    return transform.normalize(torch.stack(tensors))
-
-
 # (fingerprint, device, engine) -> the compiled prefix; read-only and safe to call from
 # several threads at once, so clones and threads share them.
 _INFERENCE_COPIES = OrderedDict()
-_RUNNERS_LOCK = threading.Lock()  # guards _INFERENCE_COPIES and _CONVERTING
+_RUNNERS_LOCK = threading.Lock()  # guards _INFERENCE_COPIES, _CONVERTING and _FINGERPRINTS
 _CONVERTING = {}  # key -> lock held while one thread converts it (the others wait for it)
-# Facts about an architecture or a weights file, worked out once per process (both small;
-# a single get or set of a dict is atomic, and a fact worked out twice is the same fact).
-_FINGERPRINTS = {}  # Extractor identity -> fingerprint
-_SHAPES = {}  # (torchvision name, image size) -> shape of the last feature map
-_LARGEST = {}  # (Extractor identity, image size) -> largest layer output of one image
+_FINGERPRINTS = {}  # Extractor identity -> fingerprint, worked out once per process
 
 
 class Extractor:
@@ -161,9 +75,8 @@ class Extractor:
     Parameters
     ----------
     modules : list of torch.nn.Module
-        Run in order, in inference mode, never trained (``requires_grad`` is
-        switched off here).  May be empty: then the output is the
-        preprocessed image.
+        Run in order, in inference mode (never trained while they run here).
+        May be empty: then the output is the preprocessed image.
     transform : torch.nn.Module
         Preprocessing, ``(3, h, w)`` image tensor -> ``(3, s, s)`` float
         tensor; its ``repr`` must name every setting (it is fingerprinted).
@@ -193,8 +106,6 @@ class Extractor:
     def __init__(self, modules, transform, device="cpu", mixed_precision=False,
                  description=None, identity=None, engine="torch", fallback=False):
         self.modules = list(modules)
-        for module in self.modules:
-            module.requires_grad_(False).eval()
         self.transform = transform
         self.device = str(device)
         self.mixed_precision = bool(mixed_precision)
@@ -235,11 +146,13 @@ class Extractor:
     def _prefix_key(self):
         """The key without the view: what the compiled runner depends on (computed once)."""
         if self._key is None:
-            self._key = _FINGERPRINTS.get(self.identity) if self.identity is not None else None
+            with _RUNNERS_LOCK:
+                self._key = _FINGERPRINTS.get(self.identity) if self.identity is not None else None
         if self._key is None:
             self._key = fingerprint(self.modules, self.transform)
             if self.identity is not None:
-                _FINGERPRINTS[self.identity] = self._key
+                with _RUNNERS_LOCK:
+                    _FINGERPRINTS[self.identity] = self._key
         engine = "" if self.engine == "torch" else f"-{self.engine}"
         if quantized(self.engine):  # int8 results depend on the calibration
             if self.calibration is None:
@@ -267,15 +180,11 @@ class Extractor:
         input, its output and a residual), in float32.
         """
         size = self.transform.crop_size[0]
-        key = (self.identity, size) if self.identity is not None else None
-        largest = _LARGEST.get(key) if key is not None else None
-        if largest is None:
-            try:
-                largest = largest_activation(self.modules, size) if self.modules else 3 * size ** 2
-            except ValueError:  # too small for the network: the run says so
-                return batch_size
-            if key is not None:
-                _LARGEST[key] = largest
+        try:
+            largest = largest_activation(self.modules, size, self.identity) if self.modules \
+                else 3 * size ** 2
+        except ValueError:  # too small for the network: the run says so
+            return batch_size
         budget = parse_bytes(os.environ.get("SKTRANSFER_BATCH_BYTES", "1G"))
         return max(1, min(batch_size, budget // (3 * 4 * largest)))
 
@@ -364,6 +273,33 @@ class Extractor:
             if results[i] is None:  # a duplicate of an image computed above
                 results[i] = results[first_of[key]]
         return torch.stack(results) if n else torch.empty(0)
+
+    @torch.inference_mode()
+    def run_tensor(self, x, batch_size=256):
+        """The modules' output on ``x``, a tensor of inputs (the activations of an earlier cut).
+
+        For features that change while a fit runs (blocks that phase 2 will
+        train): run as they are, at full precision, neither folded, compiled
+        nor stored, in inference mode; each module's own mode is restored
+        afterwards.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, on the CPU.
+        """
+        modes = [m.training for m in self.modules]
+        try:
+            out = []
+            for start in range(0, len(x), batch_size):
+                h = x[start:start + batch_size].to(self.device)
+                for module in self.modules:
+                    h = module.eval()(h)
+                out.append(h.float().cpu())
+            return torch.cat(out) if out else torch.empty(0)
+        finally:
+            for module, mode in zip(self.modules, modes):
+                module.train(mode)
 
     def _compile(self, calibration):
         """The folded prefix compiled by the engine; ``None`` when it fell back to torch."""
@@ -477,132 +413,3 @@ def _on_cpu(module):
     if all(t.device.type == "cpu" for t in tensors):
         return module
     return copy.deepcopy(module).cpu()
-
-
-@dataclass
-class Cut:
-    """A backbone cut in two for transfer learning.
-
-    Attributes
-    ----------
-    frozen : list of torch.nn.Module
-        The blocks before the cut, plus the pooling when nothing trains.
-    trainable : list of torch.nn.Module
-        The last blocks, trained in phase 2.
-    pool : torch.nn.Module
-        The pooling after the trainable blocks (identity when it is frozen).
-    n_features : int
-        Length of the pooled feature vector.
-    transform : torch.nn.Module
-        The preprocessing.
-    identity : tuple or None
-        For :class:`Extractor`: names the frozen part exactly, when the
-        backbone's weights came from a file.
-    """
-
-    frozen: list
-    trainable: list
-    pool: nn.Module
-    n_features: int
-    transform: nn.Module
-    identity: tuple | None = None
-
-
-def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
-    """Cut backbone ``bb`` before its last ``n_trainable`` blocks.
-
-    Parameters
-    ----------
-    bb : sktransfer.backbones.Backbone
-    n_trainable : int, default=0
-        0: everything, pooling included, is frozen.
-    pooling : {"avg", "max", "flatten"}, default="avg"
-    image_size : int or None, default=None
-    crop : bool, default=False
-
-    Returns
-    -------
-    Cut
-    """
-    if not 0 <= n_trainable <= bb.n_blocks:
-        raise ValueError(
-            f"unfreeze={n_trainable} but backbone {bb.name!r} has only {bb.n_blocks} blocks."
-        )
-    transform = bb.transform(image_size, crop)
-    bb.resize_input(transform.crop_size[0])
-    shape = backbone_shape(bb, transform.crop_size[0])
-    pool = make_pooling(pooling, shape, bb.pool)
-    cut = bb.n_blocks - n_trainable
-    if cut == bb.n_blocks:
-        frozen, trainable, pool_after = bb.blocks + [pool], [], nn.Identity()
-    else:
-        frozen, trainable, pool_after = bb.blocks[:cut], bb.blocks[cut:], pool
-    for module in frozen:
-        module.requires_grad_(False).eval()
-    identity = None if bb.token is None else (bb.token, cut, pooling, repr(transform))
-    return Cut(frozen, trainable, pool_after, pooled_size(pool, shape), transform, identity)
-
-
-def backbone_shape(bb, image_size):
-    """Shape of the last feature map of ``bb`` at ``image_size`` (once per architecture)."""
-    if bb.name == "custom":  # a user's module: nothing to go by but the module itself
-        return feature_shape(bb.blocks, image_size)
-    key = (bb.name, image_size)
-    if key not in _SHAPES:
-        _SHAPES[key] = feature_shape(bb.blocks, image_size)
-    return _SHAPES[key]
-
-
-def describe(bb, n_frozen, transform, top=False):
-    """What an extractor runs, for people reading ``sktransfer cache info``."""
-    what = "blocks + ImageNet classifier" if top else (
-        "blocks + pooling" if n_frozen == bb.n_blocks else "blocks")
-    return {"backbone": bb.name, "weights": bb.weights_tag,
-            "frozen": f"{n_frozen} of {bb.n_blocks} {what}",
-            "input": f"{transform.crop_size[0]} px"}
-
-
-class ExtractorMixin:
-    """How both estimators build their backbone and run their :class:`Extractor`.
-
-    Expects the parameters ``backbone``, ``cache``, ``cache_dir``,
-    ``batch_size``, ``n_jobs`` and ``verbose``, and, once fitted,
-    ``extractor_``.
-    """
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # Images: arrays (n, h, w[, c]), or paths (strings) -- not a 2-d numeric table.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
-        return tags
-
-    @property
-    def engine_(self):
-        """The engine that runs the frozen part (``"auto"`` decided; ``"torch"`` once an
-        engine that could not convert the network fell back to it)."""
-        extractor = self.__dict__.get("extractor_")
-        if extractor is None:
-            raise AttributeError(f"{type(self).__name__} has no attribute 'engine_' (not "
-                                 "fitted)")
-        return extractor.engine
-
-    def _backbone(self, weights, seed=None):
-        backbone = self.backbone
-        if isinstance(backbone, nn.Module):
-            backbone = copy.deepcopy(backbone)  # never change the user's object
-        # A download shows its progress when asked to (verbose) or on a terminal.
-        return build_backbone(backbone, weights, progress=True if self.verbose else None,
-                              seed=seed)
-
-    def _extract(self, X, view=None):
-        return self.extractor_.with_view(view).run(X, cache=self.cache, cache_dir=self.cache_dir,
-                                   batch_size=self.batch_size, n_jobs=self.n_jobs,
-                                   verbose=self.verbose)
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        # A model fitted on a GPU unpickles on a CPU-only machine.
-        if str(state.get("device_", "cpu")).startswith("cuda") and not torch.cuda.is_available():
-            self.device_ = "cpu"

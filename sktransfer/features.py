@@ -9,10 +9,13 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import _validation as check
-from .backbones import feature_shape, supported_names
+from .cut import cut_backbone, describe
 from .data import as_images
 from .engines import resolve_engine
-from .extractor import Extractor, ExtractorMixin, cut_backbone, describe
+from .extractor import Extractor
+from .extractor_mixin import ExtractorMixin
+from .shapes import feature_shape
+from .torchvision_family import supported_names
 
 
 class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
@@ -131,6 +134,8 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
             transform = bb.transform(self.image_size, self.crop)
             bb.resize_input(transform.crop_size[0])
             modules = [*bb.blocks, bb.top, nn.Softmax(dim=1)]
+            for module in modules:
+                module.requires_grad_(False).eval()
             identity = None if bb.token is None else (bb.token, "top", repr(transform))
             names = bb.categories or _default_categories(
                 bb.name, feature_shape([*bb.blocks, bb.top], transform.crop_size[0])[0])

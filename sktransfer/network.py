@@ -1,14 +1,15 @@
-"""The trainable network of a TransferClassifier, and how training batches reach it.
+"""The trainable network of an estimator, and how training batches reach it.
 
 :class:`TransferNet` is what the skorch net trains: the blocks that may be
-unfrozen, the pooling and the new head (and, with ``augment``, the frozen
-prefix run on fresh images).  :class:`Labelled` pairs inputs with labels as
+unfrozen, the pooling (:func:`make_pooling`) and the new head (and, with
+``augment``, the frozen prefix run on fresh images).  :class:`Labelled` pairs inputs with labels as
 skorch expects, and :class:`Batches` feeds cached activations to skorch a
 whole batch at a time.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -53,22 +54,6 @@ class TransferNet(nn.Module):
             self.frozen.eval()
         return self
 
-    @torch.inference_mode()
-    def features(self, x, batch_size=256):
-        """Pooled features of ``x`` through the frozen modules, blocks and pooling."""
-        was_training = self.training
-        self.eval()
-        try:
-            out = []
-            for start in range(0, len(x), batch_size):
-                h = x[start:start + batch_size].to(next(self.head.parameters()).device)
-                for module in (*self.frozen, *self.blocks, self.pool):
-                    h = module(h)
-                out.append(h.float().cpu())
-            return torch.cat(out)
-        finally:
-            self.train(was_training)
-
     def forward(self, x):  # noqa: D102 - torch convention
         if self.head_only:
             return self.head(x)
@@ -79,6 +64,44 @@ class TransferNet(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.pool(x))
+
+
+class TokenPool(nn.Module):
+    """Average or maximum over the tokens of a sequence ``(n, tokens, d)`` -> ``(n, d)``."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        return x.mean(1) if self.how == "avg" else x.amax(1)
+
+    def extra_repr(self):
+        return self.how
+
+
+def make_pooling(pooling, shape, own=None):
+    """The layer turning the last feature map (or token sequence) of ``shape`` into a vector.
+
+    Parameters
+    ----------
+    pooling : {"avg", "max", "flatten"}
+    shape : tuple of int
+        One image's output of the blocks: ``(c, h, w)``, ``(tokens, d)`` or ``(c,)``.
+    own : torch.nn.Module or None
+        The backbone's own pooling (:attr:`sktransfer.records.Backbone.pool`), a copy of which
+        ``"avg"`` uses: a ViT's class token, a timm model's head norm.
+    """
+    if len(shape) == 1:  # a custom backbone that already pools
+        return nn.Identity()
+    if pooling == "flatten":
+        return nn.Flatten(1)
+    if pooling == "avg" and own is not None:
+        return copy.deepcopy(own)
+    if len(shape) == 2:
+        return TokenPool(pooling)
+    adaptive = nn.AdaptiveAvgPool2d(1) if pooling == "avg" else nn.AdaptiveMaxPool2d(1)
+    return nn.Sequential(adaptive, nn.Flatten(1))
 
 
 class Dropout(nn.Dropout):

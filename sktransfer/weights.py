@@ -1,4 +1,4 @@
-"""Weights, offline first: ``"imagenet"`` | enum name | ``None`` | path -> state_dict.
+"""torchvision's weights, offline first: ``"imagenet"`` | enum | ``None`` | path -> one record.
 
 ``"imagenet"`` means torchvision's own ImageNet weights for the model.  They
 are looked up on this machine first: torch's hub cache
@@ -20,7 +20,6 @@ import os
 import pickle
 import sys
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from torchvision import models as tv_models
 from torchvision.models import WeightsEnum
 
 from .catalog import env_flag, find_file, hash_prefix, hub_checkpoint_dir, verify_file
+from .records import Preset, WeightsRecord
 
 # Environment variables a user sets (documented in docs/weights.md).
 OFFLINE_ENV = "SKTRANSFER_OFFLINE"  # "1": never connect; only files on this machine
@@ -44,35 +44,9 @@ class WeightsDownloadError(WeightsNotFoundError):
     """Downloading pretrained weights failed; nothing was left in the destination folder."""
 
 
-def offline():
+def downloads_forbidden():
     """Whether ``SKTRANSFER_OFFLINE`` forbids downloading (any value but ``""``, ``0``, ``false``, ``no``)."""
     return env_flag(OFFLINE_ENV)
-
-
-@dataclass
-class ResolvedWeights:
-    """What :func:`resolve_weights` found.
-
-    Attributes
-    ----------
-    state_dict : dict or None
-        ``None`` for random initialisation.
-    enum : torchvision WeightsEnum or None
-        The torchvision weights the file is, when known.
-    tag : str
-        Short description (``"IMAGENET1K_V1"``, ``"random"``, a file path).
-    preset : torchvision ImageClassification
-        The weights' own preprocessing (torchvision's default for the model
-        when the weights are random or a user's file).
-    categories : list of str or None
-        ImageNet class names when ``enum`` is known.
-    """
-
-    state_dict: dict | None
-    enum: WeightsEnum | None
-    tag: str
-    preset: object
-    categories: list | None
 
 
 def file_name(enum):
@@ -150,7 +124,7 @@ def download_weights(enum, progress=None):
     destination, its sha256 prefix (from
     torchvision's file name) checked, and only then moved into place, so a
     failed or corrupted download leaves nothing behind.  The caller decides
-    whether downloading is allowed (:func:`offline`).
+    whether downloading is allowed (:func:`downloads_forbidden`).
 
     Parameters
     ----------
@@ -276,8 +250,19 @@ def _missing_message(model_name, enums):
     )
 
 
-def resolve_weights(model_name, weights="imagenet", max_bytes=None, progress=None):
-    """Turn the ``weights`` parameter into a state_dict for torchvision's ``model_name``.
+def preset_of(enum):
+    """The preprocessing of torchvision's weights ``enum`` as a :class:`~sktransfer.records.Preset`."""
+    t = enum.transforms()
+    return Preset(int(t.crop_size[0]), int(t.resize_size[0]), tuple(t.mean), tuple(t.std),
+                  t.interpolation.value)
+
+
+def locate(model_name, weights="imagenet", progress=None):
+    """Resolve the ``weights`` parameter of torchvision's ``model_name`` to one record.
+
+    Reads no weights (a torchvision file is hash-checked once per process);
+    downloads the file when it is on this machine nowhere and downloading is
+    allowed.
 
     Parameters
     ----------
@@ -292,15 +277,12 @@ def resolve_weights(model_name, weights="imagenet", max_bytes=None, progress=Non
         file; one named like torchvision's file (``mobilenet_v2-b0353104.pth``)
         is hash-checked and treated as those weights (their preprocessing and
         class names).
-    max_bytes : int, optional
-        Refuse a local file larger than this before reading it (see
-        :func:`load_state_dict_file`).
     progress : bool or None, default=None
         Progress bar for a download (see :func:`download_weights`).
 
     Returns
     -------
-    ResolvedWeights
+    sktransfer.records.WeightsRecord
 
     Raises
     ------
@@ -310,45 +292,21 @@ def resolve_weights(model_name, weights="imagenet", max_bytes=None, progress=Non
         the alternatives.
     WeightsDownloadError
         When downloading it failed (see :func:`download_weights`).
+    FileNotFoundError, ValueError, TypeError
+        For a path that does not exist, weights of another model, or a value
+        of another type.
     """
-    path, enum = locate_weights(model_name, weights, progress=progress)
-    if path is None:
-        preset = tv_models.get_model_weights(model_name).DEFAULT.transforms()
-        return ResolvedWeights(None, None, "random", preset, None)
-    state = load_state_dict_file(path, max_bytes)
-    if enum is None:
-        preset = tv_models.get_model_weights(model_name).DEFAULT.transforms()
-        return ResolvedWeights(state, None, os.fspath(weights), preset, None)
-    return ResolvedWeights(state, enum, enum.name, enum.transforms(),
-                           list(enum.meta.get("categories", [])))
+    path, enum = _locate_file(model_name, weights, progress)
+    if enum is None:  # random, or a user's own file: the model's default preprocessing
+        preset = preset_of(tv_models.get_model_weights(model_name).DEFAULT)
+        tag = "random" if path is None else os.fspath(weights)
+        return WeightsRecord(model_name, path, tag, preset)
+    return WeightsRecord(model_name, path, enum.name, preset_of(enum),
+                         tuple(enum.meta.get("categories", ())), enum)
 
 
-def locate_weights(model_name, weights="imagenet", progress=None):
-    """Which file :func:`resolve_weights` would load, and which torchvision weights it is.
-
-    Reads no weights (a torchvision file is hash-checked once per process);
-    downloads the file when it is on this machine nowhere and downloading is
-    allowed.
-
-    Parameters
-    ----------
-    model_name : str
-    weights : see :func:`resolve_weights`
-    progress : bool or None, default=None
-        Progress bar for a download.
-
-    Returns
-    -------
-    path : pathlib.Path or None
-        ``None`` for random initialisation.
-    enum : torchvision WeightsEnum or None
-        ``None`` for a user's own file.
-
-    Raises
-    ------
-    WeightsNotFoundError, ValueError, TypeError
-        As :func:`resolve_weights`.
-    """
+def _locate_file(model_name, weights, progress):
+    """``(path, enum)``: the file to load (``None``: random) and the torchvision weights it is."""
     enum_cls = tv_models.get_model_weights(model_name)
     if weights is None:
         return None, None
@@ -379,7 +337,7 @@ def locate_weights(model_name, weights="imagenet", progress=None):
         path = find_weights_file(enum)
         if path is not None:
             return path, enum
-    if offline():
+    if downloads_forbidden():
         raise WeightsNotFoundError(_missing_message(model_name, enums))
     return download_weights(enums[0], progress=progress), enums[0]
 

@@ -13,14 +13,15 @@ PACKAGE = Path(sktransfer.__file__).parent
 
 # Lowest first: a module may import only modules of earlier layers.
 LAYERS = [
-    {"engines", "files", "rng", "stored_params"},
-    {"_version", "_validation", "catalog", "data", "demo_data", "progress", "tables", "views"},
-    {"weights"},
-    {"timm_family"},
-    {"backbones"},
+    {"engines", "files", "preprocess", "rng", "shapes", "stored_params"},
+    {"_version", "_validation", "catalog", "data", "demo_data", "folding", "network",
+     "progress", "records", "tables", "views"},
+    {"decoding", "weights"},
+    {"timm_family", "torchvision_family"},
+    {"backbones", "cut"},
     {"cache"},
     {"extractor"},
-    {"callbacks", "explain", "network", "persist", "plots"},
+    {"callbacks", "explain", "extractor_mixin", "persist", "plots"},
     {"base", "features"},
     {"classifier", "regressor"},
     {"cluster", "loading", "report"},

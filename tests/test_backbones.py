@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from sktransfer import TransferClassifier, list_backbones
-from sktransfer.backbones import ALIASES, build_backbone, feature_shape, resolve_name
+from sktransfer.backbones import ALIASES, build_backbone, resolve_name
+from sktransfer.shapes import feature_shape
 
 # name -> (blocks, channels of the last feature map, input size, test image size)
 FAMILIES = {
@@ -163,8 +164,12 @@ def test_list_backbones_describes_the_registry():
 def test_preprocessing_crop_matches_torchvision_and_default_keeps_the_whole_image():
     from torchvision.models import MobileNet_V2_Weights
 
+    import dataclasses
+
+    from sktransfer.weights import preset_of
+
     bb = build_backbone("mobilenet_v2", weights=None)
-    bb.resize_size = 256  # the V1 weights' preset
+    bb.record = dataclasses.replace(bb.record, preset=preset_of(MobileNet_V2_Weights.IMAGENET1K_V1))
     img = torch.randint(0, 256, (3, 180, 320), dtype=torch.uint8)
     torch.testing.assert_close(bb.transform(crop=True)(img),
                                MobileNet_V2_Weights.IMAGENET1K_V1.transforms()(img))
@@ -178,7 +183,7 @@ def test_preprocessing_crop_matches_torchvision_and_default_keeps_the_whole_imag
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50", "inception_v3", "efficientnet_b0",
                                   "mobilenet_v3_small"])
 def test_folding_batchnorm_keeps_the_output_and_the_originals(name):
-    from sktransfer.extractor import fuse_conv_bn
+    from sktransfer.folding import fuse_conv_bn
 
     bb = build_backbone(name, weights=None)
     torch.manual_seed(0)
@@ -252,7 +257,7 @@ def test_crop_preset_is_the_weights_own_transforms_for_every_alias(alias):
 
 def test_folding_keeps_timm_batchnorm_with_activation():
     pytest.importorskip("timm")
-    from sktransfer.extractor import fuse_conv_bn
+    from sktransfer.folding import fuse_conv_bn
 
     bb = build_backbone("efficientnet_lite0", weights=None)
     x = torch.randn(2, 3, 64, 64)
@@ -265,7 +270,8 @@ def test_folding_keeps_timm_batchnorm_with_activation():
 
 def test_the_shipped_table_is_what_the_models_say():
     from sktransfer import catalog
-    from sktransfer.backbones import describe_packaged, describe_torchvision, supported_names
+    from sktransfer.backbones import describe_packaged
+    from sktransfer.torchvision_family import describe as describe_torchvision, supported_names
 
     shipped = catalog.shipped_rows()
     if shipped is None:

@@ -12,7 +12,8 @@ from torch import nn
 from sktransfer import PretrainedFeatures, TransferClassifier, load
 from sktransfer.backbones import build_backbone
 from sktransfer.engines import available, resolve_engine
-from sktransfer.extractor import Extractor, cut_backbone
+from sktransfer.cut import cut_backbone
+from sktransfer.extractor import Extractor
 
 ENGINES = [e for e in ("openvino", "onnxruntime") if available(e)]
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)

@@ -33,7 +33,7 @@ def weights_file():
     from safetensors.torch import save
 
     torch.manual_seed(0)
-    model = timm_family.create(NAME, weights=None).model
+    model = timm_family.create_model(timm_family.locate(NAME, None))
     return save({k: v.contiguous() for k, v in model.state_dict().items()})
 
 
@@ -68,7 +68,7 @@ def test_first_use_downloads_then_the_cache_answers(hub, tmp_path, weights_file)
     assert timm_family.fetch(NAME, cache_dir=tmp_path) == path
     assert len(hub.requests) == 3  # the cache answers: no request
     served = load(weights_file)
-    loaded = timm_family.create(NAME, weights=str(path)).model.state_dict()
+    loaded = timm_family.create_model(timm_family.locate(NAME, str(path))).state_dict()
     key = next(iter(served))
     assert torch.equal(loaded[key], served[key])
 
@@ -149,3 +149,19 @@ def test_a_pinned_revision_is_the_one_fetched(hub, tmp_path, weights_file):
         timm_family.fetch(f"{NAME}@v9.9", cache_dir=tmp_path)  # a revision the hub lacks
     assert "\n" not in str(info.value).strip()
     assert timm_family.timm_name(f"{NAME}@v9.9") == "regnetx_002.pycls_in1k"
+
+
+def test_a_pinned_backbone_name_fetches_its_revision_once(hub, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from sktransfer.backbones import build_backbone
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    calls = []
+    original = timm_family._fetch
+    monkeypatch.setattr(timm_family, "_fetch",
+                        lambda *a, **k: calls.append(a) or original(*a, **k))
+    bb = build_backbone(f"{NAME}@{hub.commit}")
+    assert [c[3] for c in calls] == [hub.commit]  # located once, at the pinned revision
+    assert bb.weights_tag.endswith(f"@{hub.commit}") and bb.name == f"{NAME}@{hub.commit}"
+    assert bb.record.path.is_relative_to(tmp_path)

@@ -105,7 +105,7 @@ def test_onnx_export_runs_and_matches(tiny, tmp_path):
 
 
 def test_inception_input_normalisation_survives_save_and_load(tmp_path):
-    from sktransfer.backbones import InceptionInput
+    from sktransfer.torchvision_family import InceptionInput
     from sktransfer.extractor import Extractor
 
     X = np.random.RandomState(0).randint(0, 256, (4, 90, 90, 3), dtype=np.uint8)

@@ -132,11 +132,11 @@ def test_a_weights_enum_round_trips_and_refits(tmp_path):
 
 
 def test_impossible_settings_are_refused_before_the_backbone_is_built(monkeypatch):
-    from sktransfer import extractor
+    from sktransfer import extractor_mixin
 
     built = []
-    original = extractor.build_backbone
-    monkeypatch.setattr(extractor, "build_backbone", lambda *a, **k: built.append(a) or
+    original = extractor_mixin.build_backbone
+    monkeypatch.setattr(extractor_mixin, "build_backbone", lambda *a, **k: built.append(a) or
                         original(*a, **k))
     with pytest.raises(ValueError, match="unfreeze=30 but backbone 'mobilenet' has only 19 "
                                          "blocks; use unfreeze <= 19"):

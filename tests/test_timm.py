@@ -10,7 +10,7 @@ timm = pytest.importorskip("timm", reason="timm is an optional extra: pip instal
 
 from sktransfer import TransferClassifier, PretrainedFeatures, load  # noqa: E402
 from sktransfer.backbones import build_backbone  # noqa: E402
-from sktransfer.timm_family import create, split  # noqa: E402
+from sktransfer.timm_family import create_model, locate, split  # noqa: E402
 
 from conftest import blobs  # noqa: E402
 
@@ -32,7 +32,7 @@ def _relative_error(a, b):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_blocks_and_pooling_are_the_models_own_forward(family):
     torch.manual_seed(0)
-    model = create(FAMILIES[family], weights=None).model
+    model = create_model(locate(FAMILIES[family], None))
     size = 70 if family == "dinov2" else 64  # a ViT's native grid would be slow here
     if hasattr(model, "set_input_size"):
         model.set_input_size(img_size=(size, size))
@@ -57,9 +57,10 @@ def test_blocks_and_pooling_are_the_models_own_forward(family):
 def test_preprocessing_comes_from_the_pretrained_cfg():
     bb = build_backbone("timm/resnet50.a1_in1k", weights=None)
     cfg = timm.models.get_pretrained_cfg("resnet50.a1_in1k")
-    assert (bb.input_size, bb.interpolation, bb.mean, bb.std) == (
+    preset = bb.record.preset
+    assert (preset.input_size, preset.interpolation, preset.mean, preset.std) == (
         cfg.input_size[-1], cfg.interpolation, cfg.mean, cfg.std)
-    assert bb.resize_size == int(cfg.input_size[-1] / cfg.crop_pct)  # 224 / 0.95 -> 235
+    assert preset.resize_size == int(cfg.input_size[-1] / cfg.crop_pct)  # 224 / 0.95 -> 235
     assert "interpolation=bicubic" in repr(bb.transform(crop=True))
 
 
@@ -86,7 +87,7 @@ def _clf(name, **params):
 def test_unfreeze_2_trains_exactly_the_last_two_blocks(family, tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "weights.pth"
-    torch.save(create(FAMILIES[family], weights=None).model.state_dict(), path)
+    torch.save(create_model(locate(FAMILIES[family], None)).state_dict(), path)
     reference = build_backbone(FAMILIES[family], weights=path)
     reference.resize_input(32)  # as the fit does (a ViT resamples its position embedding)
     X, y = blobs(16, size=32)

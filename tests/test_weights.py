@@ -4,11 +4,13 @@ import shutil
 
 import pytest
 import torch
+from torch import nn
 from torchvision.models import MobileNet_V2_Weights, resnet18
 
 from sktransfer import TransferClassifier
+from sktransfer.torchvision_family import build
 from sktransfer.weights import (
-    WeightsNotFoundError, find_weights_file, load_state_dict_file, resolve_weights,
+    WeightsNotFoundError, find_weights_file, load_state_dict_file, locate,
 )
 
 from conftest import requires_imagenet
@@ -20,12 +22,13 @@ V1 = MobileNet_V2_Weights.IMAGENET1K_V1
 def test_imagenet_resolves_offline_from_the_installed_package(fresh_torch_home):
     path = find_weights_file(V1)
     assert path.name == "mobilenet_v2-b0353104.pth" and "site-packages" in str(path)
-    resolved = resolve_weights("mobilenet_v2", "imagenet")
+    resolved = locate("mobilenet_v2", "imagenet")
     # torchvision's default (V2) is not on disk here; V1 is, and is used with its own transforms.
     assert resolved.tag == "IMAGENET1K_V1"
-    assert resolved.preset.resize_size == [256] and resolved.preset.crop_size == [224]
+    assert resolved.preset.resize_size == 256 and resolved.preset.input_size == 224
+    assert resolved.path == path  # the file found, recorded once
     assert resolved.categories[281] == "tabby"
-    assert resolve_weights("mobilenet_v2", "IMAGENET1K_V1").tag == "IMAGENET1K_V1"
+    assert locate("mobilenet_v2", "IMAGENET1K_V1").tag == "IMAGENET1K_V1"
 
 
 @requires_imagenet
@@ -40,7 +43,7 @@ def test_hub_cache_comes_first_and_a_tampered_file_is_refused(fresh_torch_home):
         fh.seek(1000)
         fh.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(ValueError, match="sha256") as info:
-        resolve_weights("mobilenet_v2", "imagenet")
+        locate("mobilenet_v2", "imagenet")
     assert str(target) in str(info.value)
 
 
@@ -64,14 +67,18 @@ def test_a_state_dict_path_is_loaded_exactly(tmp_path):
     torch.manual_seed(1)
     model = resnet18()
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    resolved = resolve_weights("resnet18", tmp_path / "w.pt")
-    assert all(torch.equal(resolved.state_dict[k], v) for k, v in model.state_dict().items())
+    resolved = locate("resnet18", tmp_path / "w.pt")
+    built = build(resolved)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    loaded = nn.Sequential(*built.blocks).state_dict()
+    assert len(loaded) == len(state)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.values(), state.values()))
     assert resolved.enum is None and resolved.tag.endswith("w.pt")
 
 
 def test_bad_weight_files_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
-        resolve_weights("resnet18", tmp_path / "nope.pt")
+        locate("resnet18", tmp_path / "nope.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"definitely not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt"):
@@ -87,17 +94,31 @@ def test_bad_weight_files_give_clear_errors(tmp_path):
 
 def test_weights_of_another_model_are_refused():
     with pytest.raises(ValueError, match="resnet18"):
-        resolve_weights("resnet18", V1)
+        locate("resnet18", V1)
 
 
 @requires_imagenet
 def test_a_copy_of_torchvisions_file_is_recognised_and_checked(tmp_path):
     target = tmp_path / "mobilenet_v2-b0353104.pth"
     shutil.copy(find_weights_file(V1), target)
-    resolved = resolve_weights("mobilenet_v2", target)
+    resolved = locate("mobilenet_v2", target)
     assert resolved.enum is V1 and resolved.categories[281] == "tabby"
     data = bytearray(target.read_bytes())
     data[2000] ^= 0xFF
     target.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="sha256"):
-        resolve_weights("mobilenet_v2", target)
+        locate("mobilenet_v2", target)
+
+
+def test_a_weights_file_is_located_once_per_build(tmp_path, monkeypatch):
+    from sktransfer import backbones, weights
+
+    torch.manual_seed(3)
+    torch.save(resnet18().state_dict(), tmp_path / "w.pt")
+    calls = []
+    original = weights._locate_file
+    monkeypatch.setattr(weights, "_locate_file", lambda *a: calls.append(a) or original(*a))
+    backbones._TEMPLATES.clear()
+    bb = backbones.build_backbone("resnet18", tmp_path / "w.pt")
+    assert len(calls) == 1  # found once; building reads the file the record names
+    assert bb.record.path == tmp_path / "w.pt" and bb.token[1] == str((tmp_path / "w.pt").resolve())
