@@ -110,8 +110,14 @@ _ENTRY_OVERHEAD = len(_MAGIC) + 32 + 4096
 # Temporary files older than this were left by a process that died mid-write.
 _STALE_SECONDS = 3600
 #: How long a process waits for another one computing the same entries, in
-#: seconds, before it computes them itself (``SKTRANSFER_CACHE_LOCK_TIMEOUT``).
-LOCK_TIMEOUT = float(os.environ.get("SKTRANSFER_CACHE_LOCK_TIMEOUT", 600))
+#: seconds, before it computes them itself (``SKTRANSFER_CACHE_LOCK_TIMEOUT``,
+#: read when used).
+LOCK_TIMEOUT = 600.0
+
+
+def lock_timeout():
+    """Seconds to wait for another process's claim (``SKTRANSFER_CACHE_LOCK_TIMEOUT``)."""
+    return float(os.environ.get("SKTRANSFER_CACHE_LOCK_TIMEOUT", LOCK_TIMEOUT))
 
 
 def _env_max_bytes():
@@ -145,15 +151,56 @@ class DiskStore:
     def _path(self, prefix, key):
         return self.root / prefix / f"{key}.npy"
 
-    def lock(self, prefix, timeout=None):
-        """An exclusive lock for computing entries under ``prefix``, across processes.
+    def claim(self, prefix, keys):
+        """Claim the entries of ``keys`` that no other process is computing, without waiting.
 
-        An OS-level lock: the kernel releases it when its holder dies, so a
-        killed process never leaves a stale lock behind.
+        One OS-level lock file per entry (``<key>.lock`` beside it): the
+        kernel releases it when its holder dies, so a killed process never
+        leaves a stale claim behind, and processes computing different
+        images never wait for each other.
+
+        Returns
+        -------
+        mine : set of str
+            The keys claimed; release them with :meth:`release`.
+        locks : list
+            What :meth:`release` takes.
         """
         folder = self.root / prefix
         folder.mkdir(parents=True, exist_ok=True)
-        return FileLock(folder / ".lock", timeout=LOCK_TIMEOUT if timeout is None else timeout)
+        mine, locks = set(), []
+        for key in dict.fromkeys(keys):
+            lock = FileLock(folder / f"{key}.lock", thread_local=False)
+            try:
+                lock.acquire(blocking=False)
+            except Timeout:
+                continue
+            mine.add(key)
+            locks.append(lock)
+        return mine, locks
+
+    @staticmethod
+    def release(locks):
+        """Release what :meth:`claim` returned."""
+        for lock in locks:
+            lock.release()
+
+    def wait(self, prefix, keys, timeout):
+        """Wait until no process holds a claim on ``keys`` (each at most ``timeout`` seconds).
+
+        Returns
+        -------
+        bool
+            ``False`` when a claim was held longer than ``timeout``.
+        """
+        for key in dict.fromkeys(keys):
+            lock = FileLock(self.root / prefix / f"{key}.lock", thread_local=False)
+            try:
+                lock.acquire(timeout=timeout)
+            except Timeout:
+                return False
+            lock.release()  # only waited for: whoever holds it next computes it
+        return True
 
     def has(self, prefix, key):
         """Whether an entry file exists (not checked for damage)."""
@@ -289,7 +336,7 @@ class DiskStore:
         """
         removed = self.prune(0)["removed"]
         for folder in (p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []:
-            for name in ("meta.json", ".lock"):
+            for name in ("meta.json", ".lock", *(p.name for p in folder.glob("*.lock"))):
                 with contextlib.suppress(FileNotFoundError):
                     (folder / name).unlink()
             for tmp in folder.glob(f"{TMP_PREFIX}*"):
@@ -378,31 +425,47 @@ class ActivationStore:
         if self.memory is not None:
             self.memory.put(f"{prefix}/{key}", value)
 
-    @contextlib.contextmanager
-    def lock(self, prefix):
-        """A cross-process lock for computing entries under ``prefix`` (a no-op without disk).
+    def claim(self, prefix, keys):
+        """Claim, without waiting, the entries of ``keys`` no other process is computing.
 
-        When the lock cannot be had (an unusable folder, or another process
-        holding it longer than :data:`LOCK_TIMEOUT`), this warns and computes
-        without it: entries are written atomically, so the worst case is
-        computing an entry twice.
+        Returns
+        -------
+        mine : set of str
+            The keys this process should compute now (all of them without a
+            disk store); the others are being computed elsewhere: :meth:`wait`
+            for them, then read them.
+        release : callable
+            Releases the claims; call it once the claimed entries are stored.
         """
-        lock = None
-        if self.disk is not None:
-            try:
-                lock = self.disk.lock(prefix)
-                lock.acquire()
-            except Timeout:
-                warnings.warn(
-                    f"Another process has held the cache lock in {self.disk.root / prefix} "
-                    f"for over {LOCK_TIMEOUT:.0f} s; computing without waiting for it.",
-                    RuntimeWarning, stacklevel=4)
-                lock = None
-            except OSError as exc:
-                self._disk_failed(exc, "taking its lock")
-                lock = None
+        disk = self.disk
+        if disk is None:
+            return set(keys), lambda: None
         try:
-            yield
-        finally:
-            if lock is not None:
-                lock.release()
+            mine, locks = disk.claim(prefix, keys)
+        except OSError as exc:
+            self._disk_failed(exc, "claiming entries")
+            return set(keys), lambda: None
+        return mine, lambda: disk.release(locks)
+
+    def wait(self, prefix, keys):
+        """Wait for other processes computing ``keys``; ``False`` when this gave up waiting.
+
+        When one holds its claim longer than ``SKTRANSFER_CACHE_LOCK_TIMEOUT``
+        (default :data:`LOCK_TIMEOUT`), this warns and returns: the caller
+        computes those entries itself, at worst a second time (entries are
+        written atomically).
+        """
+        if self.disk is None or not keys:
+            return True
+        timeout = lock_timeout()
+        try:
+            done = self.disk.wait(prefix, keys, timeout)
+        except OSError as exc:
+            self._disk_failed(exc, "waiting for another process")
+            return False
+        if not done:
+            warnings.warn(
+                f"Another process has held a cache claim in {self.disk.root / prefix} for over "
+                f"{timeout:.0f} s; computing those entries without waiting for it.",
+                RuntimeWarning, stacklevel=4)
+        return done

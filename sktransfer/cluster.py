@@ -9,12 +9,14 @@ The frozen prefix is the whole cost of a fit on cached activations, and of
   the client reach (one host's disk, or a shared filesystem).  A ``fit`` on
   the client then reads them instead of computing them.
 - :func:`predict_partitions` maps a fitted estimator's ``predict``,
-  ``predict_proba`` or ``transform`` over a ``dask.bag`` or a 1-d
-  ``dask.array`` of image paths, one partition (block) per task.
+  ``predict_proba`` or ``transform`` over a ``dask.bag``, a 1-d
+  ``dask.array`` or a ``dask.dataframe`` column of image paths, one
+  partition (block) per task.
 
 The disk cache's entries are written all or nothing and checksummed, and
-its per-network lock file lets one process compute an entry while the
-others wait: the folder must support ``flock``-style locks and atomic
+a claim per entry (a lock file beside it) lets one process compute an entry
+while another one wanting it waits, and workers computing other images
+run side by side: the folder must support ``flock``-style locks and atomic
 renames (a local disk, NFSv4 with locking); where locks do not work, two
 workers may compute the same entry twice, which costs time, not
 correctness.  Needs the ``dask`` extra.
@@ -22,6 +24,7 @@ correctness.  Needs the ``dask`` extra.
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.base import clone
 
 #: The methods :func:`predict_partitions` maps.
@@ -99,16 +102,21 @@ def predict_partitions(est, collection, method="predict"):
     ----------
     est : fitted estimator
         ``TransferClassifier``, ``TransferRegressor`` or ``PretrainedFeatures``.
-    collection : dask.bag.Bag or dask.array.Array
-        Image paths: a bag, or a 1-d array (its blocks).
+    collection : dask.bag.Bag, dask.array.Array or dask.dataframe.Series
+        Image paths: a bag, a 1-d array (its blocks), or a column of a Dask
+        DataFrame (its partitions; needs pandas and pyarrow, the ``dask``
+        extra installs them).
     method : {"predict", "predict_proba", "transform"}, default="predict"
 
     Returns
     -------
-    dask.bag.Bag or dask.array.Array
-        Lazy: a bag of one result per image, or an array whose rows follow
-        the input's blocks.
+    dask.bag.Bag, dask.array.Array, dask.dataframe.Series or dask.dataframe.DataFrame
+        Lazy: a bag of one result per image; an array whose rows follow the
+        input's blocks; for a column, a Series (one value per image) or a
+        DataFrame (one column per class, output or feature), on the
+        column's own index, so it joins the frame the paths came from.
     """
+    import dask
     import dask.array as da
     import dask.bag as db
 
@@ -124,8 +132,60 @@ def predict_partitions(est, collection, method="predict"):
             return collection.map_blocks(_apply_to_block, est, method, dtype=object)
         return collection.map_blocks(_apply_to_block, est, method, dtype=float,
                                      chunks=(collection.chunks[0], (width,)), new_axis=1)
-    raise TypeError(f"predict_partitions takes a dask.bag or a 1-d dask.array of image paths; "
-                    f"got {type(collection).__name__}.")
+    series = _dataframe_series()
+    if series is not None and isinstance(collection, series):
+        shipped = _shipped(est)
+        if shipped is est:  # local schedulers: Dask DataFrames hash every argument, and a
+            shipped = dask.delayed(est, pure=False)  # fitted network has no stable hash
+        return collection.map_partitions(_apply_to_series, shipped, method,
+                                         meta=_meta(est, method))
+    raise TypeError(f"predict_partitions takes a dask.bag, a 1-d dask.array or a "
+                    f"dask.dataframe column of image paths; got {type(collection).__name__}.")
+
+
+def _dataframe_series():
+    """``dask.dataframe.Series``, or None where dask.dataframe cannot be imported."""
+    try:
+        import dask.dataframe as dd
+    except ImportError:  # pandas or pyarrow missing: no Dask DataFrame can exist either
+        return None
+    return dd.Series
+
+
+def _columns(est, method):
+    """Names of the columns of ``est.<method>``'s output, or None for one value per image."""
+    width = _width(est, method)
+    if width is None:
+        return None
+    if method == "transform":
+        names = est.get_feature_names_out()
+    else:
+        names = getattr(est, "classes_", None)
+        if names is None:
+            names = getattr(est, "target_names_", None)
+        if names is None:
+            names = range(width)
+    return [str(n) for n in names]
+
+
+def _dtype(est, method):
+    """The dtype of ``est.<method>``'s values."""
+    if method == "predict" and getattr(est, "multilabel_", False):
+        return np.int64  # the indicator matrix
+    classes = getattr(est, "classes_", None)
+    if method == "predict" and classes is not None:
+        return np.asarray(classes).dtype
+    return np.float64
+
+
+def _meta(est, method):
+    """An empty pandas object of the type and columns ``_apply_to_series`` returns."""
+    import pandas as pd
+
+    columns, dtype = _columns(est, method), _dtype(est, method)
+    if columns is not None:
+        return pd.DataFrame({c: pd.Series(dtype=dtype) for c in columns})
+    return pd.Series(dtype=dtype)
 
 
 def _shipped(est):
@@ -155,6 +215,18 @@ def _width(est, method):
 def _apply_to_partition(paths, est, method):
     paths = list(paths)
     return list(getattr(est, method)(paths)) if paths else []
+
+
+def _apply_to_series(paths, est, method):
+    import pandas as pd
+
+    columns, dtype = _columns(est, method), _dtype(est, method)
+    if not len(paths):
+        return _meta(est, method).set_axis(paths.index[:0])
+    out = np.asarray(getattr(est, method)([str(p) for p in paths])).astype(dtype)
+    if columns is None:
+        return pd.Series(out, index=paths.index)
+    return pd.DataFrame(out, index=paths.index, columns=columns)
 
 
 def _apply_to_block(block, est, method):

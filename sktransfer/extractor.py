@@ -262,13 +262,22 @@ class Extractor:
             return [i for i, hit in found if hit is None]
 
         pending = missing(first_of.values())
-        if pending:
-            # One process computes an entry; the others wait, then read it from disk.
-            with store.lock(self.key):
-                if store.disk is not None:
-                    pending = missing(pending)
-                self._compute(images, pending, results, **run,
-                              save=lambda i, row: store.put(self.key, keys[i], row))
+        claiming = True
+        while pending:
+            # One process computes an entry; another one wanting it waits, then reads it.
+            # Claims are per entry, so processes computing other images never wait.
+            busy = []
+
+            def claim(batch):
+                mine, release = store.claim(self.key, [keys[i] for i in batch])
+                busy.extend(i for i in batch if keys[i] not in mine)
+                return missing([i for i in batch if keys[i] in mine]), release
+
+            self._compute(images, pending, results, **run, claim=claim if claiming else None,
+                          save=lambda i, row: store.put(self.key, keys[i], row))
+            # A process that died leaves its entries missing: they are claimed again here.
+            claiming = store.wait(self.key, [keys[i] for i in busy])
+            pending = missing(busy)
         for i, key in enumerate(keys):
             if results[i] is None:  # a duplicate of an image computed above
                 results[i] = results[first_of[key]]
@@ -342,38 +351,67 @@ class Extractor:
         self.calibration = runner.calibration
         _remember_runner((self._prefix_key, self.device, self.engine), runner)
 
-    def _compute(self, images, pending, results, batch_size, n_jobs, verbose, save=None):
-        """Run ``pending`` images through the prefix into ``results`` (and ``save`` each)."""
+    def _compute(self, images, pending, results, batch_size, n_jobs, verbose, save=None,
+                 claim=None):
+        """Run ``pending`` images through the prefix into ``results`` (and ``save`` each).
+
+        ``claim(batch)``, when given, narrows each batch to the images this
+        process claims, returning them and a function releasing the claim,
+        called once the batch is saved.
+        """
         errors = []
         shown = progress(len(pending), "Extracting features", unit="img", enabled=verbose >= 1)
         runner = self._runner() if pending else None
         cuda = torch.device(self.device).type == "cuda"
         batch_size = self.batch_limit(batch_size) if pending else batch_size
-        batches = [pending[s:s + batch_size] for s in range(0, len(pending), batch_size)]
+        plan = iter([pending[s:s + batch_size] for s in range(0, len(pending), batch_size)])
+        claim = claim or (lambda batch: (batch, lambda: None))
+
+        def take():
+            """The next batch this process computes, and its release; None at the end."""
+            for batch in plan:
+                mine, release = claim(batch)
+                shown.update(len(batch) - len(mine))  # others' work, or found done
+                if mine:
+                    return mine, release
+                release()
+            return None
+
         decode = functools.partial(decode_batch, images, self.transform, n_jobs=n_jobs)
-        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.amp), \
-                ThreadPoolExecutor(1) as ahead:
-            # The next batch decodes while this one runs (Pillow and the engines release
-            # the GIL); measured against decoding in turn in bench_speed.py.
-            upcoming = ahead.submit(decode, batches[0]) if batches else None
-            for k, batch in enumerate(batches):
-                decoded = upcoming.result()
-                if k + 1 < len(batches):
-                    upcoming = ahead.submit(decode, batches[k + 1])
-                errors += [(i, err) for i, (_, err) in zip(batch, decoded) if err is not None]
-                if errors:  # keep decoding only, to report every bad file at once
+        current = upcoming = None
+        try:
+            with torch.inference_mode(), \
+                    torch.autocast("cuda", torch.float16, enabled=self.amp), \
+                    ThreadPoolExecutor(1) as ahead:
+                # The next batch decodes while this one runs (Pillow and the engines release
+                # the GIL); measured against decoding in turn in bench_speed.py.
+                current = take()
+                decoding = ahead.submit(decode, current[0]) if current else None
+                while current is not None:
+                    batch = current[0]
+                    decoded = decoding.result()
+                    upcoming = take()
+                    if upcoming is not None:
+                        decoding = ahead.submit(decode, upcoming[0])
+                    errors += [(i, err) for i, (_, err) in zip(batch, decoded)
+                               if err is not None]
+                    if not errors:  # else keep decoding only, to report every bad file at once
+                        x = to_batch([t for t, _ in decoded], self.transform)
+                        if cuda:
+                            x = x.pin_memory()
+                        x = runner(x.to(self.device, non_blocking=True))
+                        x = x.float().cpu().contiguous()
+                        for i, row in zip(batch, x):
+                            results[i] = row = row.clone()
+                            if save is not None:
+                                save(i, row)
                     shown.update(len(batch))
-                    continue
-                x = to_batch([t for t, _ in decoded], self.transform)
-                if cuda:
-                    x = x.pin_memory()
-                x = runner(x.to(self.device, non_blocking=True))
-                x = x.float().cpu().contiguous()
-                for i, row in zip(batch, x):
-                    results[i] = row = row.clone()
-                    if save is not None:
-                        save(i, row)
-                shown.update(len(batch))
+                    current[1]()
+                    current, upcoming = upcoming, None
+        finally:
+            for held in (current, upcoming):
+                if held is not None:
+                    held[1]()
         shown.close()
         if errors:
             raise ImageDecodeError.listing(errors)

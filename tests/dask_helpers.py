@@ -5,25 +5,29 @@ from torch import nn
 
 
 class CountingStem(nn.Module):
-    """Identity that appends the batch size to a log file on every forward pass."""
+    """Identity that appends the batch size to a log file on every forward pass (after
+    ``delay`` seconds: a slow network)."""
 
-    def __init__(self, log):
+    def __init__(self, log, delay=0.0):
         super().__init__()
         self.log = str(log)
+        self.delay = delay
 
     def forward(self, x):
         if x.device.type == "meta":  # shape inference, not a computation
             return x
+        if self.delay:
+            __import__("time").sleep(self.delay)
         with open(self.log, "a") as fh:  # O_APPEND: small writes are atomic across processes
             fh.write(f"{x.shape[0]}\n")
         return x
 
 
-def counting_backbone(log):
+def counting_backbone(log, delay=0.0):
     """A small CNN whose first block counts the images run through it."""
     torch.manual_seed(0)
     return nn.Sequential(
-        CountingStem(log),
+        CountingStem(log, delay),
         nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU()),
         nn.Sequential(nn.Conv2d(8, 16, 3, stride=2), nn.ReLU()),
     )

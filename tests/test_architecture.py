@@ -110,3 +110,16 @@ def test_plots_leave_the_matplotlib_backend_alone():
 
         plt.close("all")
         matplotlib.use(before)
+
+
+def test_the_table_of_docs_architecture_lists_each_modules_imports():
+    import re
+
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    for module in MODULES:
+        if module in ("cli", "_version"):  # cli: everything; _version: no row
+            continue
+        row = re.search(rf"^\| `{module}` \|.*\| (.*) \|$", doc, re.M)
+        assert row, f"docs/architecture.md has no row for {module}"
+        listed = set(re.findall(r"`(\w+)`", row.group(1)))
+        assert listed == imports(module) - {"__init__", "_version"}, module

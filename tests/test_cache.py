@@ -133,3 +133,61 @@ def test_concurrent_writers_leave_valid_entries(tmp_path):
     np.testing.assert_allclose(final.numpy(), outs[0])
     assert all(store.get(key, source.content_key(i)) is not None for i in range(8))
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+class _Slow(nn.Module):
+    """Pools, slowly, and logs when each batch ran and how many images it held."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = str(log)
+
+    def extra_repr(self):  # in the fingerprint: a worker's compiled copy logs here, not elsewhere
+        return self.log
+
+    def forward(self, x):
+        import os
+        import time
+
+        if x.device.type == "meta":  # working out shapes: nothing computed
+            return x.mean((2, 3))
+        start = time.time()
+        time.sleep(0.4)
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()} {start} {time.time()} {len(x)}\n")
+        return x.mean((2, 3))
+
+
+def _extract_together(root, log, X, barrier):
+    """Wait until both processes are here, then run one prefix over ``X`` into ``root``."""
+    import os
+    import time
+
+    (barrier / str(os.getpid())).touch()
+    deadline = time.time() + 60
+    while len(list(barrier.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    Extractor([_Slow(log)], TRANSFORM).run(X, cache=False, cache_dir=root, batch_size=4)
+
+
+def _runs(log):
+    rows = [line.split() for line in log.read_text().splitlines()]
+    return [(int(p), float(a), float(b), int(n)) for p, a, b, n in rows]
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_processes_sharing_a_cache_dir_wait_only_for_the_same_images(tmp_path, same):
+    images = np.random.RandomState(0).randint(0, 256, (16, 20, 20, 3), dtype=np.uint8)
+    parts = [images[:8], images[:8]] if same else [images[:8], images[8:]]
+    log, barrier = tmp_path / "log", tmp_path / "barrier"
+    barrier.mkdir()
+    Parallel(n_jobs=2, backend="loky")(
+        delayed(_extract_together)(tmp_path / "cache", log, X, barrier) for X in parts)
+    runs = _runs(log)
+    assert sum(n for *_, n in runs) == (8 if same else 16)  # each image computed once
+    if not same:  # other images: the two processes compute at the same time
+        assert len({p for p, *_ in runs}) == 2
+        a, b = sorted({p for p, *_ in runs})
+        first = [r for r in runs if r[0] == a]
+        second = [r for r in runs if r[0] == b]
+        assert any(s1 < e2 and s2 < e1 for _, s1, e1, _ in first for _, s2, e2, _ in second)

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import warnings
 
 import numpy as np
 import torch
@@ -83,6 +84,8 @@ def test_extraction_on_the_cluster_then_a_fit_computes_nothing_here(tmp_path, de
     predictions over a dask.bag and a dask.array equal the single-process ones."""
     import dask.array as da
     import dask.bag as db
+    import dask.dataframe as dd
+    import pandas as pd
     from PIL import Image
 
     from conftest import blobs
@@ -114,8 +117,90 @@ def test_extraction_on_the_cluster_then_a_fit_computes_nothing_here(tmp_path, de
         features = PretrainedFeatures(backbone="resnet18", weights=weights, image_size=32).fit()
         spread = predict_partitions(features, da.from_array(np.array(paths, dtype=object),
                                                              chunks=8), "transform").compute()
+        frame = dd.from_pandas(pd.DataFrame({"path": paths}, index=np.arange(len(paths)) + 100),
+                               npartitions=3)
+        on_column = predict_partitions(est, frame["path"]).compute()
+        proba_columns = predict_partitions(est, frame["path"], "predict_proba").compute()
+    assert list(on_column.index) == list(frame.index.compute())  # joins the frame it came from
+    np.testing.assert_array_equal(on_column.to_numpy(), est.predict(paths))
+    assert list(proba_columns.columns) == [str(c) for c in est.classes_]
+    np.testing.assert_allclose(proba_columns.to_numpy(), est.predict_proba(paths), rtol=1e-6)
     np.testing.assert_array_equal(on_bag, est.predict(paths))
     np.testing.assert_allclose(on_array, est.predict_proba(paths), rtol=1e-6)
     np.testing.assert_allclose(spread, features.transform(paths), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="unfreeze=1"):
         fill_cache(est.set_params(unfreeze=1), paths, client=object())
+
+
+def test_a_worker_killed_mid_extraction_leaves_the_cache_whole_and_the_job_finishes(
+        tmp_path, decoded):
+    import signal
+    import threading
+    import time
+
+    from PIL import Image
+
+    from conftest import blobs
+    from sktransfer import PretrainedFeatures, fill_cache
+    from sktransfer.cache import DiskStore
+    from sktransfer.data import as_images
+
+    X, _ = blobs(40, size=32, seed=1)
+    paths = []
+    for i, img in enumerate(X):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(img).save(paths[-1])
+    log, shared = tmp_path / "log", tmp_path / "cache"
+    # a slow network (0.2 s a batch), run by torch so that its stem logs each batch
+    features = PretrainedFeatures(backbone=counting_backbone(log, delay=0.2), image_size=32,
+                                  cache_dir=shared, engine="torch")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        victim = next(iter(client.run(os.getpid).values()))
+        done = {}
+        job = threading.Thread(target=lambda: done.setdefault(
+            "n", fill_cache(features, paths, client=client, partition_size=4)))
+        job.start()
+        deadline = time.time() + 120
+        while computed(log) == 0 and time.time() < deadline:
+            time.sleep(0.01)
+        os.kill(victim, signal.SIGKILL)
+        at_kill = computed(log)
+        assert job.is_alive() and 0 < at_kill < len(paths)  # killed mid-extraction
+        job.join(180)
+        assert done.get("n") == len(paths)  # the other worker (and the nanny's new one) finished
+        assert victim not in client.run(os.getpid).values()
+    store = DiskStore(shared)
+    key = features.fit().extractor_.key
+    source = as_images(paths)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a damaged entry would warn
+        entries = [store.get(key, source.content_key(i)) for i in range(len(paths))]
+    assert all(e is not None for e in entries)  # every entry whole, none missing
+    assert len(list(shared.rglob("*.npy"))) == len(paths)
+    decoded["n"] = 0
+    np.testing.assert_allclose(features.transform(paths), torch.stack(entries).numpy())
+    assert decoded["n"] == 0  # all read from what the cluster wrote
+
+
+def test_a_dataframe_column_on_the_local_scheduler_gives_named_columns(tmp_path):
+    import dask.dataframe as dd
+    import pandas as pd
+    from PIL import Image
+
+    from conftest import blobs
+    from sktransfer import TransferRegressor, predict_partitions
+
+    X, _ = blobs(8, size=32)
+    paths = []
+    for i, img in enumerate(X):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(img).save(paths[-1])
+    targets = pd.DataFrame({"energy": np.arange(8.0), "water": np.arange(8.0) ** 2})
+    est = TransferRegressor(backbone="resnet18", weights=None, image_size=32, epochs=1,
+                            random_state=0).fit(paths, targets)
+    frame = dd.from_pandas(pd.DataFrame({"path": paths}), npartitions=3)
+    out = predict_partitions(est, frame["path"]).compute(scheduler="sync")
+    assert list(out.columns) == ["energy", "water"]
+    np.testing.assert_allclose(out.to_numpy(), est.predict(paths), rtol=1e-6)

@@ -27,6 +27,7 @@ from sktransfer import ModelFileError, TransferClassifier, load
 from sktransfer import cache as cache_mod
 from sktransfer import extractor as extractor_mod
 from sktransfer.cache import MEMORY, DiskStore
+from sktransfer.data import as_images
 
 from cli_helpers import run_here
 from disks import remount_read_only, tmpfs
@@ -310,13 +311,14 @@ def test_a_lock_held_too_long_is_not_waited_for_forever(tmp_path, tiny, monkeypa
     clf.fit(X[:2], y[:2])  # the prefix key, to find the lock file
     key = clf.extractor_.key
     (tmp_path / key).mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / key / ".lock")],
+    image = as_images(X).content_key(3)  # another process claims one image, and hangs
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / key / f"{image}.lock")],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr(cache_mod, "LOCK_TIMEOUT", 1.0)
+        monkeypatch.setenv("SKTRANSFER_CACHE_LOCK_TIMEOUT", "1")
         t = time.time()
-        with pytest.warns(RuntimeWarning, match="held the cache lock"):
+        with pytest.warns(RuntimeWarning, match="held a cache claim"):
             proba = TransferClassifier(**FAST, cache_dir=tmp_path).fit(X, y).predict_proba(X)
         assert time.time() - t < 30
     finally:
