@@ -13,7 +13,7 @@ PACKAGE = Path(sktransfer.__file__).parent
 
 # Lowest first: a module may import only modules of earlier layers.
 LAYERS = [
-    {"engines", "files", "preprocess", "rng", "shapes", "stored_params"},
+    {"allocator", "engines", "files", "preprocess", "rng", "shapes", "stored_params"},
     {"_version", "_validation", "catalog", "data", "demo_data", "folding", "network",
      "progress", "records", "tables", "views"},
     {"decoding", "weights"},
