@@ -39,7 +39,9 @@ from .shapes import feature_shape
 
 
 def resolve_name(backbone):
-    """Map an alias or torchvision name to a supported torchvision name.
+    """The name a backbone is built under: an alias or torchvision name becomes a supported
+    torchvision name, a timm name ``"timm/<name>[@revision]"`` (the revision kept: it
+    names other weights), an EfficientNet-Lite its lower-case name.
 
     Raises
     ------
@@ -54,11 +56,12 @@ def resolve_name(backbone):
     if timm_family.is_timm_name(backbone):
         if backbone.lower() in catalog.PACKAGED:
             return backbone.lower()
-        pinned = timm_family.revision(backbone)  # kept: it names other weights
+        pinned = timm_family.revision(backbone)
         return timm_family.PREFIX + timm_family.timm_name(backbone) + (
             f"@{pinned}" if pinned else "")
     name = ALIASES.get(backbone.lower(), backbone.lower())
-    if torchvision_family.family(name) is None or name not in tv_models.list_models(module=tv_models):
+    known = name in tv_models.list_models(module=tv_models)
+    if torchvision_family.family(name) is None or not known:
         names = torchvision_family.supported_names()
         close = difflib.get_close_matches(
             backbone.lower(), [*ALIASES, *names, *catalog.PACKAGED], n=3, cutoff=0.6)

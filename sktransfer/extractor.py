@@ -78,9 +78,11 @@ class Extractor:
     modules : list of torch.nn.Module
         Run in order, in inference mode (never trained while they run here).
         May be empty: then the output is the preprocessed image.
-    transform : torch.nn.Module
+    transform : torch.nn.Module or None
         Preprocessing, ``(3, h, w)`` image tensor -> ``(3, s, s)`` float
         tensor; its ``repr`` must name every setting (it is fingerprinted).
+        ``None`` for an extractor that only runs on tensors
+        (:meth:`run_tensor`).
     device : str, default="cpu"
     mixed_precision : bool, default=False
         On CUDA, run under ``torch.autocast`` (float16); results are stored

@@ -12,7 +12,7 @@ from .backbones import build_backbone
 
 
 class ExtractorMixin:
-    """How the estimators build their backbone and run their :class:`~sktransfer.extractor.Extractor`.
+    """How the estimators build their backbone and run their extractor.
 
     Expects the parameters ``backbone``, ``cache``, ``cache_dir``,
     ``batch_size``, ``n_jobs`` and ``verbose``, and, once fitted,
