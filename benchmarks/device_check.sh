@@ -8,4 +8,6 @@ PY=${PY:-.venv/bin/python}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 "$PY" -m pytest -q -m gpu tests/test_gpu.py
-"$PY" benchmarks/bench_device.py --n "${N:-512}"
+# --scale: a defaults fit of 16,000 Fashion-MNIST images (FASHION_MNIST_DIR: a folder
+# with Debian's dataset-fashion-mnist files, where the package is not installed).
+"$PY" benchmarks/bench_device.py --n "${N:-512}" --scale "${SCALE:-16000}"

@@ -392,10 +392,20 @@ def render_device(report):
     if not any(run["device"].startswith("cuda") for run in report["runs"]):
         rows.append("| GPU | not measured yet: run `benchmarks/device_check.sh` on a "
                     "machine with CUDA | |")
+    scale = report.get("scale")
+    if scale and "skipped" not in scale:
+        scale_text = (f"\n\nA defaults fit of {scale['n']:,} Fashion-MNIST images "
+                      f"(`bench_device.py --scale`, the point `bench_scale.py` measures) on "
+                      f"{scale['device_name']}: {scale['seconds']:.0f} s, "
+                      f"{scale['images_per_s']:.0f} images/s, peak memory "
+                      f"{scale['peak_above_loaded_mb']:.0f} MB above the loaded model, "
+                      f"accuracy {100 * scale['accuracy']:.1f}%.")
+    else:
+        scale_text = ""
     return ("Measured by `python benchmarks/bench_device.py` "
             "(raw numbers in `benchmarks/results/device.json`).\n\n"
             "| machine | extraction (images/s) | fine-tuning, unfreeze=2 (images/s) |\n"
-            "|---|---|---|\n" + "\n".join(rows))
+            "|---|---|---|\n" + "\n".join(rows) + scale_text)
 
 
 # -- tabular: docs/benchmarks.md ------------------------------------------------

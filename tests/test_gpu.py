@@ -31,6 +31,15 @@ def test_mixed_precision_extraction_is_close(tiny):
     np.testing.assert_allclose(half, full, rtol=5e-2, atol=5e-2)
 
 
+def test_export_onnx_leaves_a_cuda_model_on_its_device(tiny, tmp_path):
+    X, y = tiny
+    clf = TransferClassifier(**FAST).fit(X, y)
+    expected = clf.predict_proba(X)
+    clf.export_onnx(tmp_path / "m.onnx")
+    assert all(p.device.type == "cuda" for p in clf.net_.module_.parameters())
+    np.testing.assert_allclose(clf.predict_proba(X), expected, atol=1e-6)
+
+
 def test_gpu_model_predicts_on_a_cpu_only_machine(tiny, tmp_path, monkeypatch):
     X, y = tiny
     clf = TransferClassifier(**FAST).fit(X, y)
