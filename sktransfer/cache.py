@@ -169,21 +169,32 @@ class DiskStore:
         folder = self.root / prefix
         folder.mkdir(parents=True, exist_ok=True)
         mine, locks = set(), []
-        for key in dict.fromkeys(keys):
-            lock = FileLock(folder / f"{key}.lock", thread_local=False)
-            try:
-                lock.acquire(blocking=False)
-            except Timeout:
-                continue
-            mine.add(key)
-            locks.append(lock)
+        try:
+            for key in dict.fromkeys(keys):
+                lock = FileLock(folder / f"{key}.lock", thread_local=False)
+                try:
+                    lock.acquire(blocking=False)
+                except Timeout:
+                    continue
+                mine.add(key)
+                locks.append(lock)
+        except BaseException:
+            self.release(locks)
+            raise
         return mine, locks
 
     @staticmethod
     def release(locks):
-        """Release what :meth:`claim` returned."""
+        """Release what :meth:`claim` returned, and remove the lock files.
+
+        Removing one while another process opens it is safe: whoever holds a
+        claim checks for the entry before computing it, and the entry is
+        written before its claim is released.
+        """
         for lock in locks:
             lock.release()
+            with contextlib.suppress(OSError):
+                Path(lock.lock_file).unlink()
 
     def wait(self, prefix, keys, timeout):
         """Wait until no process holds a claim on ``keys`` (each at most ``timeout`` seconds).
@@ -194,12 +205,15 @@ class DiskStore:
             ``False`` when a claim was held longer than ``timeout``.
         """
         for key in dict.fromkeys(keys):
-            lock = FileLock(self.root / prefix / f"{key}.lock", thread_local=False)
+            path = self.root / prefix / f"{key}.lock"
+            if not path.exists():  # released (and removed) already
+                continue
+            lock = FileLock(path, thread_local=False)
             try:
                 lock.acquire(timeout=timeout)
             except Timeout:
                 return False
-            lock.release()  # only waited for: whoever holds it next computes it
+            self.release([lock])  # only waited for: whoever claims it next computes it
         return True
 
     def has(self, prefix, key):

@@ -185,6 +185,7 @@ def test_processes_sharing_a_cache_dir_wait_only_for_the_same_images(tmp_path, s
         delayed(_extract_together)(tmp_path / "cache", log, X, barrier) for X in parts)
     runs = _runs(log)
     assert sum(n for *_, n in runs) == (8 if same else 16)  # each image computed once
+    assert not list((tmp_path / "cache").rglob("*.lock"))  # every claim released and gone
     if not same:  # other images: the two processes compute at the same time
         assert len({p for p, *_ in runs}) == 2
         a, b = sorted({p for p, *_ in runs})
