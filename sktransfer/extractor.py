@@ -303,10 +303,12 @@ class Extractor:
         modes = [m.training for m in self.modules]
         try:
             out = []
+            for module in self.modules:
+                module.eval()
             for start in range(0, len(x), batch_size):
                 h = x[start:start + batch_size].to(self.device)
                 for module in self.modules:
-                    h = module.eval()(h)
+                    h = module(h)
                 out.append(h.float().cpu())
             return torch.cat(out) if out else torch.empty(0)
         finally:

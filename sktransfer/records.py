@@ -9,6 +9,7 @@ blocks.  Nothing here reads a file or builds a module.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,10 +75,12 @@ class WeightsRecord:
     enum: object = field(default=None, repr=False)
     loader: str = "state_dict"
 
-    @property
+    @functools.cached_property
     def token(self):
         """Names exactly the blocks this record builds (architecture and file), or ``None``.
 
+        The file's size and modification time as they were when first asked
+        (right after it was located): a file changed later is another token.
         ``None`` when the weights are not from a file (random, or a user's
         module): nothing to build once and reuse.
         """
