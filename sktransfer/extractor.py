@@ -274,7 +274,9 @@ class Extractor:
             def claim(batch):
                 mine, release = store.claim(self.key, [keys[i] for i in batch])
                 busy.extend(i for i in batch if keys[i] not in mine)
-                return missing([i for i in batch if keys[i] in mine]), release
+                mine = [i for i in batch if keys[i] in mine]
+                # another process may have written them since: only a disk can tell
+                return (missing(mine) if store.disk is not None else mine), release
 
             self._compute(images, pending, results, **run, claim=claim if claiming else None,
                           save=lambda i, row: store.put(self.key, keys[i], row))
