@@ -43,7 +43,7 @@ docs: install
 
 # Re-write the table `sktransfer backbones` reads (after changing torchvision's version).
 backbone-table: install
-	$(PY) -c "import sktransfer.backbones as b; b.write_table()"
+	$(PY) -c "import sktransfer.backbones.building as b; b.write_table()"
 
 demo: weights
 	$(VENV)/bin/sktransfer demo

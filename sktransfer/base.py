@@ -4,7 +4,7 @@
 and :class:`~sktransfer.TransferRegressor` as scikit-learn's
 ``BaseMultilayerPerceptron`` carries ``MLPClassifier`` and ``MLPRegressor``:
 it owns the parameters they share, building the network (the frozen prefix
-run by an :class:`~sktransfer.extractor.Extractor`, the trainable blocks and
+run by an :class:`~sktransfer.extraction.extractor.Extractor`, the trainable blocks and
 the new head), the activation cache, both training phases, views and TTA,
 Grad-CAM, ``fitted_state``/``from_fitted_state``, ``save`` and ONNX export.
 An estimator adds only what its targets need: how they are checked and
@@ -14,20 +14,13 @@ encoded, the head's outputs and loss, and how outputs become predictions
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import inspect
 import numbers
-import re
-import signal
-import threading
 import time
 import warnings
 
 import numpy as np
 import torch
-from skorch.callbacks import EarlyStopping, LRScheduler
-from skorch.helper import predefined_split
 from skorch.history import History
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
@@ -35,180 +28,27 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
-from torchvision.transforms import v2 as T
 
 from . import _validation as check
-from . import catalog
-from .callbacks import FitProgress, PartialUnfreeze
-from .cut import cut_backbone, describe
-from .data import ImageDataset, ImageDecodeError, as_images, find_unreadable
-from .engines import quantized, resolve_engine
-from .extractor import Extractor
-from .extractor_mixin import ExtractorMixin
-from .network import Batches, Labelled, TransferNet, draws_globally, make_head
-from .persist import export_onnx, save
-from .rng import fit_generator, global_rng
-from .views import make_views, stack_views, with_view
-
-# fused: one kernel per step instead of one per tensor operation, the same update;
-# on cached features a step is mostly overhead, and this is part of it.
-OPTIMIZERS = {
-    "adam": (torch.optim.Adam, {"fused": True}),
-    "adamw": (torch.optim.AdamW, {"fused": True}),
-    "sgd": (torch.optim.SGD, {"momentum": 0.9}),
-    "rmsprop": (torch.optim.RMSprop, {}),
-}
-
-#: The numpydoc entries of the parameters every transfer estimator takes; each
-#: estimator's docstring lists them where it says ``%(common_parameters)s``.
-COMMON_PARAMETERS_DOC = """    backbone : str or torch.nn.Module, default="mobilenet"
-        An alias (``"mobilenet"``, ``"resnet"``, ``"vgg"``, ``"inception"``,
-        ``"efficientnet"``), a torchvision model name, ``"efficientnet_lite0"``
-        or ``"efficientnet_lite2"``, ``"timm/<name>"`` for a model of timm's
-        zoo (the ``timm`` extra), or your own module (see
-        :func:`sktransfer.backbones.build_backbone` for the contract).
-    weights : "imagenet", None, str or path, default="imagenet"
-        ``"imagenet"``: the backbone's ImageNet weights, from this machine
-        first, else downloaded (torch.hub, or the Hugging Face cache for
-        timm) unless ``SKTRANSFER_OFFLINE=1``; the name of torchvision
-        weights (``"IMAGENET1K_V2"``); ``None``: random initialisation; a
-        path: a state_dict file.
-    hidden_units : int or tuple of int, default=()
-        Hidden layers (ReLU) of the new head; ``(128,)`` (or ``128``) is the
-        classic Dense(128) head.
-    pooling : {"avg", "max", "flatten"}, default="avg"
-        How the last feature map becomes a vector.
-    dropout : float, default=0.2
-        Dropout rate before the output layer, in [0, 1).
-    epochs : int, default=30
-        Phase 1 epochs (backbone frozen, head trains).  Cheap: with the
-        cache, the head trains on features computed once.
-    lr : float, default=1.5e-3
-        Phase 1 learning rate.
-    unfreeze : int or "all", default=0
-        Number of the backbone's last blocks trained in phase 2 (the "freeze
-        depth"); 0: no phase 2.
-    finetune_epochs : int, default=3
-        Phase 2 epochs.
-    finetune_lr : float, default=1e-5
-        Phase 2 learning rate of the head and the last unfrozen block.
-    finetune_lr_decay : float, default=1.0
-        Discriminative learning rates in phase 2: each unfrozen block
-        deeper than the last trains at this fraction of the rate of the
-        block after it (1: every block at ``finetune_lr``).
-    lr_schedule : {"constant", "cosine"}, default="constant"
-        Learning rate within each phase: ``"cosine"`` anneals it from the
-        phase's rate to zero over the phase's epochs (skorch's
-        ``LRScheduler`` with ``CosineAnnealingLR``).
-    optimizer : str or torch.optim.Optimizer subclass, default="adam"
-        ``"adam"``, ``"adamw"``, ``"sgd"`` (momentum 0.9) or ``"rmsprop"``.
-    batch_size : int, default=64
-        Images per training step (and per extraction batch).  A step on
-        cached features costs about the same at 32 or 64 images (its time
-        is the per-operation overhead, not arithmetic), so 64 halves the
-        head's training time; with ``lr=1.5e-3`` and ``dropout=0.2`` it
-        scores as batches of 32 at 1e-3 with dropout 0.5 did
-        (docs/benchmarks.md, the head's training settings).
-    image_size : int or None, default=None
-        Side of the network input in pixels; None: the backbone's own (224,
-        299 for inception).
-    crop : bool, default=False
-        False: resize the whole image to the input square.  True:
-        torchvision's preset (resize, then center-crop), which cuts the
-        sides of wide photos.
-    augment : bool, default=False
-        Random resized crops and horizontal flips during training.  The
-        frozen part must then run on every image at every epoch, so the
-        activation cache is not used for training: expect fits several times
-        slower.
-    augment_views : int, default=0
-        Also train on ``augment_views`` fixed augmented views of each image
-        (a horizontal flip, then mild random-resized crops with small
-        brightness and contrast changes; see :mod:`sktransfer.views`).
-        Each view goes through the frozen part once and is cached like the
-        image itself, so every epoch, fold and grid point reuses it: a fit
-        costs ``1 + augment_views`` extractions, then trains on that many
-        rows per image.  Not with ``augment=True``.
-    tta : int, default=1
-        Test-time augmentation: predictions average the outputs of the
-        image and its first ``tta - 1`` views (the flip first), each cached
-        the same way.  1: the image alone.  (The
-        network :meth:`export_onnx` writes sees one image at a time.)
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified by class
-        for a classifier of one label per image) and stop
-        when the validation loss has not improved for ``n_iter_no_change``
-        epochs, keeping the best weights; each phase stops on its own.
-    validation_fraction : float, default=0.1
-        Share of the images held out for early stopping, in (0, 0.5].
-    n_iter_no_change : int, default=3
-        Epochs without a better validation loss before a phase stops.
-    cache : bool, default=True
-        Reuse frozen-backbone activations across epochs, fits and clones.
-    cache_dir : str or path, default=None
-        Also keep activations on disk there, shared by processes and later runs.
-    device : str, default="auto"
-        ``"auto"``: CUDA when available, else CPU.
-    mixed_precision : bool, default=False
-        On CUDA, run the frozen part under ``torch.autocast`` (float16):
-        faster extraction on tensor cores.  Ignored on CPU.
-    engine : str, default="auto"
-        One of ``"auto"``, ``"torch"``, ``"openvino"``, ``"onnxruntime"``,
-        ``"onnxruntime-int8"``, ``"openvino-int8"``.
-        What runs the frozen part.  ``"auto"`` picks the engine measured
-        fastest within the project's memory bounds: OpenVINO on the CPU when
-        the ``openvino`` extra is installed, else torch (see
-        docs/performance.md); CUDA always runs torch.
-        ``"openvino"`` and ``"onnxruntime"`` compute in float32 and agree
-        with torch within 1e-4.  ``"onnxruntime-int8"`` and
-        ``"openvino-int8"`` (opt-in) quantize the frozen part to int8,
-        calibrated on 32 of the images fitted, and run it with ONNX Runtime
-        or OpenVINO (the faster; it needs both extras); their features
-        differ from float32 ones (accuracy cost measured in
-        docs/benchmarks.md).
-    n_jobs : int, default=None
-        Threads decoding images.
-    on_error : {"raise", "skip"}, default="raise"
-        Image files ``fit`` cannot read: ``"raise"`` lists every one of them
-        in one error; ``"skip"`` fits without them (and their targets)
-        and warns.  ``predict`` always raises: its output must align with X.
-    callbacks : list of (str, skorch.callbacks.Callback) or None, default=None
-        Extra skorch callbacks for the net, run in both phases (e.g.
-        ``skorch.callbacks.Checkpoint``).  Not written by :meth:`save`.
-    random_state : int, RandomState or None, default=None
-        Seeds head initialisation, shuffling, dropout and the validation split.
-    verbose : int, default=0
-        1: progress of extraction and of each fit (phase, epoch, losses, time
-        left) -- a bar on a terminal, plain lines in a log; 2: skorch's table
-        of epochs too.
-
-"""
-
-
-def with_common_parameters(cls):
-    """Class decorator: put :data:`COMMON_PARAMETERS_DOC` into ``cls``'s docstring, each
-    ``default=`` as ``cls``'s own signature has it."""
-    defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
-
-    def own_default(match):
-        name, shown = match.group(1), match.group(2)
-        try:
-            same = ast.literal_eval(shown) == defaults.get(name, ast.literal_eval(shown))
-        except (ValueError, SyntaxError):  # not a literal: shown as it is
-            same = True
-        return match.group(0) if same else f"{match.group(0)[:-len(shown)]}{defaults[name]!r}"
-
-    doc = re.sub(r"(?m)^    (\w+) : [^\n]*?default=([^\n]+)$", own_default,
-                 COMMON_PARAMETERS_DOC)
-    cls.__doc__ = cls.__doc__.replace("    %(common_parameters)s\n", doc)
-    return cls
+from .backbones import catalog
+from .backbones.cut import cut_backbone, describe
+from .extraction.engines import quantized, resolve_engine
+from .extraction.extractor import Extractor
+from .extraction.mixin import ExtractorMixin
+from .inputs.images import ImageDataset, ImageDecodeError, as_images, find_unreadable
+from .inputs.views import make_views, stack_views, with_view
+from .persistence.model_file import export_onnx, save
+from .training.network import Labelled, TransferNet, draws_globally, make_head
+from .training.schedule import (OPTIMIZERS, augmentation, interrupt_guard, make_net,
+                                train_phases)
+from .utils.rng import fit_generator, global_rng
 
 
 class TransferEstimator(ExtractorMixin, BaseEstimator):
     """Base of the transfer estimators; not used directly.
 
     Holds the parameters every estimator shares (listed in
-    :data:`COMMON_PARAMETERS_DOC`) and everything a fit does with them.  A
+    :data:`sktransfer._docstrings.COMMON_PARAMETERS_DOC`) and everything a fit does with them.  A
     subclass defines ``__init__`` with its full signature (keyword-only, as
     scikit-learn's estimators do), its own ``_parameter_constraints`` on top
     of :attr:`_parameter_constraints`, and the target hooks at the end of
@@ -282,11 +122,6 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         units = self.hidden_units
         return (units,) if isinstance(units, numbers.Integral) else tuple(units)
 
-    def _optimizer_spec(self):
-        if isinstance(self.optimizer, str):
-            return OPTIMIZERS[self.optimizer]
-        return self.optimizer, {}
-
     # -- fitting ------------------------------------------------------------
 
     def fit(self, X, y, validation_data=None):
@@ -330,7 +165,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         previous = dict(self.__dict__)
         start = time.perf_counter()
         try:
-            with _interrupt_guard():
+            with interrupt_guard():
                 y_enc = self._fit_targets(y, columns)
                 if valid is not None:
                     valid = (valid[0], self._encode_targets(valid[1], "validation_data"))
@@ -374,7 +209,8 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         self.n_blocks_ = bb.n_blocks
         self.weights_ = bb.weights_tag
         self.device_ = device
-        self.net_ = self._make_net(module, device, n_unfreeze, fit_generator(seed + 2))
+        self.net_ = make_net(self, module, device, n_unfreeze, fit_generator(seed + 2),
+                             *self._net_spec())
         return n_unfreeze
 
     def _parts(self):
@@ -440,9 +276,6 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         est._check_params()
         est._set_targets(target)
         device = check.resolve_device(est.device if torch.cuda.is_available() else "cpu")
-        # Files written before the frozen modules of the net were renamed.
-        state = {("net.frozen." + k[len("net.stem."):] if k.startswith("net.stem.") else k): v
-                 for k, v in state.items()}
         # The architecture the parameters describe, first on the meta device (no memory):
         # built for real only once the tensors, whose size the file bounds, fit it.
         with torch.device("meta"):
@@ -487,7 +320,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
                                       for view in make_views(self.augment_views)])
             y = np.concatenate([y] * (1 + self.augment_views))
         if self.augment:
-            train_data = Labelled(ImageDataset(data, self._augmentation(self.transform_)), y)
+            train_data = Labelled(ImageDataset(data, augmentation(self.transform_)), y)
         else:
             train_data = Labelled(data, y)
         valid_data = None
@@ -508,49 +341,9 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
                                   and draws_globally(self.net_.module.blocks))
         cuda = range(torch.cuda.device_count()) if device.startswith("cuda") else ()
         with global_rng(seed, cuda) if shared else contextlib.nullcontext():
-            self._train(train_data, valid_data, n_unfreeze)
+            train_phases(self, train_data, valid_data, n_unfreeze)
         self.history_ = self.net_.history
         return self
-
-    def _train(self, train_data, valid_data, n_unfreeze):
-        """The two-phase schedule, all of it.
-
-        Phase 1 (``epochs`` at ``lr``): every backbone block is frozen and the
-        head trains.  Frozen blocks give the same output at every epoch, so
-        unless ``augment`` needs fresh images, the head trains on pooled
-        features computed once.  Phase 2 (``finetune_epochs``): the
-        ``partial_unfreeze`` callback unfreezes the last ``n_unfreeze``
-        blocks at ``finetune_lr`` -- right after phase 1 ends, also when
-        early stopping ended it sooner -- and training continues from the
-        cut activations.  Each phase early-stops on its own.
-        """
-        net, module = self.net_, self.net_.module
-        try:
-            if n_unfreeze and not self.augment:
-                # The cut activations through the still-frozen blocks and pooling, once.
-                tail = Extractor([*module.blocks, module.pool], None, self.device_)
-                module.head_only = True
-                try:
-                    phase1_valid = None if valid_data is None else Labelled(
-                        tail.run_tensor(valid_data.data), valid_data.y)
-                    net.set_params(train_split=_split(phase1_valid))
-                    net.fit(Labelled(tail.run_tensor(train_data.data), train_data.y), None)
-                finally:
-                    module.head_only = False
-            else:
-                net.set_params(train_split=_split(valid_data))
-                net.fit(train_data, None)
-            if n_unfreeze and self.finetune_epochs:
-                callbacks = dict(net.callbacks_)
-                callbacks["partial_unfreeze"].unfreeze(net)
-                if "lr_schedule" in callbacks:  # the next phase's own cosine
-                    callbacks["lr_schedule"].T_max = self.finetune_epochs
-                net.set_params(train_split=_split(valid_data))
-                net.partial_fit(train_data, None, epochs=self.finetune_epochs)
-        finally:
-            shown = dict(net.callbacks_).get("progress") if net.initialized_ else None
-            if shown is not None:
-                shown.close()
 
     def _drop_unreadable(self, images, y, error, which="training"):
         """``on_error="skip"``: drop unreadable images and their targets, with a warning."""
@@ -565,70 +358,6 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         if which == "training":
             self._check_targets_left(y[keep])
         return images.subset(keep), y[keep]
-
-    def _make_net(self, module, device, n_unfreeze, generator):
-        opt_cls, opt_kwargs = self._optimizer_spec()
-        if torch.device(device).type not in ("cpu", "cuda"):  # where fused kernels exist
-            opt_kwargs = {k: v for k, v in opt_kwargs.items() if k != "fused"}
-        # Pretrained BatchNorm statistics must not drift; random ones (weights=None,
-        # training from scratch) mean nothing and have to be learned.
-        callbacks = [("partial_unfreeze", PartialUnfreeze(
-            n=n_unfreeze, at_epoch=None, lr=self.finetune_lr,
-            freeze_batchnorm=self.weights is not None,
-        ))]
-        if self.lr_schedule == "cosine":
-            # last_epoch=-1: each phase (each fit / partial_fit) starts its own cosine
-            callbacks.append(("lr_schedule", LRScheduler(
-                policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.epochs,
-                last_epoch=-1)))
-        # Phase 2's discriminative rates: PartialUnfreeze scales finetune_lr per group.
-        groups = [(f"blocks.{i}.*", {"lr_scale": self.finetune_lr_decay ** (n_unfreeze - 1 - i)})
-                  for i in range(n_unfreeze) if self.finetune_lr_decay != 1]
-        if self.verbose:
-            total = self.epochs + (self.finetune_epochs if n_unfreeze else 0)
-            callbacks.append(("progress", FitProgress(total)))
-        callbacks += list(self.callbacks or [])
-        if self.early_stopping:
-            callbacks.append(("early_stopping", EarlyStopping(
-                monitor="valid_loss", patience=self.n_iter_no_change, load_best=True,
-                sink=print if self.verbose else _silent,
-            )))
-        net_class, net_params = self._net_spec()
-        return net_class(
-            module,
-            **net_params,
-            optimizer=opt_cls,
-            lr=self.lr,
-            max_epochs=self.epochs,
-            batch_size=self.batch_size,
-            iterator_train=Batches,
-            iterator_valid=Batches,
-            iterator_train__shuffle=True,
-            iterator_train__generator=generator,  # the fit's own order of batches
-            # pinned host memory lets batches copy to the GPU asynchronously
-            iterator_train__pin_memory=device.startswith("cuda"),
-            iterator_valid__pin_memory=device.startswith("cuda"),
-            train_split=None,
-            callbacks=callbacks,
-            device=device,
-            # verbose=1: one progress display per fit; 2: skorch's table of epochs too
-            verbose=int(self.verbose >= 2),
-            # without it, skorch's epoch table would still be formatted every epoch
-            **({} if self.verbose >= 2 else {"callbacks__print_log": None}),
-            **({"optimizer__param_groups": groups} if groups else {}),
-            **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
-        )
-
-    @staticmethod
-    def _augmentation(transform):
-        size = transform.crop_size[0]
-        return T.Compose([
-            T.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
-            T.RandomHorizontalFlip(),
-            T.ToImage(),
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(mean=transform.mean, std=transform.std),
-        ])
 
     def _inputs(self, X, view=None):
         """What the net eats: cached activations, or preprocessed images with ``augment``."""
@@ -674,7 +403,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
             own size (``heatmap[y, x]`` is about ``image[y, x]``); with
             ``crop=True`` zero outside the center crop the network saw.
         """
-        from .explain import grad_cam
+        from .inspection.explain import grad_cam
 
         check_is_fitted(self, "net_")
         images = as_images(X)
@@ -711,7 +440,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
     def export_onnx(self, path):
         """Export the fitted network to an ONNX file for deployment.
 
-        See :func:`sktransfer.persist.export_onnx`: the model eats
+        See :func:`sktransfer.persistence.model_file.export_onnx`: the model eats
         preprocessed ``(n, 3, s, s)`` images and returns what ``predict``
         is computed from (a classifier's probabilities, a regressor's
         predictions in the targets' units).
@@ -828,35 +557,3 @@ def _take(data, indices):
     return data[torch.as_tensor(indices)] if torch.is_tensor(data) else data.subset(indices)
 
 
-@contextlib.contextmanager
-def _interrupt_guard():
-    """Make Ctrl-C during ``fit`` raise, even where skorch's loop swallows it.
-
-    skorch ends training quietly on KeyboardInterrupt (its early stopping uses
-    that too); a fit the user interrupted must not look finished.
-    """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    interrupted = []
-
-    def handler(signum, frame):
-        interrupted.append(signum)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if interrupted:
-        raise KeyboardInterrupt("fit was interrupted")
-
-
-def _split(valid_data):
-    return None if valid_data is None else predefined_split(valid_data)
-
-
-def _silent(*args, **kwargs):
-    pass

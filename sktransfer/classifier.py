@@ -15,7 +15,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from torch import nn
 
-from .base import TransferEstimator, with_common_parameters
+from ._docstrings import with_common_parameters
+from .base import TransferEstimator
 
 
 def _plain(value):

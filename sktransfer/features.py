@@ -9,13 +9,13 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import _validation as check
-from .cut import cut_backbone, describe
-from .data import as_images
-from .engines import resolve_engine
-from .extractor import Extractor
-from .extractor_mixin import ExtractorMixin
-from .shapes import feature_shape
-from .torchvision_family import supported_names
+from .backbones.cut import cut_backbone, describe
+from .inputs.images import as_images
+from .extraction.engines import resolve_engine
+from .extraction.extractor import Extractor
+from .extraction.mixin import ExtractorMixin
+from .backbones.shapes import feature_shape
+from .backbones.torchvision_family import supported_names
 
 
 class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):

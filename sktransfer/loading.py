@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .classifier import TransferClassifier
-from .persist import ModelFileError, read_model
+from .persistence.model_file import ModelFileError, read_model
 from .regressor import TransferRegressor
 
 #: The estimators a model file may name.

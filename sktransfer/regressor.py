@@ -11,7 +11,8 @@ from sklearn.base import RegressorMixin
 from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
-from .base import TransferEstimator, with_common_parameters
+from ._docstrings import with_common_parameters
+from .base import TransferEstimator
 
 #: ``loss`` -> the torch criterion, on standardised targets.
 LOSSES = {"squared_error": nn.MSELoss, "huber": nn.HuberLoss, "absolute_error": nn.L1Loss}

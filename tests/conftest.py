@@ -7,6 +7,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
+from sktransfer import clear_caches  # noqa: E402
 
 # Nothing in the suite may reach beyond this machine: downloads are forbidden
 # unless a test lifts this against its own server on 127.0.0.1.
@@ -19,7 +20,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def _imagenet_available():
-    from sktransfer.weights import imagenet_available
+    from sktransfer.backbones.weights import imagenet_available
 
     try:
         return imagenet_available("mobilenet_v2")
@@ -91,8 +92,7 @@ def fresh_torch_home(tmp_path, monkeypatch):
 @pytest.fixture
 def decoded(monkeypatch):
     """Counts images decoded (= pushed through a frozen prefix)."""
-    from sktransfer import extractor
-    from sktransfer.cache import MEMORY
+    from sktransfer.extraction import extractor
 
     counter = {"n": 0}
     original = extractor.decode_batch
@@ -102,6 +102,6 @@ def decoded(monkeypatch):
         return original(images, transform, indices, n_jobs)
 
     monkeypatch.setattr(extractor, "decode_batch", counting)
-    MEMORY.clear()
+    clear_caches()
     yield counter
-    MEMORY.clear()
+    clear_caches()

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from sktransfer import TransferClassifier, list_backbones
-from sktransfer.backbones import ALIASES, build_backbone, resolve_name
-from sktransfer.shapes import feature_shape
+from sktransfer.backbones.building import ALIASES, build_backbone, resolve_name
+from sktransfer.backbones.shapes import feature_shape
 
 # name -> (blocks, channels of the last feature map, input size, test image size)
 FAMILIES = {
@@ -166,7 +166,7 @@ def test_preprocessing_crop_matches_torchvision_and_default_keeps_the_whole_imag
 
     import dataclasses
 
-    from sktransfer.weights import preset_of
+    from sktransfer.backbones.weights import preset_of
 
     bb = build_backbone("mobilenet_v2", weights=None)
     bb.record = dataclasses.replace(bb.record, preset=preset_of(MobileNet_V2_Weights.IMAGENET1K_V1))
@@ -183,7 +183,7 @@ def test_preprocessing_crop_matches_torchvision_and_default_keeps_the_whole_imag
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50", "inception_v3", "efficientnet_b0",
                                   "mobilenet_v3_small"])
 def test_folding_batchnorm_keeps_the_output_and_the_originals(name):
-    from sktransfer.folding import fuse_conv_bn
+    from sktransfer.extraction.folding import fuse_conv_bn
 
     bb = build_backbone(name, weights=None)
     torch.manual_seed(0)
@@ -206,8 +206,8 @@ def test_folding_batchnorm_keeps_the_output_and_the_originals(name):
 
 @pytest.mark.parametrize("crop", [False, True])
 def test_batch_preprocessing_is_bit_identical_to_per_image(crop):
-    from sktransfer.data import as_images
-    from sktransfer.extractor import Extractor
+    from sktransfer.inputs.images import as_images
+    from sktransfer.extraction.extractor import Extractor
 
     transform = build_backbone("resnet18", weights=None).transform(48, crop=crop)
     rng = np.random.RandomState(0)
@@ -257,7 +257,7 @@ def test_crop_preset_is_the_weights_own_transforms_for_every_alias(alias):
 
 def test_folding_keeps_timm_batchnorm_with_activation():
     pytest.importorskip("timm")
-    from sktransfer.folding import fuse_conv_bn
+    from sktransfer.extraction.folding import fuse_conv_bn
 
     bb = build_backbone("efficientnet_lite0", weights=None)
     x = torch.randn(2, 3, 64, 64)
@@ -269,9 +269,9 @@ def test_folding_keeps_timm_batchnorm_with_activation():
 
 
 def test_the_shipped_table_is_what_the_models_say():
-    from sktransfer import catalog
-    from sktransfer.backbones import describe_packaged
-    from sktransfer.torchvision_family import describe as describe_torchvision, supported_names
+    from sktransfer.backbones import catalog
+    from sktransfer.backbones.building import describe_packaged
+    from sktransfer.backbones.torchvision_family import describe as describe_torchvision, supported_names
 
     shipped = catalog.shipped_rows()
     if shipped is None:
@@ -298,7 +298,7 @@ def test_backbones_command_answers_without_loading_torch():
 
 
 def test_deep_copy_keeps_ties_and_shares_nothing_mutable():
-    from sktransfer.backbones import deep_copy
+    from sktransfer.backbones.building import deep_copy
 
     lin = nn.Linear(4, 4)
     model = nn.Sequential(lin, nn.BatchNorm1d(4), nn.Linear(4, 4))

@@ -11,8 +11,8 @@ from PIL import Image
 from sklearn.exceptions import NotFittedError
 
 from sktransfer import TransferClassifier
-from sktransfer.data import ImageDataset, ImageDecodeError, as_images, decode_file
-from sktransfer.weights import WeightsNotFoundError
+from sktransfer.inputs.images import ImageDataset, ImageDecodeError, as_images, decode_file
+from sktransfer.backbones.weights import WeightsNotFoundError
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=1, random_state=0)
 RGB = np.random.RandomState(0).randint(0, 256, (4, 24, 24, 3), dtype=np.uint8)
@@ -165,7 +165,7 @@ def test_tiny_and_large_images_work(files, tmp_path):
 
 
 def _transform():
-    from sktransfer.backbones import build_backbone
+    from sktransfer.backbones.building import build_backbone
 
     return build_backbone("resnet18", weights=None).transform(32)
 

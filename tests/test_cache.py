@@ -8,9 +8,9 @@ from sklearn.model_selection import GridSearchCV
 from torch import nn
 
 from sktransfer import TransferClassifier
-from sktransfer.backbones import build_backbone
-from sktransfer.cache import DiskStore, MemoryStore
-from sktransfer.extractor import Extractor, fingerprint
+from sktransfer.backbones.building import build_backbone
+from sktransfer.extraction.cache import DiskStore, MemoryStore
+from sktransfer.extraction.extractor import Extractor, fingerprint
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
 
@@ -121,7 +121,7 @@ def test_concurrent_writers_leave_valid_entries(tmp_path):
     X = np.random.RandomState(0).randint(0, 256, (8, 20, 20, 3), dtype=np.uint8)
     store = DiskStore(tmp_path)
     key = fingerprint(_prefix(), TRANSFORM)
-    from sktransfer.data import as_images
+    from sktransfer.inputs.images import as_images
     source = as_images(X)
     entries = [store.get(key, source.content_key(i)) for i in range(8)]
     assert sum(e is not None for e in entries) == len(list(tmp_path.rglob("*.npy")))

@@ -13,7 +13,8 @@ from sklearn.pipeline import make_pipeline
 from torchvision.models import resnet18
 
 from sktransfer import PretrainedFeatures, TransferClassifier
-from sktransfer.data import ImageDecodeError
+from sktransfer.inputs.images import ImageDecodeError
+from sktransfer import clear_caches  # noqa: E402
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
 
@@ -320,10 +321,10 @@ def test_the_user_data_is_not_modified(tiny):
 
 
 def test_fits_reuse_the_loaded_backbone_but_never_share_modules(tiny, r18_weights, tmp_path):
-    from sktransfer import backbones
+    from sktransfer.backbones import building as backbones
 
     X, y = tiny
-    backbones._TEMPLATES.clear()
+    clear_caches()
     kwargs = {**FAST, "weights": r18_weights, "unfreeze": 1, "finetune_epochs": 1,
               "finetune_lr": 1e-2}
     a = TransferClassifier(**kwargs).fit(X, y)
@@ -342,13 +343,13 @@ def test_fits_reuse_the_loaded_backbone_but_never_share_modules(tiny, r18_weight
             p.add_(1.0)
     assert all(torch.equal(p, q) for p, q in zip(b_block.parameters(), before))
     # same seed, same data: the reused backbone gives the same model as a fresh build
-    backbones._TEMPLATES.clear()
+    clear_caches()
     c = TransferClassifier(**kwargs).fit(X, y)
     np.testing.assert_array_equal(b.predict_proba(X), c.predict_proba(X))
 
 
 def test_a_changed_weights_file_is_loaded_again(tiny, tmp_path):
-    from sktransfer import backbones
+    from sktransfer.backbones import building as backbones
 
     X, y = tiny
     path = tmp_path / "w.pt"
@@ -364,7 +365,7 @@ def test_a_changed_weights_file_is_loaded_again(tiny, tmp_path):
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_the_heads_dropout_drops_p_and_rescales(p):
-    from sktransfer.network import Dropout
+    from sktransfer.training.network import Dropout
 
     x = torch.ones(400, 1001)
     torch.manual_seed(0)

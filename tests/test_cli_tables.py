@@ -9,7 +9,7 @@ from PIL import Image
 
 from sktransfer import TransferClassifier, TransferRegressor, load
 from sktransfer.cli import main
-from sktransfer.tables import TableError, guess_task, read_table
+from sktransfer.inputs.tables import TableError, guess_task, read_table
 
 from conftest import blobs
 

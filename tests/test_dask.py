@@ -142,8 +142,8 @@ def test_a_worker_killed_mid_extraction_leaves_the_cache_whole_and_the_job_finis
 
     from conftest import blobs
     from sktransfer import PretrainedFeatures, fill_cache
-    from sktransfer.cache import DiskStore
-    from sktransfer.data import as_images
+    from sktransfer.extraction.cache import DiskStore
+    from sktransfer.inputs.images import as_images
 
     X, _ = blobs(40, size=32, seed=1)
     paths = []

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from sktransfer import load_image_folder
-from sktransfer.backbones import build_backbone
-from sktransfer.data import ImageDataset, ImageDecodeError, as_images
+from sktransfer.backbones.building import build_backbone
+from sktransfer.inputs.images import ImageDataset, ImageDecodeError, as_images
 
 TRANSFORM = build_backbone("mobilenet_v2", weights=None).transform(32)
 
@@ -140,7 +140,7 @@ def test_content_keys_follow_content(tmp_path):
 def test_a_files_digest_is_read_once_and_again_after_any_write(tmp_path, monkeypatch):
     import builtins
 
-    from sktransfer import data
+    from sktransfer.inputs import images as data
 
     path = tmp_path / "x.png"  # the digest reads bytes: they need not decode
     path.write_bytes(b"a" * 100)

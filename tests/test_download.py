@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from sktransfer import TransferClassifier
-from sktransfer import catalog
-from sktransfer import weights as weights_mod
-from sktransfer.weights import WeightsDownloadError, WeightsNotFoundError
+from sktransfer.backbones import catalog
+from sktransfer.backbones import weights as weights_mod
+from sktransfer.backbones.weights import WeightsDownloadError, WeightsNotFoundError
 
 from conftest import requires_imagenet
 

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from sktransfer import PretrainedFeatures, TransferClassifier, load
-from sktransfer.backbones import build_backbone
-from sktransfer.engines import available, resolve_engine
-from sktransfer.cut import cut_backbone
-from sktransfer.extractor import Extractor
+from sktransfer.backbones.building import build_backbone
+from sktransfer.extraction.engines import available, resolve_engine
+from sktransfer.backbones.cut import cut_backbone
+from sktransfer.extraction.extractor import Extractor
+from sktransfer import clear_caches  # noqa: E402
 
 ENGINES = [e for e in ("openvino", "onnxruntime") if available(e)]
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
@@ -49,7 +50,7 @@ def test_engines_are_chosen_as_documented(monkeypatch):
     assert resolve_engine("torch", "cpu") == "torch"
     with pytest.raises(ValueError, match="runs on the CPU"):
         resolve_engine("onnxruntime", "cuda")
-    monkeypatch.setattr("sktransfer.engines.AUTO_ORDER", ("onnxruntime", "openvino"))
+    monkeypatch.setattr("sktransfer.extraction.engines.AUTO_ORDER", ("onnxruntime", "openvino"))
     assert resolve_engine("auto", "cpu") == ("onnxruntime" if available("onnxruntime")
                                              else "torch")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
@@ -62,7 +63,7 @@ def test_engines_are_chosen_as_documented(monkeypatch):
 
 def test_auto_falls_back_silently_and_explicit_asks_for_the_extra(tiny, monkeypatch):
     X, y = tiny
-    monkeypatch.setattr("sktransfer.engines.AUTO_ORDER", ("onnxruntime", "openvino"))
+    monkeypatch.setattr("sktransfer.extraction.engines.AUTO_ORDER", ("onnxruntime", "openvino"))
     monkeypatch.setitem(sys.modules, "openvino", None)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with warnings.catch_warnings():
@@ -165,9 +166,8 @@ def test_int8_models_save_load_and_pickle_without_their_images(tiny, tmp_path, e
     clf = TransferClassifier(**FAST, engine=engine).fit(X, y)
     proba = clf.predict_proba(X)
     clf.save(tmp_path / "m.sktransfer")
-    from sktransfer import extractor
 
-    extractor._INFERENCE_COPIES.clear()  # rebuilt from the saved calibration, not reused
+    clear_caches()  # rebuilt from the saved calibration, not reused
     loaded = load(tmp_path / "m.sktransfer")
     assert loaded.extractor_.calibration == clf.extractor_.calibration
     other = np.random.RandomState(1).randint(0, 256, (4, 40, 40, 3), dtype=np.uint8)

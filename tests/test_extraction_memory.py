@@ -8,8 +8,8 @@ GROWTH = textwrap.dedent("""
     import resource, sys
     import numpy as np, torch
     from torch import nn
-    from sktransfer.extractor import Extractor
-    from sktransfer.preprocess import Preprocess
+    from sktransfer.extraction.extractor import Extractor
+    from sktransfer.backbones.preprocess import Preprocess
 
     torch.manual_seed(0)
     prefix = [nn.Conv2d(3, 8, 3, stride=4), nn.AdaptiveAvgPool2d(1), nn.Flatten()]

@@ -109,7 +109,7 @@ def _onnx_run(est, X, path, output):
     import onnx
     import torch
 
-    from sktransfer.data import ImageDataset
+    from sktransfer.inputs.images import ImageDataset
 
     est.export_onnx(path)
     meta = {p.key: json.loads(p.value) for p in onnx.load(path).metadata_props}
@@ -264,7 +264,7 @@ def test_rgba_arrays_are_composited_on_white_as_files_are(tmp_path):
     features = PretrainedFeatures(**{k: v for k, v in FAST.items() if k != "random_state"},
                                   cache=False).fit()
     np.testing.assert_array_equal(features.transform(rgba), features.transform(paths))
-    from sktransfer.data import as_images
+    from sktransfer.inputs.images import as_images
 
     images = as_images(rgba)
     assert (images.image(0).numpy() == 255).all()

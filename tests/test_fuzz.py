@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sktransfer.data import ImageDecodeError, as_images, decode_file
+from sktransfer.inputs.images import ImageDecodeError, as_images, decode_file
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

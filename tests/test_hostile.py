@@ -24,23 +24,23 @@ import torch
 from torch import nn
 
 from sktransfer import ModelFileError, TransferClassifier, load
-from sktransfer import cache as cache_mod
-from sktransfer import extractor as extractor_mod
-from sktransfer.cache import MEMORY, DiskStore
-from sktransfer.data import as_images
+from sktransfer.extraction import extractor as extractor_mod
+from sktransfer.extraction.cache import DiskStore
+from sktransfer.inputs.images import as_images
 
 from cli_helpers import run_here
 from disks import remount_read_only, tmpfs
+from sktransfer import clear_caches  # noqa: E402
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
 
 
 @pytest.fixture(autouse=True)
 def _empty_memory():
-    MEMORY.clear()
-    cache_mod._WARNED.clear()  # each test sees its own first warning
+    clear_caches()
+    clear_caches()  # each test sees its own first warning
     yield
-    MEMORY.clear()
+    clear_caches()
 
 
 
@@ -141,7 +141,7 @@ def test_an_oversized_cache_entry_is_ignored_and_recomputed(tmp_path, tiny, deco
     entry = sorted(tmp_path.rglob("*.npy"))[0]
     with open(entry, "r+b") as fh:
         fh.truncate(256 << 20)  # sparse: a huge "entry"
-    MEMORY.clear()
+    clear_caches()
     decoded["n"] = 0
     with pytest.warns(RuntimeWarning, match="more than an entry of this network holds"):
         again = TransferClassifier(**FAST, cache_dir=tmp_path).fit(X, y)
@@ -154,9 +154,9 @@ def test_an_oversized_cache_entry_is_ignored_and_recomputed(tmp_path, tiny, deco
 
 
 def _reference(X, y):
-    MEMORY.clear()
+    clear_caches()
     out = TransferClassifier(**FAST, cache=False).fit(X, y).predict_proba(X)
-    MEMORY.clear()
+    clear_caches()
     return out
 
 
@@ -181,9 +181,9 @@ FILL_DISK = textwrap.dedent("""
 def test_a_full_disk_warns_once_and_the_fit_goes_on(tmp_path, tiny):
     X, y = tiny
     kwargs = dict(FAST, unfreeze=1, finetune_epochs=1)
-    MEMORY.clear()
+    clear_caches()
     reference = TransferClassifier(**kwargs, cache=False).fit(X, y).predict_proba(X)
-    MEMORY.clear()
+    clear_caches()
     disk = tmp_path / "disk"
     with tmpfs(disk, "24k") as mounted:
         if mounted:  # a real full disk
@@ -218,14 +218,14 @@ def test_a_read_only_cache_is_read_and_never_fails_a_fit(tmp_path, tiny, decoded
         else:  # a non-root user's read-only folders
             for path in [folder, *folder.rglob("*")]:
                 path.chmod(0o555 if path.is_dir() else 0o444)
-        MEMORY.clear()
+        clear_caches()
         decoded["n"] = 0
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # reading a complete read-only cache: no warning
             proba = TransferClassifier(**FAST, cache_dir=folder).fit(X, y).predict_proba(X)
         assert decoded["n"] == 0  # every activation came from the read-only disk
         np.testing.assert_allclose(proba, reference, atol=1e-5)
-        MEMORY.clear()
+        clear_caches()
         with pytest.warns(RuntimeWarning, match="failed while"):  # new entries cannot be written
             other = TransferClassifier(**{**FAST, "image_size": 40}, cache_dir=folder).fit(X, y)
         assert other.predict(X).shape == (16,)
@@ -244,12 +244,12 @@ def test_an_unusable_cache_dir_warns_and_the_fit_goes_on(tmp_path, tiny):
 WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from sktransfer.extractor import Extractor
+    from sktransfer.extraction.extractor import Extractor
     from torch import nn
     import torch
     torch.manual_seed(0)
     prefix = [nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()]
-    from sktransfer.backbones import build_backbone
+    from sktransfer.backbones.building import build_backbone
     transform = build_backbone("resnet18", weights=None).transform(96)
     X = np.random.RandomState(0).randint(0, 256, (4000, 20, 20, 3), dtype=np.uint8)
     Extractor(prefix, transform).run(X, cache=False, cache_dir=sys.argv[1], batch_size=8)
@@ -270,7 +270,7 @@ def test_a_writer_killed_mid_write_leaves_a_cache_others_use(tmp_path):
     assert 40 <= written < 4000
     torch.manual_seed(0)
     prefix = [nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()]
-    from sktransfer.backbones import build_backbone
+    from sktransfer.backbones.building import build_backbone
     transform = build_backbone("resnet18", weights=None).transform(96)
     X = np.random.RandomState(0).randint(0, 256, (60, 20, 20, 3), dtype=np.uint8)
     extractor = extractor_mod.Extractor(prefix, transform)
@@ -281,7 +281,7 @@ def test_a_writer_killed_mid_write_leaves_a_cache_others_use(tmp_path):
     torch.testing.assert_close(from_disk, fresh)
     store = DiskStore(tmp_path)
     key = extractor.key
-    from sktransfer.data import as_images
+    from sktransfer.inputs.images import as_images
     images = as_images(X)
     for i in range(60):  # every entry there now is complete and right
         torch.testing.assert_close(store.get(key, images.content_key(i)), fresh[i])
@@ -335,7 +335,7 @@ def test_cache_dir_stays_under_its_size_bound_dropping_least_recently_used(
     monkeypatch.setenv("SKTRANSFER_CACHE_DIR_BYTES", "40K")
     torch.manual_seed(0)
     prefix = [nn.Conv2d(3, 4, 3), nn.ReLU()]
-    from sktransfer.backbones import build_backbone
+    from sktransfer.backbones.building import build_backbone
     transform = build_backbone("resnet18", weights=None).transform(16)  # 3 KiB entries
     extractor = extractor_mod.Extractor(prefix, transform)
     rng = np.random.RandomState(0)
@@ -350,7 +350,7 @@ def test_cache_dir_stays_under_its_size_bound_dropping_least_recently_used(
         assert size <= 40 * 1024
     info = DiskStore(tmp_path).info()
     assert info["bytes"] <= 40 * 1024 and info["entries"] < 42
-    from sktransfer.data import as_images
+    from sktransfer.inputs.images import as_images
     images = as_images(keep)
     store = DiskStore(tmp_path, max_bytes=1 << 40)
     assert all(store.has(extractor.key, images.content_key(i)) for i in range(2))

@@ -19,7 +19,7 @@ pytest.importorskip("timm")
 pytest.importorskip("safetensors")
 
 from sktransfer import timm_family  # noqa: E402
-from sktransfer.weights import WeightsDownloadError, WeightsNotFoundError  # noqa: E402
+from sktransfer.backbones.weights import WeightsDownloadError, WeightsNotFoundError  # noqa: E402
 
 from fake_hub import FakeHub  # noqa: E402
 
@@ -100,7 +100,7 @@ def test_a_server_that_is_down_fails_fast_in_one_line(hub, tmp_path, monkeypatch
 
 
 def test_a_silent_server_times_out(hub, tmp_path, monkeypatch):
-    from sktransfer import weights as weights_mod
+    from sktransfer.backbones import weights as weights_mod
 
     monkeypatch.setattr(weights_mod, "DOWNLOAD_TIMEOUT", 0.5)
     hub.mode = "silent"
@@ -154,7 +154,7 @@ def test_a_pinned_revision_is_the_one_fetched(hub, tmp_path, weights_file):
 def test_a_pinned_backbone_name_fetches_its_revision_once(hub, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from sktransfer.backbones import build_backbone
+    from sktransfer.backbones.building import build_backbone
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     calls = []

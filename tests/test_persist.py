@@ -90,7 +90,7 @@ def test_onnx_export_runs_and_matches(tiny, tmp_path):
     import onnx
     import torch
 
-    from sktransfer.data import ImageDataset
+    from sktransfer.inputs.images import ImageDataset
 
     X, y = tiny
     clf = TransferClassifier(**FAST, unfreeze=1, finetune_epochs=1).fit(X, np.array(["a", "b"])[y])
@@ -105,8 +105,8 @@ def test_onnx_export_runs_and_matches(tiny, tmp_path):
 
 
 def test_inception_input_normalisation_survives_save_and_load(tmp_path):
-    from sktransfer.torchvision_family import InceptionInput
-    from sktransfer.extractor import Extractor
+    from sktransfer.backbones.torchvision_family import InceptionInput
+    from sktransfer.extraction.extractor import Extractor
 
     X = np.random.RandomState(0).randint(0, 256, (4, 90, 90, 3), dtype=np.uint8)
     clf = TransferClassifier(backbone="inception", weights=None, image_size=80, epochs=1,

@@ -7,7 +7,7 @@ from joblib import Parallel
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from sktransfer import TransferClassifier, search_progress
-from sktransfer.progress import PlainProgress, progress
+from sktransfer.utils.progress import PlainProgress, progress
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from sktransfer import TransferClassifier, TransferRegressor, load
 from sktransfer.loading import MACHINE_PARAMS
-from sktransfer.stored_params import UnstorableParameter, decode, encode
+from sktransfer.persistence.stored_params import UnstorableParameter, decode, encode
 
 from conftest import blobs, requires_imagenet
 
@@ -132,7 +132,7 @@ def test_a_weights_enum_round_trips_and_refits(tmp_path):
 
 
 def test_impossible_settings_are_refused_before_the_backbone_is_built(monkeypatch):
-    from sktransfer import extractor_mixin
+    from sktransfer.extraction import mixin as extractor_mixin
 
     built = []
     original = extractor_mixin.build_backbone
@@ -187,8 +187,8 @@ def test_downloads_and_int8_fits_leave_process_settings_alone(tmp_path, monkeypa
     pytest.importorskip("onnxruntime")
     import http.server
 
-    from sktransfer import weights as weights_mod
-    from sktransfer.weights import WeightsDownloadError
+    from sktransfer.backbones import weights as weights_mod
+    from sktransfer.backbones.weights import WeightsDownloadError
 
     class Silent(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
@@ -230,7 +230,7 @@ def test_downloads_and_int8_fits_leave_process_settings_alone(tmp_path, monkeypa
 
 
 def test_the_memory_cache_bound_is_read_when_used(monkeypatch):
-    from sktransfer.cache import MemoryStore
+    from sktransfer.extraction.cache import MemoryStore
 
     store = MemoryStore()
     monkeypatch.setenv("SKTRANSFER_CACHE_BYTES", "1K")

@@ -15,11 +15,11 @@ from joblib import parallel_backend
 from sklearn.model_selection import GridSearchCV
 
 from sktransfer import TransferClassifier
-from sktransfer import engines
-from sktransfer import extractor as extractor_mod
-from sktransfer.cache import MEMORY
+from sktransfer.extraction import engines
+from sktransfer.extraction import extractor as extractor_mod
 
 from conftest import blobs
+from sktransfer import clear_caches  # noqa: E402
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=3, random_state=0)
 ENGINES = [e for e in engines.ENGINES if e == "torch" or engines.available(e)]
@@ -27,9 +27,9 @@ ENGINES = [e for e in engines.ENGINES if e == "torch" or engines.available(e)]
 
 @pytest.fixture(autouse=True)
 def _empty_memory():
-    MEMORY.clear()
+    clear_caches()
     yield
-    MEMORY.clear()
+    clear_caches()
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -54,7 +54,7 @@ def test_eight_threads_predict_what_one_thread_predicts(engine):
 def test_two_threads_asking_for_one_engine_convert_it_once(monkeypatch):
     X, y = blobs(8)
     clf = TransferClassifier(**FAST, engine="torch", cache=False).fit(X, y)
-    extractor_mod._INFERENCE_COPIES.clear()
+    clear_caches()
     converted = []
     original = extractor_mod.compile_prefix
 
@@ -86,7 +86,7 @@ def test_a_seeded_fit_draws_nothing_from_torchs_global_generator(settings, r18_w
     X, y = blobs(16)
     kwargs = {**FAST, "weights": r18_weights, **settings}
     quiet = TransferClassifier(**kwargs).fit(X, y).predict_proba(X)
-    MEMORY.clear()
+    clear_caches()
     stop = threading.Event()
     noisy = threading.Thread(target=_noise, args=(stop,))
     noisy.start()
@@ -109,7 +109,7 @@ def test_fits_drawing_from_the_global_generator_do_not_disturb_each_other():
     X, y = blobs(16)
     alone = {name: TransferClassifier(**{**FAST, **s}).fit(X, y).predict_proba(X)
              for name, s in GLOBAL_DRAWS.items()}
-    MEMORY.clear()
+    clear_caches()
     start = threading.Barrier(len(GLOBAL_DRAWS))
 
     def fit(name):

@@ -9,8 +9,8 @@ import torch
 timm = pytest.importorskip("timm", reason="timm is an optional extra: pip install sktransfer[timm]")
 
 from sktransfer import TransferClassifier, PretrainedFeatures, load  # noqa: E402
-from sktransfer.backbones import build_backbone  # noqa: E402
-from sktransfer.timm_family import create_model, locate, split  # noqa: E402
+from sktransfer.backbones.building import build_backbone  # noqa: E402
+from sktransfer.backbones.timm_family import create_model, locate, split  # noqa: E402
 
 from conftest import blobs  # noqa: E402
 
@@ -71,7 +71,7 @@ def test_unknown_timm_name_suggests_close_ones():
 
 
 def test_offline_without_weights_is_a_clear_error():
-    from sktransfer.weights import WeightsNotFoundError
+    from sktransfer.backbones.weights import WeightsNotFoundError
 
     with pytest.raises(WeightsNotFoundError, match="sktransfer weights download timm/"):
         build_backbone("timm/regnetx_002.pycls_in1k", weights="imagenet")

@@ -6,9 +6,9 @@ import torch
 from sklearn.model_selection import GridSearchCV
 
 from sktransfer import TransferClassifier
-from sktransfer.backbones import build_backbone
-from sktransfer.extractor import Extractor
-from sktransfer.views import View, make_views
+from sktransfer.backbones.building import build_backbone
+from sktransfer.extraction.extractor import Extractor
+from sktransfer.inputs.views import View, make_views
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
 

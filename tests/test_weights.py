@@ -8,12 +8,13 @@ from torch import nn
 from torchvision.models import MobileNet_V2_Weights, resnet18
 
 from sktransfer import TransferClassifier
-from sktransfer.torchvision_family import build
-from sktransfer.weights import (
+from sktransfer.backbones.torchvision_family import build
+from sktransfer.backbones.weights import (
     WeightsNotFoundError, find_weights_file, load_state_dict_file, locate,
 )
 
 from conftest import requires_imagenet
+from sktransfer import clear_caches  # noqa: E402
 
 V1 = MobileNet_V2_Weights.IMAGENET1K_V1
 
@@ -111,14 +112,15 @@ def test_a_copy_of_torchvisions_file_is_recognised_and_checked(tmp_path):
 
 
 def test_a_weights_file_is_located_once_per_build(tmp_path, monkeypatch):
-    from sktransfer import backbones, weights
+    from sktransfer.backbones import building as backbones
+    from sktransfer.backbones import weights
 
     torch.manual_seed(3)
     torch.save(resnet18().state_dict(), tmp_path / "w.pt")
     calls = []
     original = weights._locate_file
     monkeypatch.setattr(weights, "_locate_file", lambda *a: calls.append(a) or original(*a))
-    backbones._TEMPLATES.clear()
+    clear_caches()
     bb = backbones.build_backbone("resnet18", tmp_path / "w.pt")
     assert len(calls) == 1  # found once; building reads the file the record names
     assert bb.record.path == tmp_path / "w.pt" and bb.token[1] == str((tmp_path / "w.pt").resolve())

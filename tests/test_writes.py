@@ -21,7 +21,9 @@ import pytest
 
 from sktransfer import TransferClassifier, WriteError, load
 from sktransfer import cli
-from sktransfer.files import atomic_write, write_bytes
+from sktransfer.cli import common
+from sktransfer.cli import predict as cli_predict
+from sktransfer.utils.files import atomic_write, write_bytes
 
 from conftest import blobs, requires_imagenet
 from disks import fill, remount_read_only, tmpfs
@@ -72,7 +74,7 @@ def write_figure(model, photos, target):
     matplotlib.use("Agg")
     from sktransfer import plot_confusion_matrix
 
-    cli._save_figure(plot_confusion_matrix([0, 1, 1], [0, 1, 0]), target)
+    common.save_figure(plot_confusion_matrix([0, 1, 1], [0, 1, 0]), target)
 
 
 def write_predictions(model, photos, target):
@@ -90,7 +92,7 @@ def write_predictions(model, photos, target):
 
 
 def write_weights(model, photos, target):
-    from sktransfer.backbones import fetch_weights
+    from sktransfer.backbones.building import fetch_weights
 
     fetch_weights("mobilenet", folder=target.parent)
 
@@ -271,7 +273,7 @@ def test_predictions_are_written_batch_by_batch_and_complete(model_file, photos,
         return original(self, X)
 
     monkeypatch.setattr(TransferClassifier, "predict_proba", counting)
-    monkeypatch.setattr(cli, "PREDICT_BATCH", 4)
+    monkeypatch.setattr(cli_predict, "PREDICT_BATCH", 4)
     out = tmp_path / "preds.csv"
     assert cli.main(["--quiet", "predict", str(model_file), str(photos), "--out", str(out)]) == 0
     assert sizes == [4, 4, 2]  # never all images at once
@@ -292,7 +294,7 @@ def test_unreadable_images_in_several_batches_are_listed_together(model_file, ph
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / "img01.png").write_bytes(b"not a png")
     (folder / "img08.png").write_bytes(b"not a png either")
-    monkeypatch.setattr(cli, "PREDICT_BATCH", 4)
+    monkeypatch.setattr(cli_predict, "PREDICT_BATCH", 4)
     out = tmp_path / "preds.csv"
     out.write_bytes(PREVIOUS)
     assert cli.main(["--quiet", "predict", str(model_file), str(folder), "--out", str(out)]) == 1

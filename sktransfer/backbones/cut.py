@@ -1,0 +1,90 @@
+"""A backbone cut in two for transfer learning: the frozen prefix and the blocks that train.
+
+:func:`cut_backbone` is the one place a backbone is cut: it places the
+pooling (the trainable network's, :func:`sktransfer.backbones.pooling.make_pooling`)
+after the last block, freezes what comes before the cut, and names the
+frozen part exactly (its :attr:`Cut.identity`) when the weights came from
+a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .pooling import make_pooling
+from .shapes import backbone_shape, pooled_size
+
+
+@dataclass
+class Cut:
+    """A backbone cut in two for transfer learning.
+
+    Attributes
+    ----------
+    frozen : list of torch.nn.Module
+        The blocks before the cut, plus the pooling when nothing trains.
+    trainable : list of torch.nn.Module
+        The last blocks, trained in phase 2.
+    pool : torch.nn.Module
+        The pooling after the trainable blocks (identity when it is frozen).
+    n_features : int
+        Length of the pooled feature vector.
+    transform : torch.nn.Module
+        The preprocessing.
+    identity : tuple or None
+        For :class:`Extractor`: names the frozen part exactly, when the
+        backbone's weights came from a file.
+    """
+
+    frozen: list
+    trainable: list
+    pool: nn.Module
+    n_features: int
+    transform: nn.Module
+    identity: tuple | None = None
+
+
+def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
+    """Cut backbone ``bb`` before its last ``n_trainable`` blocks.
+
+    Parameters
+    ----------
+    bb : sktransfer.backbones.records.Backbone
+    n_trainable : int, default=0
+        0: everything, pooling included, is frozen.
+    pooling : {"avg", "max", "flatten"}, default="avg"
+    image_size : int or None, default=None
+    crop : bool, default=False
+
+    Returns
+    -------
+    Cut
+    """
+    if not 0 <= n_trainable <= bb.n_blocks:
+        raise ValueError(
+            f"unfreeze={n_trainable} but backbone {bb.name!r} has only {bb.n_blocks} blocks."
+        )
+    transform = bb.transform(image_size, crop)
+    bb.resize_input(transform.crop_size[0])
+    shape = backbone_shape(bb, transform.crop_size[0])
+    pool = make_pooling(pooling, shape, bb.pool)
+    cut = bb.n_blocks - n_trainable
+    if cut == bb.n_blocks:
+        frozen, trainable, pool_after = bb.blocks + [pool], [], nn.Identity()
+    else:
+        frozen, trainable, pool_after = bb.blocks[:cut], bb.blocks[cut:], pool
+    for module in frozen:
+        module.requires_grad_(False).eval()
+    identity = None if bb.token is None else (bb.token, cut, pooling, repr(transform))
+    return Cut(frozen, trainable, pool_after, pooled_size(pool, shape), transform, identity)
+
+
+def describe(bb, n_frozen, transform, top=False):
+    """What an extractor runs, for people reading ``sktransfer cache info``."""
+    what = "blocks + ImageNet classifier" if top else (
+        "blocks + pooling" if n_frozen == bb.n_blocks else "blocks")
+    return {"backbone": bb.name, "weights": bb.weights_tag,
+            "frozen": f"{n_frozen} of {bb.n_blocks} {what}",
+            "input": f"{transform.crop_size[0]} px"}

@@ -1,0 +1,187 @@
+"""Images listed in a CSV file with their targets, and which estimator those targets need.
+
+The command line's other layout beside ``DIR/<class>/<image>``: one column
+of image paths (relative to the CSV file's folder, or absolute) and one or
+more target columns.  :func:`read_table` reads it and guesses the task from
+the targets -- numbers that are not all whole train a regressor, whole
+numbers and text a classifier, ``;``-separated tags (or several 0/1
+columns) a multi-label classifier -- and says why, so that the command line
+can print it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: What separates the tags of one image in a multi-label column.
+TAG_SEPARATOR = ";"
+
+
+class TableError(ValueError):
+    """A CSV file of images and targets that cannot be used as it is; the message says why."""
+
+
+@dataclass
+class Table:
+    """Images and targets read from a CSV file.
+
+    Attributes
+    ----------
+    paths : list of str
+        The image files, resolved against the CSV file's folder.
+    y : ndarray or pandas.DataFrame
+        Labels ``(n,)``; a 0/1 indicator DataFrame whose columns name the tags;
+        or numbers, a DataFrame whose columns name the targets.
+    task : {"classification", "regression", "multilabel"}
+    why : str
+        Why this task: what the target columns hold, or that it was asked for.
+    targets : list of str
+        The target columns.
+    """
+
+    paths: list
+    y: object
+    task: str
+    why: str
+    targets: list
+
+
+def _numbers(values):
+    """``values`` (text) as floats, or None when one of them is not a number."""
+    try:
+        return np.array([float(v) for v in values])
+    except ValueError:
+        return None
+
+
+def guess_task(columns):
+    """The task the target columns (name -> list of text cells) call for, and why.
+
+    Returns
+    -------
+    tuple of (str, str)
+    """
+    names = list(columns)
+    if len(names) == 1 and any(TAG_SEPARATOR in v for v in columns[names[0]]):
+        return "multilabel", f"column {names[0]!r} holds {TAG_SEPARATOR!r}-separated tags"
+    numbers = {n: _numbers(columns[n]) for n in names}
+    text = [n for n in names if numbers[n] is None]
+    if text:
+        if len(names) == 1:
+            return "classification", f"column {names[0]!r} holds text labels"
+        raise TableError(
+            f"target columns {', '.join(map(repr, text))} hold text; several target columns "
+            "train one regressor (numbers) or one multi-label classifier (0/1 columns). Pass "
+            "one --target for a classifier, or --task.")
+    if len(names) > 1 and all(set(numbers[n]) <= {0.0, 1.0} for n in names):
+        return "multilabel", f"columns {', '.join(map(repr, names))} hold only 0 and 1"
+    fractional = [n for n in names if not all(float(v).is_integer() for v in numbers[n])]
+    if fractional:
+        return "regression", f"column {fractional[0]!r} holds numbers that are not whole"
+    if len(names) == 1:
+        return "classification", f"column {names[0]!r} holds whole numbers (class codes)"
+    return "regression", f"columns {', '.join(map(repr, names))} hold numbers"
+
+
+def read_table(path, path_column=None, targets=None, task=None):
+    """Read a CSV file of image paths and targets.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    path_column : str, optional
+        The column of image paths; default: the first.
+    targets : list of str, optional
+        The target columns; default: the only other column.
+    task : {"classification", "regression", "multilabel"}, optional
+        Instead of the guess.
+
+    Returns
+    -------
+    Table
+
+    Raises
+    ------
+    TableError
+        Naming the file, the column or the row.
+    ImportError
+        When pandas is missing.
+    """
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("reading images from a CSV file needs pandas: pip install pandas") \
+            from None
+    path = Path(os.fspath(path))
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise TableError(f"{path} is not a readable CSV file: {exc}") from None
+    columns = list(frame.columns)
+    path_column = path_column or columns[0]
+    if path_column not in columns:
+        raise TableError(f"{path} has no column {path_column!r}; its columns are {columns}.")
+    others = [c for c in columns if c != path_column]
+    if not targets and len(others) != 1:
+        raise TableError(f"{path} has {len(others)} columns besides {path_column!r} "
+                         f"({others}); name the target(s) with --target.")
+    targets = list(targets or others)
+    missing = [t for t in targets if t not in columns]
+    if missing:
+        raise TableError(f"{path} has no column {missing[0]!r}; its columns are {columns}.")
+    if not len(frame):
+        raise TableError(f"{path} lists no images.")
+    for column in [path_column, *targets]:
+        empty = np.flatnonzero(frame[column].str.strip() == "")
+        if len(empty):
+            rows = ", ".join(str(i + 2) for i in empty[:10])  # line 1 is the header
+            raise TableError(f"{path}: column {column!r} is empty on line(s) {rows}; fill "
+                             "them or drop those rows.")
+    cells = {t: frame[t].str.strip().tolist() for t in targets}
+    if task is None:
+        task, why = guess_task(cells)
+    else:
+        why = f"--task {task}"
+    base = path.parent
+    paths = [str(p if Path(p).is_absolute() else base / p)
+             for p in frame[path_column].str.strip()]
+    return Table(paths, _targets(cells, task, path), task, why, targets)
+
+
+def _targets(cells, task, path):
+    import pandas as pd
+
+    names = list(cells)
+    if task == "regression":
+        numbers = {n: _numbers(cells[n]) for n in names}
+        text = [n for n in names if numbers[n] is None]
+        if text:
+            raise TableError(f"{path}: column {text[0]!r} holds text; a regression needs "
+                             "numbers.")
+        return pd.DataFrame(numbers, columns=names)
+    if task == "multilabel":
+        if len(names) == 1:
+            from sklearn.preprocessing import MultiLabelBinarizer
+
+            tags = [[t.strip() for t in v.split(TAG_SEPARATOR) if t.strip()]
+                    for v in cells[names[0]]]
+            binarizer = MultiLabelBinarizer()
+            indicator = binarizer.fit_transform(tags)
+            return pd.DataFrame(indicator, columns=[str(c) for c in binarizer.classes_])
+        numbers = {n: _numbers(cells[n]) for n in names}
+        if any(numbers[n] is None or not set(numbers[n]) <= {0.0, 1.0} for n in names):
+            raise TableError(f"{path}: multi-label target columns must hold 0 and 1 only (or "
+                             f"give one column of {TAG_SEPARATOR!r}-separated tags).")
+        return pd.DataFrame({n: numbers[n].astype(int) for n in names}, columns=names)
+    if len(names) != 1:
+        raise TableError("a classifier takes one --target column (several columns: "
+                         "--task regression or multilabel).")
+    values = cells[names[0]]
+    numbers = _numbers(values)
+    if numbers is not None and all(v.is_integer() for v in numbers):
+        return numbers.astype(np.int64)  # class codes, kept as numbers
+    return np.asarray(values, dtype=object).astype(str)

@@ -1,0 +1,279 @@
+"""The model file, without pickle: a zip of JSON config and safely loadable tensors.
+
+A model file holds ``config.json`` (format version, the estimator's
+parameters, classes, history, a sha256 of the weights) and ``state.pt`` (a
+flat state_dict written with ``torch.save`` and read with
+``torch.load(weights_only=True)``).  Loading (:func:`sktransfer.load`) rebuilds the architecture from
+the config and the backbone registry, so nothing in the file can run code;
+a file from another format version, or whose weights do not match their
+recorded hash, is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import pickle
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..utils.sizes import parse_bytes
+from ..utils.files import atomic_write, write_bytes
+from .stored_params import decode, encode
+
+FORMAT = "sktransfer-model"
+FORMAT_VERSION = 1
+#: How ``config.json`` stores parameter values (:mod:`sktransfer.persistence.stored_params`).
+PARAMS_ENCODING = 2
+
+
+class ModelFileError(ValueError):
+    """A model file cannot be loaded (wrong format, other version, tampered)."""
+
+
+def _json_params(est):
+    params = est.get_params()
+    if isinstance(params["backbone"], nn.Module):
+        raise ValueError(
+            "save() rebuilds the network from its torchvision name; a custom backbone module "
+            "cannot be saved this way. Pickle the estimator instead (trusted files only)."
+        )
+    # callbacks are training-time hooks, not part of the model: never written
+    return {name: None if name == "callbacks" else encode(name, value)
+            for name, value in params.items()}
+
+
+def _to_json(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _from_json_params(params, encoding):
+    if encoding != PARAMS_ENCODING:  # only development versions before 0.1.0 wrote others
+        raise ValueError(f"parameters stored in encoding {encoding!r}, not "
+                         f"{PARAMS_ENCODING}: a file of a development version; fit it again")
+    return {name: decode(value) for name, value in params.items()}
+
+
+def save(est, path):
+    """Write a fitted transfer estimator to ``path`` (see the module docstring).
+
+    Parameters
+    ----------
+    est : TransferClassifier or TransferRegressor
+        Fitted, with a backbone named by a string.
+    path : str or os.PathLike
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    from .._version import __version__
+
+    check_is_fitted(est, "net_")
+    buffer = io.BytesIO()
+    torch.save(est.fitted_state(), buffer)
+    weights = buffer.getvalue()
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sktransfer_version": __version__,
+        "estimator": type(est).__name__,
+        "params": _json_params(est),
+        "params_encoding": PARAMS_ENCODING,
+        # what the model learnt of its targets: the classes, or the outputs' scales
+        "target": est.target_config(),
+        "weights_loaded": est.weights_,
+        "history": json.loads(json.dumps(list(est.history_), default=_to_json)),
+        "state_sha256": hashlib.sha256(weights).hexdigest(),
+        # an int8 engine's calibration (tensor ranges), so the same engine is rebuilt
+        "engine_calibration": est.extractor_.calibration,
+    }
+    with atomic_write(path, "the model") as fh, \
+            zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("config.json", json.dumps(config, indent=1))
+        zf.writestr("state.pt", weights)
+
+
+MEMBERS = ("config.json", "state.pt")
+#: Largest ``config.json`` read: parameters, classes and the training history.
+MAX_CONFIG_BYTES = 16 << 20
+#: Members are written uncompressed; a member that inflates more than this
+#: many times is a zip bomb, not a file sktransfer wrote.
+MAX_COMPRESSION_RATIO = 20
+
+
+def max_model_bytes():
+    """Largest ``state.pt`` read: ``SKTRANSFER_MAX_MODEL_BYTES`` (e.g. ``"8G"``), default 4 GiB."""
+    return parse_bytes(os.environ.get("SKTRANSFER_MAX_MODEL_BYTES", "4G"))
+
+
+def _check_member(path, info, limit):
+    """Refuse a member by what it declares, before reading a byte of it."""
+    if info.file_size > limit:
+        raise ModelFileError(
+            f"{path}: member {info.filename!r} declares {info.file_size} bytes, over the "
+            f"limit of {limit} bytes; refusing to read it. (For a genuine model larger than "
+            "that, raise SKTRANSFER_MAX_MODEL_BYTES.)"
+        )
+    if (info.compress_type != zipfile.ZIP_STORED
+            and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
+        raise ModelFileError(
+            f"{path}: member {info.filename!r} inflates {info.compress_size} bytes to "
+            f"{info.file_size} (more than {MAX_COMPRESSION_RATIO}x); a model file sktransfer "
+            "wrote is not compressed like that. Refusing to read it."
+        )
+
+
+def _read_member(zf, info):
+    """The member's bytes and their sha256, read in chunks (never more than declared)."""
+    data, digest = bytearray(), hashlib.sha256()
+    with zf.open(info) as fh:  # zipfile stops at the declared size
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            data += chunk
+            digest.update(chunk)
+    return bytes(data), digest.hexdigest()
+
+
+def _read(path):
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = {info.filename: info for info in zf.infolist()}
+            unexpected = sorted(set(infos) - set(MEMBERS))
+            missing = [m for m in MEMBERS if m not in infos]
+            if unexpected or missing:
+                raise ModelFileError(
+                    f"{path} is not an sktransfer model file: it should hold exactly "
+                    f"{', '.join(MEMBERS)}"
+                    + (f"; unexpected: {', '.join(unexpected[:5])}" if unexpected else "")
+                    + (f"; missing: {', '.join(missing)}" if missing else "") + "."
+                )
+            _check_member(path, infos["config.json"], MAX_CONFIG_BYTES)
+            _check_member(path, infos["state.pt"], max_model_bytes())
+            config = json.loads(_read_member(zf, infos["config.json"])[0])
+            weights, digest = _read_member(zf, infos["state.pt"])
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, zlib.error,
+            NotImplementedError) as exc:
+        raise ModelFileError(
+            f"{path} is not an sktransfer model file (or it is damaged): {exc}"
+        ) from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an sktransfer model file.")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format version {config.get('format_version')!r} (written by "
+            f"sktransfer {config.get('sktransfer_version')}); this sktransfer reads version "
+            f"{FORMAT_VERSION}. Load it with the version that wrote it and re-save."
+        )
+    if digest != config.get("state_sha256"):
+        raise ModelFileError(
+            f"{path}: the weights do not match the hash recorded in the file; it was modified "
+            "or damaged after saving. Refusing to load it."
+        )
+    return config, weights
+
+
+def read_model(path):
+    """Read and check a model file; return the estimator's name and what its
+    ``from_fitted_state`` takes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    tuple of (str, dict)
+        The estimator's class name, and ``params``, ``target``, ``state``,
+        ``history``, ``weights_loaded`` and ``engine_calibration``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no file.
+    ModelFileError
+        When it is not a model file, comes from another format version, or
+        was tampered with.
+    """
+    config, weights = _read(path)
+    try:
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        return config["estimator"], {
+            "params": _from_json_params(config["params"], config.get("params_encoding")),
+            "target": config["target"],
+            "state": state,
+            "history": config["history"],
+            "weights_loaded": config["weights_loaded"],
+            "engine_calibration": config.get("engine_calibration"),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError,
+            pickle.UnpicklingError) as exc:
+        raise ModelFileError(f"{path} does not describe a loadable model: {exc}") from exc
+
+
+class InferenceModel(nn.Module):
+    """The whole fitted network: normalised images ``(n, 3, s, s)`` -> what it predicts."""
+
+    def __init__(self, prefix, net, output):
+        super().__init__()
+        self.prefix = nn.ModuleList(prefix)
+        self.net = net
+        self.output = output
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        for module in self.prefix:
+            x = module(x)
+        return self.output(self.net(x))
+
+
+def export_onnx(est, path):
+    """Export a fitted transfer estimator to ONNX (needs the ``onnx`` extra).
+
+    The model takes a float32 batch ``images`` of shape ``(n, 3, s, s)``,
+    already resized, center-cropped and normalised as ``est.transform_``
+    does.  A classifier's returns ``probabilities`` ``(n, n_classes)`` in the
+    order of ``est.classes_`` (recorded as ``classes``); a regressor's
+    ``predictions`` ``(n, n_outputs)`` in the targets' units.  The
+    preprocessing is recorded in the file's metadata too (``mean``,
+    ``std``, ``resize_size``, ``crop_size``, ``crop``).  The fitted
+    estimator itself stays where it is (its device, its mode).
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est, "net_")
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            "export_onnx needs the onnx packages: pip install 'sktransfer[onnx]'"
+        ) from None
+    output, output_name, output_meta = est.output_layer()
+    # a copy on the CPU: the fitted network stays on its device, in its mode
+    model = copy.deepcopy(InferenceModel(est.extractor_.modules, est.net_.module_, output))
+    model = model.to("cpu").eval()
+    size = est.transform_.crop_size[0]
+    example = torch.zeros(2, 3, size, size)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(
+        model, (example,), input_names=["images"], output_names=[output_name],
+        dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False,
+    )
+    proto = program.model_proto
+    meta = {
+        **{k: json.dumps(v) for k, v in output_meta.items()},
+        "mean": json.dumps(list(est.transform_.mean)),
+        "std": json.dumps(list(est.transform_.std)),
+        "resize_size": json.dumps(est.transform_.resize_size),
+        "crop_size": json.dumps(est.transform_.crop_size),
+        "crop": json.dumps(est.transform_.crop),
+    }
+    onnx.helper.set_model_props(proto, meta)
+    write_bytes(path, proto.SerializeToString(), "the ONNX model")
