@@ -31,9 +31,8 @@ from torch import nn
 
 from . import _validation as check
 from .backbones import catalog
-from .backbones.cut import cut_backbone, describe
+from .backbones.cut import cut_backbone
 from .extraction.engines import quantized, resolve_engine
-from .extraction.extractor import Extractor
 from .extraction.mixin import ExtractorMixin
 from .inputs.images import ImageDataset, ImageDecodeError, as_images, find_unreadable
 from .inputs.views import make_views, stack_views, with_view
@@ -179,7 +178,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
             raise
         return self
 
-    def _build(self, device, weights, strict_engine=True, seed=0):
+    def _build(self, device, weights, strict_engine=True, seed=0, preprocessing=None):
         """Build the network: the extractor (frozen prefix) and the trainable module.
 
         The one construction path of a fitted estimator, shared by
@@ -190,21 +189,18 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         ``net_`` (not yet trained); returns the number of blocks phase 2
         trains.  ``seed`` seeds the head's initial weights, its dropout masks
         and the order of batches (each its own generator) and random backbone
-        weights.
+        weights.  ``preprocessing``: the fitted model's own
+        (:meth:`~sktransfer.backbones.preprocess.Preprocess.settings`), in place
+        of the weights' defaults.
         """
-        bb = self._backbone(weights, seed)
+        bb = self._backbone(weights, seed, preprocessing)
         n_unfreeze = bb.n_blocks if self.unfreeze == "all" else self.unfreeze
         cut = cut_backbone(bb, n_unfreeze, self.pooling, self.image_size, self.crop)
         head = make_head(cut.n_features, self._hidden_units, self.dropout, self._n_outputs(),
                          fit_generator(seed), fit_generator(seed + 1, device))
         # With augment the prefix must see each freshly augmented image: it runs in the net.
         module = TransferNet(cut.frozen if self.augment else [], cut.trainable, cut.pool, head)
-        engine = resolve_engine(self.engine, device, strict=strict_engine)
-        self.extractor_ = Extractor(
-            [] if self.augment else cut.frozen, cut.transform, device, self.mixed_precision,
-            describe(bb, 0 if self.augment else bb.n_blocks - n_unfreeze, cut.transform),
-            identity=None if self.augment else cut.identity, engine=engine,
-            fallback=self.engine == "auto")
+        self.extractor_ = self._make_extractor(bb, cut, device, strict_engine)
         self.transform_ = cut.transform
         self.n_blocks_ = bb.n_blocks
         self.weights_ = bb.weights_tag
@@ -228,11 +224,13 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
             extractor, ``"net.<name>"`` for the trainable module; on the CPU.
         """
         check_is_fitted(self, "net_")
-        return {k: v.detach().cpu().contiguous() for k, v in self._parts().state_dict().items()}
+        # copies: a snapshot taken during a fit (KeepBest) must not follow the training
+        return {k: v.detach().to("cpu", copy=True).contiguous()
+                for k, v in self._parts().state_dict().items()}
 
     @classmethod
     def from_fitted_state(cls, params, target, state, history=(), weights_loaded="unknown",
-                          engine_calibration=None):
+                          engine_calibration=None, preprocessing=None):
         """Rebuild a fitted estimator from its parameters and :meth:`fitted_state`.
 
         The architecture is built from the backbone registry exactly as
@@ -257,6 +255,12 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         engine_calibration : str or None, default=None
             ``extractor_.calibration`` of a model fitted with an int8
             engine: the tensor ranges it was calibrated to.
+        preprocessing : dict or None, default=None
+            ``transform_.settings()`` of the fitted model: the sizes,
+            interpolation, mean and std its images were preprocessed with.
+            ``None`` (a file of an earlier version): derived from the
+            weights' current defaults, with a warning, since they may differ
+            from the fit's.
 
         Returns
         -------
@@ -276,13 +280,19 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         est._check_params()
         est._set_targets(target)
         device = check.resolve_device(est.device if torch.cuda.is_available() else "cpu")
+        if preprocessing is None:
+            warnings.warn(
+                "This model does not record its preprocessing (an earlier sktransfer wrote "
+                "it): it is derived from the weights' current defaults, which may differ "
+                "from the fit's (crop=True, other torchvision weights). Save it again to "
+                "record it.", UserWarning, stacklevel=3)
         # The architecture the parameters describe, first on the meta device (no memory):
         # built for real only once the tensors, whose size the file bounds, fit it.
         with torch.device("meta"):
-            est._build(device, weights=None, strict_engine=False)
+            est._build(device, weights=None, strict_engine=False, preprocessing=preprocessing)
         _check_fits(est._parts().state_dict(), state, est)
         # the architecture (weights follow); an engine missing here falls back to torch
-        est._build(device, weights=None, strict_engine=False)
+        est._build(device, weights=None, strict_engine=False, preprocessing=preprocessing)
         est._parts().load_state_dict(state)
         est.weights_ = weights_loaded
         if quantized(est.engine_):  # the same int8 network, without the images
@@ -416,13 +426,28 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
             targets = [self._output_index(t) for t in wanted]
         else:
             targets = self._default_explained(len(images))
-        net = self.net_.module_
-        prefix = [*self.extractor_.modules, *net.frozen]
-        # Without trainable blocks, the prefix ends with the pooling: not a block.
-        blocks = [*prefix, *net.blocks] if len(net.blocks) else prefix[:-1]
-        tail = [net.pool, net.head] if len(net.blocks) else [prefix[-1], net.head]
+        blocks, tail = self.inference_modules()
         return grad_cam(blocks, tail, self.transform_, images, targets, self.device_,
                         verbose=self.verbose)
+
+    def inference_modules(self):
+        """The fitted network, whole, as :meth:`explain` and :meth:`export_onnx` run it.
+
+        Returns
+        -------
+        blocks : list of torch.nn.Module
+            The backbone's blocks in order, frozen and trained ones alike.
+        tail : list of torch.nn.Module
+            The pooling and the head: ``blocks`` then ``tail``, run in turn on
+            preprocessed images, give the head's raw outputs.
+        """
+        check_is_fitted(self, "net_")
+        net = self.net_.module_
+        prefix = [*self.extractor_.modules, *net.frozen]
+        if len(net.blocks):
+            return [*prefix, *net.blocks], [net.pool, net.head]
+        # Without trainable blocks the prefix ends with the pooling: not a block.
+        return prefix[:-1], [prefix[-1], net.head]
 
     def save(self, path):
         """Save the fitted model to ``path``; read it back with :func:`sktransfer.load`.

@@ -6,15 +6,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 
 from . import _validation as check
-from .backbones.cut import cut_backbone, describe
+from .backbones.cut import cut_backbone
 from .inputs.images import as_images
-from .extraction.engines import resolve_engine
-from .extraction.extractor import Extractor
 from .extraction.mixin import ExtractorMixin
-from .backbones.shapes import feature_shape
 from .backbones.torchvision_family import supported_names
 
 
@@ -125,33 +121,13 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
         if X is not None:
             as_images(X)
         bb = self._backbone(self.weights)
-        if self.include_top:
-            if bb.top is None:
-                raise ValueError(
-                    "include_top=True needs a torchvision backbone with its ImageNet "
-                    "classifier; a custom module has none."
-                )
-            transform = bb.transform(self.image_size, self.crop)
-            bb.resize_input(transform.crop_size[0])
-            modules = [*bb.blocks, bb.top, nn.Softmax(dim=1)]
-            for module in modules:
-                module.requires_grad_(False).eval()
-            identity = None if bb.token is None else (bb.token, "top", repr(transform))
-            names = bb.categories or _default_categories(
-                bb.name, feature_shape([*bb.blocks, bb.top], transform.crop_size[0])[0])
-            self.feature_names_ = np.asarray(names, dtype=object)
-        else:
-            cut = cut_backbone(bb, 0, self.pooling, self.image_size, self.crop)
-            transform, modules, identity = cut.transform, cut.frozen, cut.identity
-            self.feature_names_ = np.asarray(
-                [f"{type(self).__name__.lower()}{i}" for i in range(cut.n_features)],
-                dtype=object,
-            )
-        engine = resolve_engine(self.engine, self.device_)
-        self.extractor_ = Extractor(modules, transform, self.device_, self.mixed_precision,
-                                    describe(bb, bb.n_blocks, transform, self.include_top),
-                                    identity, engine=engine, fallback=self.engine == "auto")
-        self.transform_ = transform
+        cut = cut_backbone(bb, 0, self.pooling, self.image_size, self.crop, self.include_top)
+        names = ((bb.categories or _default_categories(bb.name, cut.n_features))
+                 if self.include_top else
+                 [f"{type(self).__name__.lower()}{i}" for i in range(cut.n_features)])
+        self.feature_names_ = np.asarray(names, dtype=object)
+        self.extractor_ = self._make_extractor(bb, cut, self.device_, top=self.include_top)
+        self.transform_ = cut.transform
         self.n_features_out_ = len(self.feature_names_)
         self.weights_ = bb.weights_tag
         return self

@@ -54,3 +54,17 @@ def test_gpu_model_predicts_on_a_cpu_only_machine(tiny, tmp_path, monkeypatch):
     loaded = load(tmp_path / "m")
     assert loaded.device_ == "cpu"
     np.testing.assert_allclose(loaded.predict_proba(X), expected, atol=1e-4)
+
+
+def test_fine_tuning_on_cuda_round_trips_through_a_model_file(tiny, tmp_path):
+    """unfreeze=2: phase 1 runs the still-frozen blocks where the net trains them (before
+    skorch moves its module), phase 2 trains them there; load gives the same answers."""
+    X, y = tiny
+    clf = TransferClassifier(**{**FAST, "unfreeze": 2, "finetune_epochs": 2}).fit(X, y)
+    assert clf.device_.startswith("cuda")
+    assert all(p.device.type == "cuda" for p in clf.net_.module_.parameters())
+    assert len(clf.history_) == FAST["epochs"] + 2
+    clf.save(tmp_path / "m.sktransfer")
+    loaded = load(tmp_path / "m.sktransfer")
+    assert loaded.device_.startswith("cuda")
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)

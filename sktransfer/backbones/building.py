@@ -37,7 +37,7 @@ from ..utils.files import copy_file
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .records import Backbone, Preset, WeightsRecord
 from ..utils.rng import global_rng
-from .shapes import feature_shape
+from .shapes import feature_shape, feature_size
 
 
 def resolve_name(backbone):
@@ -61,7 +61,7 @@ def resolve_name(backbone):
         pinned = timm_family.revision(backbone)
         return timm_family.PREFIX + timm_family.timm_name(backbone) + (
             f"@{pinned}" if pinned else "")
-    name = ALIASES.get(backbone.lower(), backbone.lower())
+    name = catalog.normalise(backbone)
     known = name in tv_models.list_models(module=tv_models)
     if torchvision_family.family(name) is None or not known:
         names = torchvision_family.supported_names()
@@ -327,7 +327,7 @@ def describe_packaged():
     for name, entry in catalog.PACKAGED.items():
         bb = timm_family.build(timm_family.locate(name, None))
         rows.append({"name": name, "source": "timm", "blocks": bb.n_blocks,
-                     "feature_size": feature_shape(bb.blocks, bb.input_size)[0],
+                     "feature_size": feature_size(feature_shape(bb.blocks, bb.input_size)),
                      "input_size": bb.input_size, "top1": entry.top1,
                      "imagenet_files": [Path(entry.path).name]})
     return rows

@@ -185,11 +185,21 @@ def shipped_rows():
     return table.get("rows") if table.get("versions") == _versions() else None
 
 
+def normalise(name):
+    """The one spelling of a backbone name: an alias becomes its model, a torchvision or
+    EfficientNet-Lite name is lower-cased (``"ResNet50"`` -> ``"resnet50"``); a timm name
+    (``"timm/<name>[@revision]"``) is returned as given, its model and revision being
+    timm's and the hub's to spell."""
+    if name.lower().startswith("timm/"):
+        return name
+    return ALIASES.get(name.lower(), name.lower())
+
+
 def row(name):
-    """The shipped table's row of the backbone ``name`` (an alias, a torchvision or timm
-    name), or None when the table does not know it (or was written for another
+    """The shipped table's row of the backbone ``name`` (any spelling :func:`normalise`
+    takes), or None when the table does not know it (or was written for another
     torchvision)."""
-    name = ALIASES.get(name, name)
+    name = normalise(name)
     return next((r for r in shipped_rows() or () if r["name"] == name), None)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .pooling import make_pooling
-from .shapes import backbone_shape, pooled_size
+from .shapes import backbone_shape, feature_shape, pooled_size
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Cut:
     identity: tuple | None = None
 
 
-def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
+def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False, top=False):
     """Cut backbone ``bb`` before its last ``n_trainable`` blocks.
 
     Parameters
@@ -57,6 +57,9 @@ def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
     pooling : {"avg", "max", "flatten"}, default="avg"
     image_size : int or None, default=None
     crop : bool, default=False
+    top : bool, default=False
+        Everything frozen, ending with the backbone's own classifier and a
+        softmax (its class probabilities) instead of the pooling.
 
     Returns
     -------
@@ -68,6 +71,16 @@ def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False):
         )
     transform = bb.transform(image_size, crop)
     bb.resize_input(transform.crop_size[0])
+    if top:
+        if bb.top is None:
+            raise ValueError("include_top=True needs a named backbone with its ImageNet "
+                             "classifier; a custom module has none.")
+        frozen = [*bb.blocks, bb.top, nn.Softmax(dim=1)]
+        for module in frozen:
+            module.requires_grad_(False).eval()
+        identity = None if bb.token is None else (bb.token, "top", repr(transform))
+        n_out = feature_shape(frozen[:-1], transform.crop_size[0])[0]
+        return Cut(frozen, [], nn.Identity(), n_out, transform, identity)
     shape = backbone_shape(bb, transform.crop_size[0])
     pool = make_pooling(pooling, shape, bb.pool)
     cut = bb.n_blocks - n_trainable

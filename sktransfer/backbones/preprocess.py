@@ -46,6 +46,14 @@ class Preprocess(nn.Module):
         self.std = tuple(float(v) for v in std)
         self.interpolation = InterpolationMode(str(interpolation).lower()).value
 
+    def settings(self):
+        """What this preprocessing does, as a :class:`~sktransfer.backbones.records.Preset`'s
+        fields (JSON values): what a model file records, so that a loaded model
+        preprocesses exactly as its fit did, whatever the weights' defaults are now."""
+        return {"input_size": self.crop_size[0], "resize_size": self.resize_size[0],
+                "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
+
     def forward(self, img):  # noqa: D102 - torch convention
         return self.normalize(self.resize(img))
 

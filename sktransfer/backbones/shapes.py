@@ -14,6 +14,22 @@ import threading
 import torch
 from torch import nn
 
+def build_model(builder):
+    """``builder()``, also under ``torch.device("meta")``: the one way a model is built.
+
+    On the meta device (shapes only: no memory, no arithmetic) a builder that
+    computes with tensors (RegNet's widths) cannot run; it is then built on the
+    CPU and moved to the meta device, so every family gives a meta skeleton.
+    """
+    if torch.get_default_device().type != "meta":
+        return builder()
+    try:
+        return builder()
+    except NotImplementedError:  # "Cannot copy out of meta tensor": values were needed
+        with torch.device("cpu"):
+            return builder().to("meta")
+
+
 _MEMO = {}  # (what, key) -> a shape or a size, for architectures that have a name
 _MEMO_LOCK = threading.Lock()
 
@@ -28,6 +44,12 @@ def _remembered(what, key, compute):
     value = compute()  # outside the lock: a second thread computing it gets the same fact
     with _MEMO_LOCK:
         return _MEMO.setdefault((what, key), value)
+
+
+def feature_size(shape):
+    """The length of a pooled vector of an output of ``shape``: the channels of a feature
+    map ``(c, h, w)``, the width of a token sequence ``(tokens, d)``."""
+    return shape[-1] if len(shape) == 2 else shape[0]
 
 
 def feature_shape(blocks, image_size, device="meta", input_shape=None):

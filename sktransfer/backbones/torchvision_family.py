@@ -9,16 +9,18 @@ architecture facts the shipped catalog table holds.
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchvision import models as tv_models
 
 from . import weights as weights_mod
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .records import Backbone
-from .shapes import feature_shape
+from .shapes import build_model, feature_shape, feature_size
 
 
 class InceptionInput(nn.Module):
@@ -40,6 +42,64 @@ class InceptionInput(nn.Module):
 
     def forward(self, x):  # noqa: D102 - torch convention
         return x * self.scale.view(1, 3, 1, 1) + self.shift.view(1, 3, 1, 1)
+
+
+class PatchEmbedding(nn.Module):
+    """The input of torchvision's ViT: patches projected to tokens, the class token put
+    first, the position embedding added -- what ``VisionTransformer.forward`` does
+    before its encoder layers, as a block of its own."""
+
+    def __init__(self, vit):
+        super().__init__()
+        self.patch_size = vit.patch_size
+        self.conv_proj = vit.conv_proj
+        self.class_token = vit.class_token
+        self.pos_embedding = vit.encoder.pos_embedding
+        self.dropout = vit.encoder.dropout
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        tokens = self.conv_proj(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.class_token.expand(x.shape[0], -1, -1), tokens], dim=1)
+        return self.dropout(tokens + self.pos_embedding)
+
+    def resize_input(self, image_size):
+        """Resample the position embedding (bicubic, as torchvision's
+        ``interpolate_embeddings``) to ``image_size`` inputs."""
+        grid, side = image_size // self.patch_size, math.isqrt(self.pos_embedding.shape[1] - 1)
+        if grid == side:
+            return
+        first, rest = self.pos_embedding[:, :1], self.pos_embedding[:, 1:]
+        rest = rest.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+        rest = F.interpolate(rest, size=(grid, grid), mode="bicubic", align_corners=False)
+        rest = rest.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)
+        self.pos_embedding = nn.Parameter(torch.cat([first, rest], dim=1).detach())
+
+
+class ClassToken(nn.Module):
+    """How torchvision's ViT pools: its last LayerNorm on the class token."""
+
+    def __init__(self, norm):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        return self.norm(x[:, 0])
+
+
+class WindowedInput(nn.Sequential):
+    """A first block whose network takes input sides that are a multiple of ``step`` only
+    (MaxViT: each stage's map must split into its attention windows)."""
+
+    def __init__(self, block, step):
+        super().__init__(block)
+        self.step = step
+
+    def resize_input(self, image_size):
+        """Refuse an input size the network cannot split, naming the ones it can."""
+        if image_size % self.step:
+            raise ValueError(f"this backbone takes inputs whose side is a multiple of "
+                             f"{self.step} px; got image_size={image_size}. Use "
+                             f"image_size=None ({self.step}) or another multiple.")
 
 
 def _pooled_classifier(*parts):
@@ -102,6 +162,43 @@ def _split_mnasnet(model):
     return list(model.layers), _pooled_classifier(model.classifier)
 
 
+def _split_googlenet(model):
+    stem1 = nn.Sequential(InceptionInput(model.transform_input), model.conv1, model.maxpool1)
+    stem2 = nn.Sequential(model.conv2, model.conv3, model.maxpool2)
+    blocks = [stem1, stem2, model.inception3a, nn.Sequential(model.inception3b, model.maxpool3),
+              model.inception4a, model.inception4b, model.inception4c, model.inception4d,
+              nn.Sequential(model.inception4e, model.maxpool4), model.inception5a,
+              model.inception5b]
+    return blocks, _pooled_classifier(model.dropout, model.fc)
+
+
+def _split_convnext(model):
+    # ConvNeXt pools, then normalises (LayerNorm2d) before its last linear layer.
+    pool = nn.Sequential(model.avgpool, model.classifier[0], model.classifier[1])
+    return list(model.features), nn.Sequential(pool, model.classifier[2]), pool
+
+
+def _split_vit(model):
+    pool = ClassToken(model.encoder.ln)
+    return [PatchEmbedding(model), *model.encoder.layers], nn.Sequential(pool, model.heads), pool
+
+
+def _split_swin(model):
+    # Swin's stages run channels-last; its last block also normalises and turns the
+    # map channels-first, so the pooling (and Grad-CAM) see (n, c, h, w) as elsewhere.
+    *stages, last = list(model.features)
+    blocks = [*stages, nn.Sequential(last, model.norm, model.permute)]
+    return blocks, nn.Sequential(model.avgpool, model.flatten, model.head)
+
+
+def _split_maxvit(model):
+    # avgpool, flatten, LayerNorm, Linear, Tanh: the pre-logits of its classifier
+    pool = nn.Sequential(*model.classifier[:5])
+    # the map shrinks 32-fold; each stage's must split into partition_size windows
+    stem = WindowedInput(model.stem, 32 * model.partition_size)
+    return [stem, *model.blocks], nn.Sequential(pool, model.classifier[5]), pool
+
+
 def _split_squeezenet(model):
     # SqueezeNet's classifier is convolutional and pools itself.
     return list(model.features), nn.Sequential(model.classifier, nn.Flatten(1))
@@ -118,6 +215,11 @@ _FAMILIES = [
     (r"shufflenet_v2_\w+", _split_shufflenet, {}),
     (r"mnasnet\w+", _split_mnasnet, {}),
     (r"squeezenet1_[01]", _split_squeezenet, {}),
+    (r"googlenet", _split_googlenet, {"aux_logits": True, "init_weights": False}),
+    (r"convnext_\w+", _split_convnext, {}),
+    (r"vit_[bhl]_\d+", _split_vit, {}),
+    (r"swin_(v2_)?[tsb]", _split_swin, {}),
+    (r"maxvit_t", _split_maxvit, {}),
 ]
 
 
@@ -158,7 +260,9 @@ def build(record):
     """
     name = record.name
     splitter, kwargs = family(name)
-    model = tv_models.get_model(name, weights=None, **kwargs)
+    if name.startswith("vit_") and record.enum is not None:  # positions for its own size
+        kwargs = {**kwargs, "image_size": record.enum.meta["min_size"][0]}
+    model = build_model(lambda: tv_models.get_model(name, weights=None, **kwargs))
     if record.path is not None:
         state = weights_mod.load_state_dict_file(record.path, weights_mod.weights_bound(model))
         try:
@@ -168,13 +272,13 @@ def build(record):
                 f"The weights {record.tag!r} do not fit torchvision's {name}: "
                 f"{str(exc).splitlines()[0]}"
             ) from exc
-    if name == "inception_v3":
+    if name in ("inception_v3", "googlenet"):
         # Only ImageNet weights expect the [-1, 1] input; torchvision flips this too.
         model.transform_input = record.enum is not None
-        model.AuxLogits = None
+        model.AuxLogits = model.aux1 = model.aux2 = None
     model.eval()
-    blocks, top = splitter(model)
-    return Backbone(record, blocks, top)
+    blocks, top, *pool = splitter(model)
+    return Backbone(record, blocks, top, *pool)
 
 
 def describe(names=None):
@@ -189,17 +293,14 @@ def describe(names=None):
     for name in supported_names() if names is None else names:
         splitter, kwargs = family(name)
         enum = tv_models.get_model_weights(name).DEFAULT
-        try:
-            with torch.device("meta"):  # shapes only: no memory, no arithmetic
-                model = tv_models.get_model(name, weights=None, **kwargs)
-        except NotImplementedError:  # RegNet's builder computes widths with tensors
-            model = tv_models.get_model(name, weights=None, **kwargs)
-        blocks, _ = splitter(model)
+        with torch.device("meta"):  # shapes only: no memory, no arithmetic
+            model = build_model(lambda: tv_models.get_model(name, weights=None, **kwargs))
+        blocks = splitter(model)[0]
         rows.append({
             "name": name,
             "source": "torchvision",
             "blocks": len(blocks),
-            "feature_size": feature_shape(blocks, 224)[0],
+            "feature_size": feature_size(feature_shape(blocks, 224)),
             "input_size": int(enum.transforms().crop_size[0]),
             "top1": enum.meta["_metrics"]["ImageNet-1K"]["acc@1"],
             "imagenet_files": [weights_mod.file_name(e) for e in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,41 @@ def write_report(clf, X, y, path, title, args):
         print(f"sktransfer {args.command}: no report: {exc}", file=sys.stderr)
         return False
     return True
+
+
+def take(data, rows):
+    """Rows ``rows`` of a list (of paths or images), an array, or a pandas object (its
+    columns kept)."""
+    if hasattr(data, "iloc"):
+        return data.iloc[rows]
+    if isinstance(data, list):
+        return [data[i] for i in rows]
+    return np.asarray(data)[rows]
+
+
+def cross_validate(name, model, X, y, y_true, splits, score, args, score_name="accuracy"):
+    """Out-of-fold predictions of clones of ``model`` over ``splits`` (made once, so each
+    fold is scored on the images its own fit never saw), a line per fold with the time
+    elapsed and left.
+
+    ``y``: what ``fit`` takes (labels, a DataFrame of targets); ``y_true``: the array the
+    predictions are scored against with ``score(y_true, y_pred)``.  Returns the
+    predictions and the mean score.
+    """
+    from sklearn.base import clone
+
+    pred, scores, start, n = None, [], time.perf_counter(), len(splits)
+    say(args, f"{name}:")
+    for k, (train, test) in enumerate(splits, 1):
+        fold = clone(model).fit(take(X, train), take(y, train))
+        fold_pred = np.asarray(fold.predict(take(X, test)))
+        if pred is None:
+            pred = np.empty((len(y_true), *fold_pred.shape[1:]), dtype=fold_pred.dtype)
+        pred[test] = fold_pred
+        scores.append(float(score(take(y_true, test), fold_pred)))
+        elapsed = time.perf_counter() - start
+        say(args, f"  fold {k}/{n}: {score_name} {scores[-1]:.3f}  ({elapsed:.0f} s elapsed, "
+                  f"about {elapsed / k * (n - k):.0f} s left)")
+    print(f"{name}: {n}-fold CV {score_name} {np.mean(scores):.3f} +/- {np.std(scores):.3f} "
+          f"({time.perf_counter() - start:.1f} s)", flush=True)
+    return pred, float(np.mean(scores))

@@ -8,32 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import save_figure, say, write_report
-
-
-def _cross_validate(name, model, X, y, cv, args):
-    """Out-of-fold predictions, a line per fold with the time elapsed and left."""
-    from sklearn.base import clone
-
-    y = np.asarray(y)
-
-    def take(rows):  # paths or images in a list, or one array
-        return [X[i] for i in rows] if isinstance(X, list) else X[rows]
-
-    pred = np.empty(len(y), dtype=y.dtype)
-    scores, start, n = [], time.perf_counter(), cv.get_n_splits()
-    say(args, f"{name}:")
-    for k, (train, test) in enumerate(cv.split(X, y), 1):
-        fold = clone(model).fit(take(train), y[train])
-        pred[test] = fold.predict(take(test))
-        scores.append(float(np.mean(pred[test] == y[test])))
-        elapsed = time.perf_counter() - start
-        left = elapsed / k * (n - k)
-        say(args, f"  fold {k}/{n}: accuracy {scores[-1]:.3f}  "
-                   f"({elapsed:.0f} s elapsed, about {left:.0f} s left)")
-    print(f"{name}: {n}-fold CV accuracy {np.mean(scores):.3f} +/- {np.std(scores):.3f} "
-          f"({time.perf_counter() - start:.1f} s)", flush=True)
-    return pred, float(np.mean(scores))
+from .common import cross_validate, save_figure, say, write_report
 
 
 def cmd_demo(args):
@@ -84,7 +59,8 @@ def cmd_demo(args):
             TransferClassifier(backbone="mobilenet", unfreeze=2, finetune_epochs=10,
                                finetune_lr=3e-4, random_state=0),
     }
-    results = {name: _cross_validate(name, model, X, y, cv, args)
+    splits = list(cv.split(X, y))
+    results = {name: cross_validate(name, model, X, y, np.asarray(y), splits, _accuracy, args)
                for name, model in models.items()}
     best = max(results, key=lambda name: results[name][1])
     say(args, f"\nbest by CV accuracy (chosen on these folds): {best}\n"
@@ -138,3 +114,7 @@ def _demo_report(models, results, X, y, cv, out_dir, args):
     path = out_dir / "report.html"
     title = f"sktransfer demo: {name}, fold 1 held out"
     return path if write_report(clf, [X[i] for i in test], y[test], path, title, args) else None
+
+
+def _accuracy(y_true, y_pred):
+    return float(np.mean(np.asarray(y_true) == y_pred))

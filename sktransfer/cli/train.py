@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, load_folder, model_paths, save_figure, say, write_report
+from .common import (CLIError, cross_validate, load_folder, model_paths, save_figure, say,
+                     take, write_report)
 from .options import estimator
 
 
@@ -103,8 +104,7 @@ def cmd_train(args):
     model so far as MODEL.interrupted.sktransfer (the library's ``fit``
     itself is all-or-nothing) and exits with code 130.
     """
-    from sklearn.model_selection import (KFold, StratifiedKFold, cross_val_predict,
-                                         train_test_split)
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     from ..inspection.plots import plot_confusion_matrix, plot_learning_curve
 
@@ -126,11 +126,10 @@ def cmd_train(args):
         if args.cv:
             cv = (StratifiedKFold if stratified else KFold)(
                 args.cv, shuffle=True, random_state=args.random_state)
-            pred = cross_val_predict(estimator(args, task, verbose=0), paths, y_fit, cv=cv)
-            scores = [_one_score(task, labels[test], np.asarray(pred)[test])
-                      for _, test in cv.split(paths, labels if stratified else None)]
-            print(f"{args.cv}-fold CV {_SCORE_NAMES[task]}: {np.mean(scores):.3f} "
-                  f"+/- {np.std(scores):.3f}")
+            splits = list(cv.split(paths, labels if stratified else None))
+            pred, _ = cross_validate(
+                clf.backbone, estimator(args, task, verbose=0), paths, y_fit, labels, splits,
+                lambda t, p: _one_score(task, t, p), args, _SCORE_NAMES[task])
             _score(task, labels, pred, names, args)
             y_true, y_pred = labels, pred
             clf.fit(paths, y_fit)  # the saved model sees every image
@@ -148,7 +147,7 @@ def cmd_train(args):
                        + (f", {n_valid} of the rest for early stopping" if n_valid else "")
                        + f", {len(test)} held out for scoring (random state "
                        f"{args.random_state}; --random-state changes the split and the fit)")
-            clf.fit([paths[i] for i in train], _rows(y_fit, train))
+            clf.fit([paths[i] for i in train], take(y_fit, train))
             X_test, y_true, y_pred = _predict_readable(clf, [paths[i] for i in test],
                                                        labels[test], args)
             held_out = (X_test, y_true)
@@ -189,11 +188,6 @@ def _one_score(task, y_true, y_pred):
         return r2_score(np.asarray(y_true, float),
                         np.asarray(y_pred, float).reshape(np.shape(y_true)))
     return f1_score(y_true, y_pred, average="micro", zero_division=0)
-
-
-def _rows(y, index):
-    """Rows ``index`` of labels (an array) or targets (a DataFrame, keeping its columns)."""
-    return y.iloc[index] if hasattr(y, "iloc") else np.asarray(y)[index]
 
 
 def cmd_evaluate(args):

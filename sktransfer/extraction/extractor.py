@@ -301,8 +301,10 @@ class Extractor:
 
         For features that change while a fit runs (blocks that phase 2 will
         train): run as they are, at full precision, neither folded, compiled
-        nor stored, in inference mode; each module's own mode is restored
-        afterwards.
+        nor stored, in eval mode and without gradients, on the extractor's
+        device (the modules are moved there, where the net trains them: phase
+        1 runs before skorch moves its module); each module's own mode is
+        restored afterwards.
 
         Returns
         -------
@@ -313,12 +315,13 @@ class Extractor:
         try:
             out = []
             for module in self.modules:
-                module.eval()
-            for start in range(0, len(x), batch_size):
-                h = x[start:start + batch_size].to(self.device)
-                for module in self.modules:
-                    h = module(h)
-                out.append(h.float().cpu())
+                module.to(self.device).eval()
+            with torch.no_grad():
+                for start in range(0, len(x), batch_size):
+                    h = x[start:start + batch_size].to(self.device)
+                    for module in self.modules:
+                        h = module(h)
+                    out.append(h.float().cpu())
             return torch.cat(out) if out else torch.empty(0)
         finally:
             for module, mode in zip(self.modules, modes):

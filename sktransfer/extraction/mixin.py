@@ -4,11 +4,16 @@ running its extractor, its input tags and ``engine_``."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from torch import nn
 
 from ..backbones.building import build_backbone
+from ..backbones.cut import describe
+from ..backbones.records import Preset
+from .engines import resolve_engine
+from .extractor import Extractor
 
 
 class ExtractorMixin:
@@ -37,13 +42,27 @@ class ExtractorMixin:
                                  "fitted)")
         return extractor.engine
 
-    def _backbone(self, weights, seed=None):
+    def _backbone(self, weights, seed=None, preprocessing=None):
         backbone = self.backbone
         if isinstance(backbone, nn.Module):
             backbone = copy.deepcopy(backbone)  # never change the user's object
         # A download shows its progress when asked to (verbose) or on a terminal.
-        return build_backbone(backbone, weights, progress=True if self.verbose else None,
-                              seed=seed)
+        bb = build_backbone(backbone, weights, progress=True if self.verbose else None,
+                            seed=seed)
+        if preprocessing is not None:  # a fitted model's own, recorded when it was saved
+            bb.record = dataclasses.replace(bb.record, preset=Preset(**{
+                k: tuple(v) if isinstance(v, list) else v for k, v in preprocessing.items()}))
+        return bb
+
+    def _make_extractor(self, bb, cut, device, strict_engine=True, top=False):
+        """The extractor of ``cut``'s frozen part: the one way an estimator makes it."""
+        frozen = [] if getattr(self, "augment", False) else cut.frozen
+        n_frozen = bb.n_blocks - len(cut.trainable) if frozen else 0
+        return Extractor(frozen, cut.transform, device, self.mixed_precision,
+                         describe(bb, n_frozen, cut.transform, top),
+                         identity=cut.identity if frozen else None,
+                         engine=resolve_engine(self.engine, device, strict=strict_engine),
+                         fallback=self.engine == "auto")
 
     def _extract(self, X, view=None):
         return self.extractor_.with_view(view).run(X, cache=self.cache, cache_dir=self.cache_dir,

@@ -221,7 +221,8 @@ def _classification(clf, images, y, top_losses, examples_per_class, steps):
     true = np.array([index[v] for v in y.tolist()])
     pred = proba.argmax(1)
     loss = -np.log(np.clip(proba[np.arange(len(true)), true], 1e-12, 1))
-    worst = [int(i) for i in np.argsort(-loss)[:top_losses] if pred[i] != true[i]]
+    # the mistakes first, then the top_losses largest of them
+    worst = [int(i) for i in np.argsort(-loss) if pred[i] != true[i]][:top_losses]
     confident = []
     for c in range(len(classes)):
         right = np.flatnonzero((true == c) & (pred == c))
@@ -292,7 +293,7 @@ def _multilabel(clf, images, y, target_names, top_losses, steps):
     true, pred = y.astype(int), (proba > 0.5).astype(int)
     p = np.clip(proba, 1e-12, 1 - 1e-12)
     losses = -(true * np.log(p) + (1 - true) * np.log(1 - p))
-    worst = [int(i) for i in np.argsort(-losses.sum(1))[:top_losses] if (pred[i] != true[i]).any()]
+    worst = [int(i) for i in np.argsort(-losses.sum(1)) if (pred[i] != true[i]).any()][:top_losses]
 
     def tags(row):
         return ", ".join(_e(names[j]) for j in np.flatnonzero(row)) or "none"

@@ -93,6 +93,8 @@ def save(est, path):
         "state_sha256": hashlib.sha256(weights).hexdigest(),
         # an int8 engine's calibration (tensor ranges), so the same engine is rebuilt
         "engine_calibration": est.extractor_.calibration,
+        # the preprocessing the fit used: load reads it, never the weights' current defaults
+        "preprocessing": est.transform_.settings(),
     }
     with atomic_write(path, "the model") as fh, \
             zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -213,6 +215,7 @@ def read_model(path):
             "history": config["history"],
             "weights_loaded": config["weights_loaded"],
             "engine_calibration": config.get("engine_calibration"),
+            "preprocessing": config.get("preprocessing"),
         }
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError,
             pickle.UnpicklingError) as exc:
@@ -220,18 +223,19 @@ def read_model(path):
 
 
 class InferenceModel(nn.Module):
-    """The whole fitted network: normalised images ``(n, 3, s, s)`` -> what it predicts."""
+    """The whole fitted network: normalised images ``(n, 3, s, s)`` -> what it predicts.
 
-    def __init__(self, prefix, net, output):
+    ``modules``: the estimator's ``inference_modules()`` (blocks, then pooling and head)
+    in turn, then ``output`` (softmax, sigmoid, or the targets' units)."""
+
+    def __init__(self, modules, output):
         super().__init__()
-        self.prefix = nn.ModuleList(prefix)
-        self.net = net
-        self.output = output
+        self.layers = nn.ModuleList([*modules, output])
 
     def forward(self, x):  # noqa: D102 - torch convention
-        for module in self.prefix:
+        for module in self.layers:
             x = module(x)
-        return self.output(self.net(x))
+        return x
 
 
 def export_onnx(est, path):
@@ -257,7 +261,8 @@ def export_onnx(est, path):
         ) from None
     output, output_name, output_meta = est.output_layer()
     # a copy on the CPU: the fitted network stays on its device, in its mode
-    model = copy.deepcopy(InferenceModel(est.extractor_.modules, est.net_.module_, output))
+    blocks, tail = est.inference_modules()
+    model = copy.deepcopy(InferenceModel([*blocks, *tail], output))
     model = model.to("cpu").eval()
     size = est.transform_.crop_size[0]
     example = torch.zeros(2, 3, size, size)

@@ -243,5 +243,6 @@ class KeepBest(Callback):
             "model": {"target": est.target_config(), "state": est.fitted_state(),
                       "history": [dict(r) for r in net.history],
                       "weights_loaded": est.weights_,
-                      "engine_calibration": est.extractor_.calibration},
+                      "engine_calibration": est.extractor_.calibration,
+                      "preprocessing": est.transform_.settings()},
         }
