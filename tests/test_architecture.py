@@ -24,7 +24,7 @@ def module_name(path):
 
 
 MODULE_FILES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))
-                if p != PACKAGE / "__init__.py"}
+                if p != PACKAGE / "__init__.py" and p.name != "__main__.py"}  # __main__ runs
 MODULES = sorted(MODULE_FILES)
 
 
