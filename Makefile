@@ -34,8 +34,9 @@ browser:
 	  apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "chromium could not be \
 	installed: the report's browser tests will be skipped"; }
 
+# One worker per core, each test file on one worker (its module fixtures are built once).
 test: weights browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # Re-render the measured sections of docs/ from benchmarks/results/*.json.
 docs: install

@@ -16,7 +16,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 # Keep the suite's torch single-threaded per process: CI has 2 cores and
 # GridSearchCV(n_jobs=2) tests start two workers.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist each worker gets its share of the cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
 def _imagenet_available():

@@ -1,9 +1,9 @@
 """One path per job: a model gives the same answers however it was fitted, kept, moved or named.
 
 The equivalence matrix walks one member of every backbone family through
-every path that makes or moves a model -- fit, save/load, pickle, clone and
-refit with the same seed, explain after load, ONNX export -- frozen and with
-``unfreeze=1``, with and without ``crop``, on each CPU engine; the other
+every path that makes or moves a model -- fit, save/load, pickle, ONNX export
+frozen; fit, save/load, pickle, clone and refit with the same seed, explain
+after load with ``unfreeze=1``, with and without ``crop``, on each CPU engine; the other
 tests are the reproductions of bugs where two paths disagreed.
 """
 
@@ -48,7 +48,7 @@ def test_every_classification_model_of_torchvision_is_a_backbone_by_its_own_name
 
 @pytest.fixture(scope="module")
 def images():
-    X, y = blobs(8, size=40)
+    X, y = blobs(4, size=40)
     return X, np.array(["cat", "dog"])[y]
 
 
@@ -82,9 +82,10 @@ def test_every_path_that_makes_or_moves_a_model_gives_the_same_answer(
                                        err_msg=f"save/load: {where}")
             np.testing.assert_allclose(pickle.loads(pickle.dumps(clf)).predict_proba(X),
                                        expected, atol=1e-6, err_msg=f"pickle: {where}")
-            refit = clone(clf).fit(X, y)
-            np.testing.assert_allclose(refit.predict_proba(X), expected, atol=1e-6,
-                                       err_msg=f"clone + refit: {where}")
+            if unfreeze:  # the seeded fit with both phases, again from a clone
+                refit = clone(clf).fit(X, y)
+                np.testing.assert_allclose(refit.predict_proba(X), expected, atol=1e-6,
+                                           err_msg=f"clone + refit: {where}")
         assert loaded.get_params() == {**clf.get_params(), "verbose": 0}
         assert loaded.transform_.settings() == clf.transform_.settings()
         if unfreeze:  # explain after load: one heatmap per image at its own size
