@@ -1,6 +1,7 @@
 """The module structure of docs/architecture.md: one direction of imports, no cycles."""
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,9 @@ def test_public_names_only_in_the_package(tmp_path):
     assert set(sktransfer.__all__) == set(sktransfer._PUBLIC)
     for name in sktransfer.__all__:
         assert getattr(sktransfer, name).__doc__, f"{name} has no docstring"
+    # dir() lists what a user can use, not the modules loaded so far
+    importlib.import_module("sktransfer.extraction.cache")
+    assert dir(sktransfer) == sorted([*sktransfer.__all__, "__version__"])
 
 
 def test_plots_leave_the_matplotlib_backend_alone():
