@@ -41,6 +41,7 @@ from .training.network import Labelled, TransferNet, draws_globally, make_head
 from .training.schedule import (OPTIMIZERS, augmentation, interrupt_guard, make_net,
                                 train_phases)
 from .utils.rng import fit_generator, global_rng
+from .utils.text import listed
 
 
 class TransferEstimator(ExtractorMixin, BaseEstimator):
@@ -275,7 +276,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         """
         unknown = sorted(set(params) - set(cls._get_param_names()))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown[:5]))}")
+            raise ValueError(f"unknown parameter(s) {listed(unknown, 5, show=repr)}")
         est = cls(**params)
         est._check_params()
         est._set_targets(target)

@@ -17,6 +17,7 @@ from torch import nn
 
 from ._docstrings import with_common_parameters
 from .base import TransferEstimator
+from .utils.text import listed
 
 
 def _plain(value):
@@ -64,7 +65,7 @@ def _check_labels(y):
     if len(missing):
         raise ValueError(
             f"y has {len(missing)} missing label(s) (NaN or None), first at position(s) "
-            f"{np.asarray(missing[:10]).tolist()}; drop those images or give them a class."
+            f"[{listed(np.asarray(missing).tolist())}]; drop those images or give them a class."
         )
     if y.ndim == 2 and y.shape[1] == 1:
         # scikit-learn's convention: a column is one label per image, with a warning
@@ -244,7 +245,7 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         unknown = sorted(set(y.tolist()) - set(index), key=str)
         if unknown:
-            raise ValueError(f"{where} has labels not in y: {unknown[:10]}.")
+            raise ValueError(f"{where} has labels not in y: {listed(unknown, show=repr)}.")
         return np.array([index[c] for c in y.tolist()], dtype=np.int64)
 
     def _n_outputs(self):

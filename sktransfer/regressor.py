@@ -13,6 +13,7 @@ from torch import nn
 
 from ._docstrings import with_common_parameters
 from .base import TransferEstimator
+from .utils.text import listed
 
 #: ``loss`` -> the torch criterion, on standardised targets.
 LOSSES = {"squared_error": nn.MSELoss, "huber": nn.HuberLoss, "absolute_error": nn.L1Loss}
@@ -44,7 +45,7 @@ def _check_values(y):
     if len(bad):
         raise ValueError(
             f"y has {len(bad)} NaN or infinite target(s), first at row(s) "
-            f"{bad[:10].tolist()}; drop those images or give them a value.")
+            f"[{listed(bad.tolist())}]; drop those images or give them a value.")
     return y
 
 

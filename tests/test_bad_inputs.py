@@ -254,3 +254,13 @@ def test_user_arrays_are_never_modified():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not even a "non-writable array" warning
         as_images(X).image(0)
+
+
+def test_a_long_list_in_a_message_says_how_many_it_leaves_out(tmp_path):
+    from sktransfer import TransferClassifier
+
+    missing = [str(tmp_path / f"gone{i}.png") for i in range(14)]
+    with pytest.raises(FileNotFoundError) as info:
+        TransferClassifier(backbone="resnet18", weights=None).fit(missing, [0, 1] * 7)
+    message = str(info.value)
+    assert message.count("no such file") == 10 and message.endswith("and 4 more.")

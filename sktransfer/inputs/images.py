@@ -25,6 +25,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from ..utils.text import listed
+
 
 class ImageDecodeError(ValueError):
     """Images could not be read or decoded; the message names every file.
@@ -336,8 +338,7 @@ def _one_column(X):
     if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # a pandas DataFrame
         if X.shape[1] != 1:
             raise ValueError(
-                f"X is a table with {X.shape[1]} columns ({', '.join(map(str, X.columns[:5]))}"
-                f"{', ...' if X.shape[1] > 5 else ''}); pass its image column alone, e.g. "
+                f"X is a table with {X.shape[1]} columns ({listed(X.columns, 5)}); pass its image column alone, e.g. "
                 "df['photo'] or df[['photo']], or select it in a ColumnTransformer."
             )
         return X.iloc[:, 0]
@@ -358,10 +359,8 @@ def _check_files(paths):
     problems = [f"{p!r} (no such file)" for p in missing]
     problems += [f"{p!r} (a folder, not an image file)" for p in folders]
     if problems:
-        shown = "; ".join(problems[:10])
-        more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
         cls = FileNotFoundError if missing else ValueError
-        raise cls(f"{len(problems)} of {len(paths)} image paths cannot be used: {shown}{more}.")
+        raise cls(f"{len(problems)} of {len(paths)} image paths cannot be used: {listed(problems, sep='; ')}.")
 
 
 class ImageDataset(Dataset):

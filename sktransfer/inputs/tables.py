@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.text import listed
+
 #: What separates the tags of one image in a multi-label column.
 TAG_SEPARATOR = ";"
 
@@ -138,7 +140,7 @@ def read_table(path, path_column=None, targets=None, task=None):
     for column in [path_column, *targets]:
         empty = np.flatnonzero(frame[column].str.strip() == "")
         if len(empty):
-            rows = ", ".join(str(i + 2) for i in empty[:10])  # line 1 is the header
+            rows = listed(empty + 2)  # line 1 is the header
             raise TableError(f"{path}: column {column!r} is empty on line(s) {rows}; fill "
                              "them or drop those rows.")
     cells = {t: frame[t].str.strip().tolist() for t in targets}

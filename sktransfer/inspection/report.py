@@ -37,6 +37,7 @@ from .._version import __version__
 from ..inputs.images import as_images
 from ..utils.files import write_text
 from ..utils.progress import progress
+from ..utils.text import listed
 
 THUMBNAIL = 160  # longest side, in pixels, of the images shown
 
@@ -213,7 +214,7 @@ def _classification(clf, images, y, top_losses, examples_per_class, steps):
     classes = clf.classes_.tolist()
     unknown = sorted({v for v in y.tolist() if v not in classes}, key=str)
     if unknown:
-        raise ValueError(f"y has labels the model does not know: {unknown[:10]!r}; its classes "
+        raise ValueError(f"y has labels the model does not know: {listed(unknown, show=repr)}; its classes "
                          f"are {classes!r}.")
     proba = clf.predict_proba(images)
     steps.update(1)

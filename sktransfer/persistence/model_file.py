@@ -28,6 +28,7 @@ from torch import nn
 from ..utils.sizes import parse_bytes
 from ..utils.files import atomic_write, write_bytes
 from .stored_params import decode, encode
+from ..utils.text import listed
 
 FORMAT = "sktransfer-model"
 FORMAT_VERSION = 1
@@ -155,7 +156,7 @@ def _read(path):
                 raise ModelFileError(
                     f"{path} is not an sktransfer model file: it should hold exactly "
                     f"{', '.join(MEMBERS)}"
-                    + (f"; unexpected: {', '.join(unexpected[:5])}" if unexpected else "")
+                    + (f"; unexpected: {listed(unexpected, 5)}" if unexpected else "")
                     + (f"; missing: {', '.join(missing)}" if missing else "") + "."
                 )
             _check_member(path, infos["config.json"], MAX_CONFIG_BYTES)
