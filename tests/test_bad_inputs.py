@@ -264,3 +264,34 @@ def test_a_long_list_in_a_message_says_how_many_it_leaves_out(tmp_path):
         TransferClassifier(backbone="resnet18", weights=None).fit(missing, [0, 1] * 7)
     message = str(info.value)
     assert message.count("no such file") == 10 and message.endswith("and 4 more.")
+
+
+# Images on another scale (scikit-learn's digits are 0-16): the message names the range
+# found and the division that maps it, never one that makes them darker.
+CODES = (RGB.astype(np.float64) * 16 / 255).round()
+
+
+@pytest.mark.parametrize("X, error, fix", [
+    (CODES, ValueError, r"\[0, 16\].*X / 16\)"),
+    (CODES.astype(np.int64), TypeError, r"int64 with values in \[0, 16\].*X / 16"),
+    (CODES.astype(np.int64) * 10, TypeError, r"\[0, 160\].*X\.astype\(np\.uint8\)"),
+    (CODES / 8 - 1, ValueError, r"\[-1, 1\], below 0.*\(X \+ 1\) / 2"),
+    (CODES * 4000, ValueError, r"X / 65535"),
+])
+def test_pixels_on_another_scale_get_the_division_that_fixes_them(X, error, fix):
+    with pytest.raises(error, match=fix):
+        fit(X)
+
+
+def test_uint8_images_that_are_nearly_black_are_warned_about_once():
+    dark = CODES.astype(np.uint8)
+    for X, where in [(dark, "X"), (list(dark), "the arrays of X")]:
+        with pytest.warns(UserWarning, match="nearly black") as record:
+            fit(X)
+        darks = [str(w.message) for w in record if "nearly black" in str(w.message)]
+        assert len(darks) == 1 and darks[0].startswith(f"{where}: ")
+        assert {w.filename for w in record} == {__file__}  # points at the caller's line
+        assert "brightest pixel is 16 of 255" in darks[0] and "X / 16" in darks[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # photos: no warning
+        as_images(RGB)

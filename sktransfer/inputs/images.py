@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -75,10 +77,43 @@ def _check_single_array(arr, where):
     )
 
 
+#: Where the brightest pixel of a set of uint8 images sits when they are photos; far
+#: below it, they are codes on another scale (digits' 0-16) shown as nearly black.
+DARK_MAXIMUM = 64
+#: Scales float and integer images come in, for the division a message suggests.
+_WHITE_LEVELS = (1, 15, 16, 100, 255, 1023, 4095, 65535)
+
+
+def _white_level(hi):
+    """The usual white level (16 for digits, 255, 65535, ...) at or above ``hi``."""
+    return next((level for level in _WHITE_LEVELS if hi <= level), hi)
+
+
+def _shifted(lo, hi):
+    """The expression that maps ``[lo, hi]`` onto [0, 1], as a user would type it."""
+    shift = f"X + {-lo:g}" if lo < 0 else f"X - {lo:g}"
+    return f"({shift}) / {hi - lo or 1:g}"
+
+
 def _check_pixels(arr, where):
-    """Check dtype and value range of image pixels."""
+    """Check dtype and value range of image pixels; the brightest pixel of uint8 images.
+
+    Returns
+    -------
+    int or None
+        The maximum of a uint8 array (for :func:`warn_if_dark`), None for floats.
+    """
     if arr.dtype == np.uint8:
-        return
+        return int(arr.max()) if arr.size else None
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if 0 <= lo and hi <= 255:
+            fix = "X.astype(np.uint8)" if hi > DARK_MAXIMUM else f"X / {_white_level(hi)}"
+        else:
+            fix = f"floats in [0, 1], e.g. {_shifted(lo, hi)}"
+        raise TypeError(
+            f"{where} has dtype {arr.dtype} with values in [{lo}, {hi}]; pass uint8 in "
+            f"[0, 255] or floats in [0, 1]: here {fix}.")
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(
             f"{where} has dtype {arr.dtype}; pass uint8 in [0, 255] or floats in [0, 1]."
@@ -86,11 +121,38 @@ def _check_pixels(arr, where):
     if not np.isfinite(arr).all():
         raise ValueError(f"{where} contains NaN or infinite pixel values.")
     lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0.0 or hi > 1.0:
+    if lo >= 0.0 and hi > 1.0:
+        level = _white_level(hi)
         raise ValueError(
             f"{where} has float pixels in [{lo:g}, {hi:g}]; float images must be in [0, 1] "
-            "(divide by 255, or pass uint8)."
-        )
+            f"with 1 as white: divide by the value that is white on your scale (here "
+            f"probably X / {level:g}).")
+    if lo < 0.0:
+        raise ValueError(
+            f"{where} has float pixels in [{lo:g}, {hi:g}], below 0 (already normalised?); "
+            "pass the images before normalisation, in [0, 1] (the backbone's own "
+            f"normalisation is applied), e.g. {_shifted(lo, hi)}.")
+    return None
+
+
+def warn_if_dark(hi, where):
+    """Warn (once per call) that uint8 images whose brightest pixel is ``hi`` look black."""
+    if hi is not None and 0 < hi < DARK_MAXIMUM:  # all 0 is a black image: nothing to rescale
+        warnings.warn(
+            f"{where}: uint8 images whose brightest pixel is {hi} of 255; the network "
+            f"sees them nearly black. If {hi} is white on your scale, pass floats in [0, 1] "
+            f"(X / {_white_level(hi)}) or rescale to uint8 "
+            f"((X * (255 / {_white_level(hi)})).astype(np.uint8)).", UserWarning,
+            stacklevel=_callers_level())
+
+
+def _callers_level():
+    """The ``stacklevel`` of the first frame outside this package: the user's line."""
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 #: Channels an image array may have (last): gray, RGB, RGBA.
@@ -296,7 +358,7 @@ def as_images(X):
             raise ValueError("X is empty: need at least one image.")
         if min(X.shape[1:3]) == 0:
             raise ValueError(f"X has shape {X.shape}: images with no pixels.")
-        _check_pixels(X, "X")
+        warn_if_dark(_check_pixels(X, "X"), "X")
         return ImageSource(X, "array")
     if isinstance(X, (str, os.PathLike, Image.Image)):
         raise TypeError(
@@ -316,6 +378,7 @@ def as_images(X):
     if all(p is not None for p in paths):
         _check_files(paths)
         return ImageSource(paths, "paths")
+    brightest = []
     for i, x in enumerate(items):
         if paths[i] is not None:
             first = next(j for j, p in enumerate(paths) if p is None)
@@ -325,11 +388,13 @@ def as_images(X):
             )
         if isinstance(x, np.ndarray):
             _check_single_array(x, f"X[{i}]")
-            _check_pixels(x, f"X[{i}]")
+            brightest.append(_check_pixels(x, f"X[{i}]"))
         elif not isinstance(x, Image.Image):
             raise TypeError(
                 f"X[{i}] is a {_describe(x)}; expected a file path, a PIL image or an image array."
             )
+    if brightest and None not in brightest:  # every image a uint8 array
+        warn_if_dark(max(brightest), "the arrays of X")
     return ImageSource(items, "objects")
 
 
