@@ -38,7 +38,7 @@ def _csv(path, header, rows):
 
 @pytest.mark.parametrize("columns, task, why", [
     ({"energy": ["1.5", "2", "3"]}, "regression", "column 'energy' holds numbers that are not"),
-    ({"code": ["1", "2", "3"]}, "classification", "column 'code' holds whole numbers"),
+    ({"code": ["1", "2", "1"]}, "classification", "column 'code' holds 2 whole numbers"),
     ({"kind": ["cat", "dog", "1"]}, "classification", "column 'kind' holds text labels"),
     ({"tags": ["a;b", "b", ""]}, "multilabel", "column 'tags' holds ';'-separated tags"),
     ({"a": ["0", "1"], "b": ["1", "1"]}, "multilabel", "columns 'a', 'b' hold only 0 and 1"),
@@ -47,6 +47,29 @@ def _csv(path, header, rows):
 def test_the_task_is_guessed_from_the_targets(columns, task, why):
     guessed, reason = guess_task(columns)
     assert guessed == task and reason.startswith(why)
+
+
+# Columns shaped like real ones: whole numbers are classes only when they repeat like classes.
+_RNG = np.random.RandomState(0)
+REAL_COLUMNS = {
+    "digit": (_RNG.randint(0, 10, 150), "classification", "10 whole numbers, each seen"),
+    "objects": (_RNG.randint(0, 6, 150), "classification", "6 whole numbers, each seen"),
+    "year": (_RNG.randint(1990, 2021, 150), "regression", "quantities, not codes: 31 distinct"),
+    "decade": (_RNG.choice([1990, 2000, 2010], 150), "regression", "values up to 2010"),
+    "kj": (_RNG.randint(200, 3000, 150) // 10 * 10, "regression", "quantities, not codes"),
+    "sort_order": (_RNG.permutation(360), "regression", "360 distinct values in 360 rows"),
+    "grade": (_RNG.randint(1, 15, 40), "regression", "times on median, fewer than 5"),
+}
+
+
+@pytest.mark.parametrize("name", REAL_COLUMNS)
+def test_whole_numbers_are_classes_only_when_they_repeat_like_classes(name):
+    values, task, why = REAL_COLUMNS[name]
+    guessed, reason = guess_task({name: [str(v) for v in values]})
+    assert guessed == task and why in reason, reason
+    assert reason.startswith(f"column {name!r}")
+    if task == "regression":
+        assert "--task classification" in reason  # the way back, when the guess is wrong
 
 
 def test_text_in_several_targets_is_refused():

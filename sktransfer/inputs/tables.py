@@ -81,12 +81,51 @@ def guess_task(columns):
             "one --target for a classifier, or --task.")
     if len(names) > 1 and all(set(numbers[n]) <= {0.0, 1.0} for n in names):
         return "multilabel", f"columns {', '.join(map(repr, names))} hold only 0 and 1"
-    fractional = [n for n in names if not all(float(v).is_integer() for v in numbers[n])]
+    from sklearn.utils.multiclass import type_of_target  # not at import: the CLI starts fast
+
+    fractional = [n for n in names if type_of_target(numbers[n]) == "continuous"]
     if fractional:
         return "regression", f"column {fractional[0]!r} holds numbers that are not whole"
     if len(names) == 1:
-        return "classification", f"column {names[0]!r} holds whole numbers (class codes)"
+        return whole_numbers(names[0], numbers[names[0]])
     return "regression", f"columns {', '.join(map(repr, names))} hold numbers"
+
+
+#: Whole numbers are class codes when they repeat like classes: at most this many
+#: distinct values, ...
+MAX_CODES = 30
+#: ... each seen this many times on median (a class needs images to learn from) ...
+MIN_MEDIAN_COUNT = 5
+#: ... and small: codes are numbered from 0 or 1, quantities (years, kJ, IDs) are not.
+MAX_CODE = 1000
+
+
+def whole_numbers(name, values):
+    """The task a column of whole numbers calls for, and why (see ``MAX_CODES``).
+
+    Codes 0-9 repeat like classes; years, energies in kJ, counts of many values
+    and IDs (almost every row its own value) are quantities: a regression.
+
+    Returns
+    -------
+    tuple of (str, str)
+    """
+    distinct, counts = np.unique(values, return_counts=True)
+    median = float(np.median(counts))
+    if len(distinct) <= 2:
+        return "classification", f"column {name!r} holds {len(distinct)} whole numbers (codes)"
+    if len(distinct) > MAX_CODES:
+        why = f"{len(distinct)} distinct values in {len(values)} rows, more than {MAX_CODES}"
+    elif np.abs(distinct).max() >= MAX_CODE:
+        why = f"values up to {np.abs(distinct).max():g}, not codes below {MAX_CODE}"
+    elif median < MIN_MEDIAN_COUNT:
+        why = (f"each of its {len(distinct)} values seen {median:g} times on median, fewer "
+               f"than {MIN_MEDIAN_COUNT}")
+    else:
+        return "classification", (f"column {name!r} holds {len(distinct)} whole numbers, each "
+                                  f"seen {median:g} times on median (class codes)")
+    return "regression", (f"column {name!r} holds whole numbers that are quantities, not "
+                          f"codes: {why} (--task classification to treat them as classes)")
 
 
 def read_table(path, path_column=None, targets=None, task=None):
