@@ -155,3 +155,19 @@ def test_the_task_can_be_chosen_and_a_folder_stays_a_classifier(photos, tmp_path
     assert type(load(model)) is TransferRegressor
     assert main(["train", str(tmp_path / "photos"), "--task", "regression", *FAST]) == 1
     assert "--task regression needs a CSV file" in capsys.readouterr().err
+
+
+def test_classes_too_small_to_split_are_named_in_one_line(photos, tmp_path, capsys):
+    names, y = photos
+    # codes that repeat like classes (so the guess is classification), two of them seen once
+    codes = [str(v) for v in y[:-2]] + ["7", "9"]
+    table = _csv(tmp_path / "codes.csv", ["image", "code"], list(zip(names, codes)))
+    for extra, split in [([], "the held-out split"), (["--cv", "5"], "--cv 5")]:
+        assert main(["train", str(table), "--out", str(tmp_path / "m.sktransfer"), *FAST,
+                     *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert (f"2 of 4 classes have fewer than {5 if extra else 2} images, too few for "
+                f"{split}: 7 (1), 9 (1)") in err[0]
+        assert "--task regression" in err[0]  # the column is numeric
+        assert not (tmp_path / "m.sktransfer").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.text import listed
 from .common import (CLIError, cross_validate, load_folder, model_paths, save_figure, say,
                      take, write_report)
 from .options import estimator
@@ -119,6 +120,8 @@ def cmd_train(args):
     stratified = task == "classification"
     from ..training.callbacks import KeepBest
 
+    if stratified:
+        _check_splittable(labels, args.cv or 2, args)
     clf = estimator(args, task)
     keep_best = KeepBest(clf)  # what Ctrl-C saves
     clf.set_params(callbacks=[("keep_best", keep_best)])
@@ -257,3 +260,20 @@ def _align_tags(indicator, classes):
         print(f"warning: tags not known to the model: {', '.join(unknown)}", file=sys.stderr)
     return np.stack([indicator[str(c)].to_numpy() if str(c) in indicator.columns
                      else np.zeros(len(indicator), dtype=int) for c in classes], axis=1)
+
+
+def _check_splittable(labels, n_parts, args):
+    """One line naming the classes too small for ``n_parts`` stratified parts, and the fix."""
+    classes, counts = np.unique(labels, return_counts=True)
+    small = counts < n_parts
+    if not small.any():
+        return
+    order = np.argsort(counts[small], kind="stable")
+    shown = listed([f"{c!s} ({n})" for c, n in zip(classes[small][order], counts[small][order])])
+    numeric = np.issubdtype(np.asarray(labels).dtype, np.number)
+    fix = ("; if the column is a quantity, train a regressor: --task regression" if numeric
+           else "")
+    split = f"--cv {args.cv}" if args.cv else "the held-out split"
+    raise CLIError(f"{small.sum()} of {len(classes)} classes have fewer than {n_parts} images, "
+                   f"too few for {split}: {shown}. Add images of them or drop those rows"
+                   f"{fix}.")
