@@ -81,8 +81,3 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(["__version__", *__all__])
-
-
-def __dir__():
-    # What a user can use: the public names, not the modules and helpers loaded so far.
-    return sorted([*__all__, "__version__"])

@@ -99,9 +99,9 @@ def cmd_train(args):
     """Fit on DATA, report held-out (or cross-validated) scores, save model and plots.
 
     DATA is a folder DIR/<class>/<image>, or a CSV file of image paths and
-    targets: numbers that are not whole train a regressor, whole numbers and
-    text a classifier, ';'-separated tags (or several 0/1 columns) a
-    multi-label classifier (--task chooses instead).  Ctrl-C saves the best
+    targets: numbers that are not whole (or whole numbers that do not repeat
+    like class codes) train a regressor, class codes and text a classifier,
+    ';'-separated tags (or several 0/1 columns) a multi-label classifier (--task chooses instead).  Ctrl-C saves the best
     model so far as MODEL.interrupted.sktransfer (the library's ``fit``
     itself is all-or-nothing) and exits with code 130.
     """
@@ -121,7 +121,7 @@ def cmd_train(args):
     from ..training.callbacks import KeepBest
 
     if stratified:
-        _check_splittable(labels, args.cv or 2, args)
+        _check_splittable(labels, args)
     clf = estimator(args, task)
     keep_best = KeepBest(clf)  # what Ctrl-C saves
     clf.set_params(callbacks=[("keep_best", keep_best)])
@@ -262,8 +262,10 @@ def _align_tags(indicator, classes):
                      else np.zeros(len(indicator), dtype=int) for c in classes], axis=1)
 
 
-def _check_splittable(labels, n_parts, args):
-    """One line naming the classes too small for ``n_parts`` stratified parts, and the fix."""
+def _check_splittable(labels, args):
+    """One line naming the classes too small for --cv's folds or the held-out split, and the
+    fix (before any fit: scikit-learn's own error lists every class on one line)."""
+    n_parts = args.cv or 2
     classes, counts = np.unique(labels, return_counts=True)
     small = counts < n_parts
     if not small.any():

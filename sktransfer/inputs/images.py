@@ -138,11 +138,12 @@ def _check_pixels(arr, where):
 def warn_if_dark(hi, where):
     """Warn (once per call) that uint8 images whose brightest pixel is ``hi`` look black."""
     if hi is not None and 0 < hi < DARK_MAXIMUM:  # all 0 is a black image: nothing to rescale
+        level = _white_level(hi)
         warnings.warn(
             f"{where}: uint8 images whose brightest pixel is {hi} of 255; the network "
             f"sees them nearly black. If {hi} is white on your scale, pass floats in [0, 1] "
-            f"(X / {_white_level(hi)}) or rescale to uint8 "
-            f"((X * (255 / {_white_level(hi)})).astype(np.uint8)).", UserWarning,
+            f"(X / {level}) or rescale to uint8 ((X * (255 / {level})).astype(np.uint8)).",
+            UserWarning,
             stacklevel=_callers_level())
 
 
@@ -403,8 +404,9 @@ def _one_column(X):
     if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # a pandas DataFrame
         if X.shape[1] != 1:
             raise ValueError(
-                f"X is a table with {X.shape[1]} columns ({listed(X.columns, 5)}); pass its image column alone, e.g. "
-                "df['photo'] or df[['photo']], or select it in a ColumnTransformer."
+                f"X is a table with {X.shape[1]} columns ({listed(X.columns, 5)}); pass its "
+                "image column alone, e.g. df['photo'] or df[['photo']], or select it in a "
+                "ColumnTransformer."
             )
         return X.iloc[:, 0]
     if isinstance(X, np.ndarray) and X.ndim == 2 and (X.dtype == object
@@ -425,7 +427,8 @@ def _check_files(paths):
     problems += [f"{p!r} (a folder, not an image file)" for p in folders]
     if problems:
         cls = FileNotFoundError if missing else ValueError
-        raise cls(f"{len(problems)} of {len(paths)} image paths cannot be used: {listed(problems, sep='; ')}.")
+        raise cls(f"{len(problems)} of {len(paths)} image paths cannot be used: "
+                  f"{listed(problems, sep='; ')}.")
 
 
 class ImageDataset(Dataset):

@@ -111,13 +111,13 @@ def whole_numbers(name, values):
     tuple of (str, str)
     """
     distinct, counts = np.unique(values, return_counts=True)
-    median = float(np.median(counts))
+    median, largest = float(np.median(counts)), np.abs(distinct).max()
     if len(distinct) <= 2:
         return "classification", f"column {name!r} holds {len(distinct)} whole numbers (codes)"
     if len(distinct) > MAX_CODES:
         why = f"{len(distinct)} distinct values in {len(values)} rows, more than {MAX_CODES}"
-    elif np.abs(distinct).max() >= MAX_CODE:
-        why = f"values up to {np.abs(distinct).max():g}, not codes below {MAX_CODE}"
+    elif largest >= MAX_CODE:
+        why = f"values up to {largest:g}, not codes below {MAX_CODE}"
     elif median < MIN_MEDIAN_COUNT:
         why = (f"each of its {len(distinct)} values seen {median:g} times on median, fewer "
                f"than {MIN_MEDIAN_COUNT}")

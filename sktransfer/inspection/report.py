@@ -214,8 +214,8 @@ def _classification(clf, images, y, top_losses, examples_per_class, steps):
     classes = clf.classes_.tolist()
     unknown = sorted({v for v in y.tolist() if v not in classes}, key=str)
     if unknown:
-        raise ValueError(f"y has labels the model does not know: {listed(unknown, show=repr)}; its classes "
-                         f"are {classes!r}.")
+        raise ValueError(f"y has labels the model does not know: {listed(unknown, show=repr)}; "
+                         f"its classes are {classes!r}.")
     proba = clf.predict_proba(images)
     steps.update(1)
     index = {c: i for i, c in enumerate(classes)}

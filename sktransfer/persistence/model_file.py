@@ -27,8 +27,8 @@ from torch import nn
 
 from ..utils.sizes import parse_bytes
 from ..utils.files import atomic_write, write_bytes
-from .stored_params import decode, encode
 from ..utils.text import listed
+from .stored_params import decode, encode
 
 FORMAT = "sktransfer-model"
 FORMAT_VERSION = 1

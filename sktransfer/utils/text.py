@@ -25,5 +25,7 @@ def listed(items, limit=10, sep=", ", show=str):
     items = list(items)
     shown = sep.join(show(item) for item in items[:limit])
     if len(items) > limit:
-        shown += f"{sep.rstrip() if sep.strip() != ',' else ''} and {len(items) - limit} more"
+        # "a, b and 3 more", but "a; b; and 3 more": a separator other than a comma stays
+        tail = "" if sep.strip() == "," else sep.rstrip()
+        shown += f"{tail} and {len(items) - limit} more"
     return shown
