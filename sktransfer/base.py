@@ -353,6 +353,7 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         cuda = range(torch.cuda.device_count()) if device.startswith("cuda") else ()
         with global_rng(seed, cuda) if shared else contextlib.nullcontext():
             train_phases(self, train_data, valid_data, n_unfreeze)
+        self._after_training(y)
         self.history_ = self.net_.history
         return self
 
@@ -514,6 +515,9 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
 
     def _check_targets_left(self, y):
         """Refuse the targets left after unreadable images were skipped, if unusable."""
+
+    def _after_training(self, y):
+        """Adjust the trained network to the (encoded) targets it was trained on."""
 
     def target_config(self):
         """What the fitted model learnt of its targets, as JSON values.

@@ -17,7 +17,9 @@ from torch import nn
 
 from ._docstrings import with_common_parameters
 from .base import TransferEstimator
+from .training.network import silence_outputs
 from .utils.text import listed
+from .utils.user_warnings import warn_user
 
 
 def _plain(value):
@@ -103,7 +105,10 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
     for multi-label tagging, a 2-d 0/1 indicator matrix of shape
     ``(n_samples, n_labels)`` as scikit-learn's ``MultiLabelBinarizer``
     makes it (sigmoid outputs, binary cross-entropy; ``predict`` returns
-    the indicator matrix and ``score`` the subset accuracy).
+    the indicator matrix and ``score`` the subset accuracy).  A label no
+    training image has (a rare tag that fell into another fold) cannot be
+    learnt: the fit says so once, and the model predicts it absent
+    (probability 0, in its weights, so saved and exported models agree).
 
     Parameters
     ----------
@@ -209,11 +214,9 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
                 raise ValueError(
                     f"class_weight={self.class_weight!r} weighs classes of one label per "
                     "image; with a multi-label y leave it None.")
-            never = np.flatnonzero(~y.astype(bool).any(axis=0))
-            if len(never):
-                raise ValueError(
-                    f"label column(s) {never[:10].tolist()} of y are never present (all 0): "
-                    "the network cannot learn a label it never sees; drop those columns.")
+            if not y.astype(bool).any():
+                raise ValueError("y has no label on any image (all 0): nothing to learn; "
+                                 "at least one image needs a label.")
             return
         classes = np.unique(y)
         if len(classes) < 2:
@@ -278,6 +281,19 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
     def _check_targets_left(self, y):
         if not self.multilabel_ and len(np.unique(y)) < 2:
             raise ValueError("Fewer than two classes are left after skipping unreadable images.")
+
+    def _after_training(self, y):
+        if not self.multilabel_:
+            return
+        # A label no training image has (a rare tag that fell into the held-out part)
+        # cannot be learnt: it is predicted absent, everywhere, and said once.
+        never = np.flatnonzero(~(y > 0.5).any(axis=0))
+        if len(never):
+            silence_outputs(self.net_.module.head, torch.as_tensor(never))
+            warn_user(
+                f"{len(never)} label(s) of {self.n_classes_} are on no training image: "
+                f"{listed(self.classes_[never].tolist(), show=repr)}; the model predicts "
+                "them absent (probability 0). Add images that have them to learn them.")
 
     def target_config(self):
         """The classes (their values and dtype) and whether ``y`` was multi-label.

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..utils.text import listed
+from ..utils.user_warnings import warn_user
 
 
 class ImageDecodeError(ValueError):
@@ -139,21 +138,10 @@ def warn_if_dark(hi, where):
     """Warn (once per call) that uint8 images whose brightest pixel is ``hi`` look black."""
     if hi is not None and 0 < hi < DARK_MAXIMUM:  # all 0 is a black image: nothing to rescale
         level = _white_level(hi)
-        warnings.warn(
+        warn_user(
             f"{where}: uint8 images whose brightest pixel is {hi} of 255; the network "
             f"sees them nearly black. If {hi} is white on your scale, pass floats in [0, 1] "
-            f"(X / {level}) or rescale to uint8 ((X * (255 / {level})).astype(np.uint8)).",
-            UserWarning,
-            stacklevel=_callers_level())
-
-
-def _callers_level():
-    """The ``stacklevel`` of the first frame outside this package: the user's line."""
-    package = str(Path(__file__).resolve().parents[1])
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
+            f"(X / {level}) or rescale to uint8 ((X * (255 / {level})).astype(np.uint8)).")
 
 
 #: Channels an image array may have (last): gray, RGB, RGBA.

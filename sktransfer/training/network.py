@@ -129,6 +129,23 @@ def make_head(in_features, hidden_units, dropout, n_classes, generator, dropout_
     return nn.Sequential(*layers)
 
 
+#: The logit of an output that never fires: sigmoid(-30) is about 1e-13.
+NEVER = -30.0
+
+
+def silence_outputs(head, outputs):
+    """Make the head's ``outputs`` (indices) constant at :data:`NEVER`, whatever the input.
+
+    For the labels of a multi-label ``y`` that no training image has: their
+    weights are zeroed and their bias set in the head itself, so every path
+    that runs the network (predict, a model file, ONNX, explain) agrees.
+    """
+    last = head[-1]
+    with torch.no_grad():
+        last.weight[outputs] = 0
+        last.bias[outputs] = NEVER
+
+
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
              nn.FeatureAlphaDropout)
 
