@@ -63,7 +63,7 @@ def fit(X, y=Y, **params):
     (RGB, [0, None, 1, 0], ValueError, r"missing label.*\[1\]"),
     (RGB, [0, 1, np.nan, 1], ValueError, r"missing label.*\[2\]"),
     (RGB, None, ValueError, "requires y to be passed"),
-    (RGB, [[0, 1]] * 4, ValueError, "y"),
+    (RGB, [[0, 0]] * 4, ValueError, "no label on any image"),
     (["a.png", RGB[0]], [0, 1], TypeError, "mixes file paths"),
     ([RGB[0], "a.png"], [0, 1], TypeError, "mixes file paths"),
     ("photo.jpg", [0, 1], TypeError, "single str"),

@@ -171,3 +171,66 @@ def test_classes_too_small_to_split_are_named_in_one_line(photos, tmp_path, caps
                 f"{split}: 7 (1), 9 (1)") in err[0]
         assert "--task regression" in err[0]  # the column is numeric
         assert not (tmp_path / "m.sktransfer").exists()
+
+
+def _tag_table(photos, tmp_path):
+    """A ';' tag column as a spreadsheet holds one: a common tag pair, a tag of one class,
+    empty cells (no tag), a rare tag on two images and a tag on one."""
+    names, y = photos
+    tags = ["salty;crisp" if c else "sweet" for c in y]
+    for i in (0, 1, 2):
+        tags[i] = ""  # untagged images
+    tags[3] += "; burnt"
+    tags[5] += ";burnt"
+    tags[7] += ";smoky"
+    return _csv(tmp_path / "tags.csv", ["path", "tags"], list(zip(names, tags))), tags
+
+
+def test_a_real_tag_column_trains_reports_and_evaluates_by_tag_name(photos, tmp_path):
+    from cli_helpers import run_here
+
+    table, _ = _tag_table(photos, tmp_path)
+    model, report = tmp_path / "m.sktransfer", tmp_path / "m.report.html"
+    run = run_here("train", table, "--epochs", "4", "--out", model, *FAST[:-1])
+    assert run.returncode == 0, run.stderr
+    assert ("dropped 2 of 5 tags, on fewer than 5 images (--min-count): smoky (1), burnt (2)"
+            in run.stdout)
+    assert "3 image(s) have no tag (an empty cell, or only dropped tags)" in run.stdout
+    clf = load(model)
+    assert list(clf.classes_) == ["crisp", "salty", "sweet"]
+    # the held-out report (it used to die here, passing column positions to explain)
+    page = report.read_text()
+    assert 'id="per-label"' in page and "<td class=\"name\">crisp</td>" in page
+    run = run_here("evaluate", model, table, "--report", tmp_path / "e.html")
+    assert run.returncode == 0, run.stderr
+    # the CSV's dropped tags are not the model's: left out, said once
+    assert run.stderr.count("tag(s) the model does not know") == 1
+    assert "'burnt', 'smoky'" in run.stderr
+    assert 'id="per-label"' in (tmp_path / "e.html").read_text()
+
+
+def test_a_tag_on_no_training_image_is_kept_and_predicted_absent(photos, tmp_path):
+    from cli_helpers import run_here
+
+    table, tags = _tag_table(photos, tmp_path)
+    model = tmp_path / "m.sktransfer"
+    run = run_here("train", table, "--min-count", "1", "--cv", "3", "--epochs", "2",
+                   "--out", model, *FAST)
+    assert run.returncode == 0, run.stderr
+    # 'smoky' is on one image: the fold that scores it trains without it, and says so
+    lines = [line for line in run.stderr.splitlines() if "no training image" in line]
+    assert len(lines) == 1 and "'smoky'; the model predicts them absent" in lines[0]
+    assert list(load(model).classes_) == ["burnt", "crisp", "salty", "smoky", "sweet"]
+
+
+def test_an_empty_cell_of_a_label_column_names_the_multilabel_way(photos, tmp_path):
+    names, y = photos
+    labels = ["cat" if c else "dog" for c in y]
+    labels[4] = ""
+    table = _csv(tmp_path / "labels.csv", ["path", "label"], list(zip(names, labels)))
+    with pytest.raises(TableError, match=r"column 'label' is empty on line\(s\) 6; fill them "
+                       r"or drop those rows \(if it lists ';'-separated tags, --task "
+                       "multilabel reads an empty cell as no tags"):
+        read_table(table)
+    tagged = read_table(table, task="multilabel")
+    assert list(tagged.y.columns) == ["cat", "dog"] and tagged.y.iloc[4].sum() == 0

@@ -4,6 +4,7 @@ import re
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -124,6 +125,9 @@ def family_reports(tmp_path_factory):
     reg = TransferRegressor(**fast, epochs=5).fit(X, values)
     tags = np.c_[y, 1 - y, np.arange(24) % 3 == 0].astype(int)
     tagger = TransferClassifier(**fast, epochs=5, unfreeze=1, finetune_epochs=1).fit(X, tags)
+    # tags named by a DataFrame's columns (the report used to pass their positions to explain)
+    named = pd.DataFrame(tags, columns=["protein", "fat", EVIL])
+    named_tagger = TransferClassifier(**fast, epochs=3).fit(X, named)
     names = np.array([f"{EVIL} a long class name, number {i} of fifty" for i in range(50)])
     X50, _ = blobs(100)
     many = TransferClassifier(**fast, epochs=1).fit(X50, names[np.arange(100) % 50])
@@ -132,6 +136,8 @@ def family_reports(tmp_path_factory):
                              target_names=["energy", EVIL]),
         "multilabel": report(tagger, X, tags, root / "tags.html", top_losses=5,
                              target_names=["protein", "fat", EVIL]),
+        "named tags": report(named_tagger, X, named[[EVIL, "protein", "fat"]],
+                             root / "named.html", top_losses=5),
         "many": report(many, X50, names[np.arange(100) % 50], root / "many.html"),
     }
 
@@ -196,3 +202,8 @@ def test_the_reports_render_and_fit_a_1300_px_page(family_reports):
     many = found["many"]
     assert many["cells"] == 50 * 50 and 0 < many["rightmost_cell"] <= 1300  # every column shows
     assert EVIL in found["regression"]["text"] and EVIL in found["multilabel"]["text"]
+    named = found["named tags"]["text"]
+    assert EVIL in named and "subset accuracy" in named
+    # the cards name the tags (the DataFrame's columns were matched by name, not position)
+    shown = re.findall(r"true: (.*)", named)
+    assert shown and set(shown) <= {"protein", "fat", f"protein, {EVIL}", f"fat, {EVIL}"}, shown

@@ -12,6 +12,7 @@ import argparse
 import sys
 import warnings
 
+from ..inputs.tags import MIN_TAG_COUNT
 from .admin import cmd_backbones, cmd_cache, cmd_weights
 from .common import (EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CLIError, UsageError,
                      positive_int)
@@ -116,6 +117,10 @@ def _add_table_options(p, task=True):
     if task:
         p.add_argument("--task", choices=("classification", "regression", "multilabel"),
                        help="CSV: what to train, instead of the guess from the target columns")
+        p.add_argument("--min-count", metavar="N", type=positive_int, default=MIN_TAG_COUNT,
+                       help="CSV, multi-label: tags on fewer than N images are dropped, named "
+                            f"in one line (default: {MIN_TAG_COUNT}, so that each can fall in "
+                            "every fold of --cv 5; 1 keeps every tag)")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -60,6 +60,8 @@ def _training_data(args):
         table = read_table(args.data, args.path_column, args.target, args.task)
         say(args, f"{len(table.paths)} images in {args.data}; task: {table.task} "
                    f"({table.why}{'' if args.task else '; --task changes it'})")
+        if table.task == "multilabel":
+            table.y = _common_tags(table.y, args)
         return table
     if args.task not in (None, "classification"):
         raise CLIError(f"--task {args.task} needs a CSV file of paths and targets; a folder "
@@ -207,6 +209,7 @@ def cmd_evaluate(args):
             "multilabel" if model.multilabel_ else "classification")
     if Path(args.data).suffix.lower() == ".csv" and Path(args.data).is_file():
         from ..inputs.tables import read_table
+        from ..inputs.tags import align_tags
 
         targets = args.target
         if targets is None and task == "regression" and model.target_names_ is not None:
@@ -214,7 +217,7 @@ def cmd_evaluate(args):
         table = read_table(args.data, args.path_column, targets, task)
         paths = table.paths
         if task == "multilabel":  # the model's tags, in its order (unknown ones: warned)
-            labels = _align_tags(table.y, model.classes_)
+            labels = align_tags(table.y, model.classes_, args.data)
         else:
             labels = table.y.to_numpy() if hasattr(table.y, "to_numpy") else table.y
     elif task != "classification":
@@ -253,13 +256,23 @@ def cmd_evaluate(args):
             print(f"report: {args.report}")
 
 
-def _align_tags(indicator, classes):
-    """A tag DataFrame's columns in the order of the model's ``classes_`` (absent: 0)."""
-    unknown = sorted(set(indicator.columns) - {str(c) for c in classes})
-    if unknown:
-        print(f"warning: tags not known to the model: {', '.join(unknown)}", file=sys.stderr)
-    return np.stack([indicator[str(c)].to_numpy() if str(c) in indicator.columns
-                     else np.zeros(len(indicator), dtype=int) for c in classes], axis=1)
+def _common_tags(indicator, args):
+    """The tag columns seen on at least --min-count images; the dropped ones named in a line."""
+    from ..inputs.tags import drop_rare_tags
+
+    kept, dropped = drop_rare_tags(indicator, args.min_count)
+    if dropped:
+        say(args, f"dropped {len(dropped)} of {indicator.shape[1]} tags, on fewer than "
+                   f"{args.min_count} images (--min-count): "
+                   f"{listed([f'{t} ({n})' for t, n in dropped.items()])}")
+    if not kept.shape[1]:
+        raise CLIError(f"no tag is on {args.min_count} images or more; lower --min-count "
+                       f"(the most common tag is on {int(indicator.sum(axis=0).max())}).")
+    untagged = int((kept.sum(axis=1) == 0).sum())
+    if untagged:
+        say(args, f"{untagged} image(s) have no tag (an empty cell, or only dropped tags): "
+                   "they teach the model what none of the tags looks like")
+    return kept
 
 
 def _check_splittable(labels, args):

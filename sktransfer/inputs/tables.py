@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.text import listed
-
-#: What separates the tags of one image in a multi-label column.
-TAG_SEPARATOR = ";"
+from .tags import TAG_SEPARATOR, split_tags
 
 
 class TableError(ValueError):
@@ -176,17 +174,21 @@ def read_table(path, path_column=None, targets=None, task=None):
         raise TableError(f"{path} has no column {missing[0]!r}; its columns are {columns}.")
     if not len(frame):
         raise TableError(f"{path} lists no images.")
-    for column in [path_column, *targets]:
-        empty = np.flatnonzero(frame[column].str.strip() == "")
-        if len(empty):
-            rows = listed(empty + 2)  # line 1 is the header
-            raise TableError(f"{path}: column {column!r} is empty on line(s) {rows}; fill "
-                             "them or drop those rows.")
     cells = {t: frame[t].str.strip().tolist() for t in targets}
     if task is None:
         task, why = guess_task(cells)
     else:
         why = f"--task {task}"
+    tag_column = task == "multilabel" and len(targets) == 1  # an empty cell: no tags
+    for column in [path_column, *([] if tag_column else targets)]:
+        empty = np.flatnonzero(frame[column].str.strip() == "")
+        if len(empty):
+            rows = listed(empty + 2)  # line 1 is the header
+            tags = (f" (if it lists {TAG_SEPARATOR!r}-separated tags, --task multilabel "
+                    "reads an empty cell as no tags)" if column != path_column
+                    and len(targets) == 1 else "")
+            raise TableError(f"{path}: column {column!r} is empty on line(s) {rows}; fill "
+                             f"them or drop those rows{tags}.")
     base = path.parent
     paths = [str(p if Path(p).is_absolute() else base / p)
              for p in frame[path_column].str.strip()]
@@ -206,13 +208,7 @@ def _targets(cells, task, path):
         return pd.DataFrame(numbers, columns=names)
     if task == "multilabel":
         if len(names) == 1:
-            from sklearn.preprocessing import MultiLabelBinarizer
-
-            tags = [[t.strip() for t in v.split(TAG_SEPARATOR) if t.strip()]
-                    for v in cells[names[0]]]
-            binarizer = MultiLabelBinarizer()
-            indicator = binarizer.fit_transform(tags)
-            return pd.DataFrame(indicator, columns=[str(c) for c in binarizer.classes_])
+            return split_tags(cells[names[0]])
         numbers = {n: _numbers(cells[n]) for n in names}
         if any(numbers[n] is None or not set(numbers[n]) <= {0.0, 1.0} for n in names):
             raise TableError(f"{path}: multi-label target columns must hold 0 and 1 only (or "

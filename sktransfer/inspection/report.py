@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._version import __version__
 from ..inputs.images import as_images
+from ..inputs.tags import align_tags
 from ..utils.files import write_text
 from ..utils.progress import progress
 from ..utils.text import listed
@@ -148,7 +149,8 @@ def report(clf, X, y, path="report.html", top_losses=12, examples_per_class=2, t
     X : list of paths, list of PIL images, array (n, h, w[, c]), or a pandas column
     y : array-like
         The true targets, as ``fit`` took them: labels, a multi-label
-        indicator matrix, or numbers.
+        indicator matrix (a DataFrame's columns are matched to the model's
+        tags by name), or numbers.
     path : str or os.PathLike, default="report.html"
     top_losses : int, default=12
         How many of the worst-predicted images to show (worst first).
@@ -168,6 +170,8 @@ def report(clf, X, y, path="report.html", top_losses=12, examples_per_class=2, t
     """
     check_is_fitted(clf, "net_")
     images = as_images(X)
+    if not is_regressor(clf) and clf.multilabel_:
+        y = align_tags(y, clf.classes_)  # a DataFrame's tags matched by name
     y = np.asarray(y)
     if len(y) != len(images):
         raise ValueError(f"X has {len(images)} images but y has {len(y)} targets.")
@@ -284,9 +288,6 @@ def _prf_table(ident, what, names, scores):
 
 
 def _multilabel(clf, images, y, target_names, top_losses, steps):
-    if y.ndim != 2 or y.shape[1] != clf.n_classes_ or not np.isin(y, (0, 1)).all():
-        raise ValueError(f"y must be a 0/1 indicator matrix of shape (n_samples, "
-                         f"{clf.n_classes_}), as the model was fitted on; got shape {y.shape}.")
     names = _names(clf.classes_ if target_names is None else target_names, clf.n_classes_,
                    "labels")
     proba = clf.predict_proba(images)
@@ -306,7 +307,7 @@ def _multilabel(clf, images, y, target_names, top_losses, steps):
             f"wrong tags {int((pred[i] != true[i]).sum())} &middot; loss {losses[i].sum():.2f}"]
 
     # each card's heatmap: of its worst tag
-    cards = _cards(clf, images, worst, [int(losses[i].argmax()) for i in worst], lines)
+    cards = _cards(clf, images, worst, [clf.classes_[losses[i].argmax()] for i in worst], lines)
     steps.update(1)
     per_label = classification_report(true, pred, target_names=names, output_dict=True,
                                       zero_division=0)
