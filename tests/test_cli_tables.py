@@ -234,3 +234,29 @@ def test_an_empty_cell_of_a_label_column_names_the_multilabel_way(photos, tmp_pa
         read_table(table)
     tagged = read_table(table, task="multilabel")
     assert list(tagged.y.columns) == ["cat", "dog"] and tagged.y.iloc[4].sum() == 0
+
+
+def test_predict_takes_a_csv_and_passes_its_columns_through(photos, tmp_path):
+    from cli_helpers import run_here
+
+    names, y = photos
+    labels = ["cat" if c else "dog" for c in y]
+    table = _csv(tmp_path / "pets.csv", ["image", "label", "note"],
+                 [[n, lab, f"shot {i}, indoors"] for i, (n, lab) in enumerate(zip(names, labels))])
+    model = tmp_path / "m.sktransfer"
+    assert run_here("train", table, "--target", "label", "--epochs", "2", "--out", model,
+                    *FAST).returncode == 0
+    out = tmp_path / "p.csv"
+    run = run_here("predict", model, table, "--out", out, "--quiet")
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.reader(out.open()))
+    # the CSV's own columns as written; the prediction's 'label' renamed beside the true one
+    assert rows[0] == ["image", "label", "note", "predicted_label", "p_cat", "p_dog"]
+    assert [r[:3] for r in rows[1:]] == [[n, lab, f"shot {i}, indoors"] for i, (n, lab)
+                                         in enumerate(zip(names, labels))]
+    clf = load(model)
+    assert [r[3] for r in rows[1:]] == list(clf.predict([str(tmp_path / n) for n in names]))
+    run = run_here("predict", model, tmp_path / "photos", "--path-column", "image")
+    assert run.returncode == 1 and "--path-column names a column of a CSV file" in run.stderr
+    run = run_here("predict", model, table, "--path-column", "photo")
+    assert run.returncode == 1 and "has no column 'photo'" in run.stderr

@@ -67,8 +67,12 @@ def build_parser(only=None):
 
     p = command("predict", cmd_predict, "predict images with a saved model (CSV)")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+")
+    p.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+",
+                   help="image files, folders of them, or one CSV file of images (its "
+                        "columns are written before the predictions)")
     p.add_argument("--out", help="CSV file (default: standard output)")
+    p.add_argument("--path-column", metavar="NAME",
+                   help="CSV: the column of image paths (default: the first)")
 
     p = command("evaluate", cmd_evaluate, "score a saved model on DIR/<class>/<image> or a CSV")
     p.add_argument("model", metavar="MODEL")

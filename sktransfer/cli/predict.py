@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from .common import collect_images, say
+from .common import CLIError, collect_images, say
 
 
 #: Images predicted per batch by ``sktransfer predict``: rows are written as
@@ -45,9 +46,10 @@ def _prediction_layout(model):
         labelled
 
 
-def _predict_rows(rows, paths, writer):
+def _predict_rows(rows, paths, writer, cells=None):
     """Write one row per image, a batch at a time; unreadable images are all
-    listed at the end (nothing of a batch with one is written)."""
+    listed at the end (nothing of a batch with one is written).  ``cells``: the
+    CSV's own row of each image, written in place of its path."""
     from ..inputs.images import ImageDecodeError, as_images, find_unreadable
 
     bad = []
@@ -57,7 +59,10 @@ def _predict_rows(rows, paths, writer):
             bad += [(start + i, msg) for i, msg in find_unreadable(as_images(batch))]
             continue
         try:
-            writer.writerows(rows(batch))
+            predicted = rows(batch)
+            if cells is not None:
+                predicted = [[*cells[start + i], *row[1:]] for i, row in enumerate(predicted)]
+            writer.writerows(predicted)
         except ImageDecodeError:
             bad += [(start + i, msg) for i, msg in find_unreadable(as_images(batch))]
     if bad:
@@ -67,7 +72,9 @@ def _predict_rows(rows, paths, writer):
 def cmd_predict(args):
     """Write a CSV: path, then the predicted label and each class's probability (a
     classifier), the ';'-separated tags and each tag's probability (multi-label), or the
-    predicted value of each target (a regressor).
+    predicted value of each target (a regressor).  Given a CSV file of images (a path
+    column, the first or --path-column), its columns come first, as written, and a
+    prediction column named like one of them is called ``predicted_<name>``.
 
     With --out, rows go to a temporary file as batches complete, and only a
     complete file takes the name (a previous file of that name is kept when
@@ -77,17 +84,38 @@ def cmd_predict(args):
     from ..loading import load
 
     model = load(args.model)
-    paths = collect_images(args.images)
+    table = _csv_input(args)
+    paths = collect_images(args.images) if table is None else table[1]
     model.set_params(verbose=0)
     header, rows = _prediction_layout(model)
+    cells = None
+    if table is not None:  # the CSV's columns, then the predictions
+        frame = table[0]
+        own = [str(c) for c in frame.columns]
+        header = [*own, *(f"predicted_{h}" if h in own else h for h in header[1:])]
+        cells = frame.to_numpy().tolist()
     out = (atomic_write(args.out, "predictions", mode="w", encoding="utf-8", newline="")
            if args.out else contextlib.nullcontext(sys.stdout))
     with out as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
-        _predict_rows(rows, paths, writer)
+        _predict_rows(rows, paths, writer, cells)
     if args.out:
         say(args, f"wrote {len(paths)} predictions to {args.out}")
+
+
+def _csv_input(args):
+    """``(frame, paths)`` when the one IMAGE_OR_DIR is a CSV file of images, else None."""
+    if not (len(args.images) == 1 and Path(args.images[0]).suffix.lower() == ".csv"
+            and Path(args.images[0]).is_file()):
+        if args.path_column:
+            raise CLIError("--path-column names a column of a CSV file: give one CSV file "
+                           "of images instead of image files or folders.")
+        return None
+    from ..inputs.tables import read_paths
+
+    frame, paths, _ = read_paths(args.images[0], args.path_column)
+    return frame, paths
 
 
 def cmd_classify(args):

@@ -150,6 +150,53 @@ def read_table(path, path_column=None, targets=None, task=None):
     ImportError
         When pandas is missing.
     """
+    path = Path(os.fspath(path))
+    frame, paths, path_column = read_paths(path, path_column)
+    columns = list(frame.columns)
+    others = [c for c in columns if c != path_column]
+    if not targets and len(others) != 1:
+        raise TableError(f"{path} has {len(others)} columns besides {path_column!r} "
+                         f"({others}); name the target(s) with --target.")
+    targets = list(targets or others)
+    missing = [t for t in targets if t not in columns]
+    if missing:
+        raise TableError(f"{path} has no column {missing[0]!r}; its columns are {columns}.")
+    cells = {t: frame[t].str.strip().tolist() for t in targets}
+    if task is None:
+        task, why = guess_task(cells)
+    else:
+        why = f"--task {task}"
+    if not (task == "multilabel" and len(targets) == 1):  # in a tag column: no tags
+        for column in targets:
+            _refuse_empty(frame, column, path, hint=len(targets) == 1)
+    return Table(paths, _targets(cells, task, path), task, why, targets)
+
+
+def read_paths(path, path_column=None):
+    """The rows of a CSV file of images, and the image paths they name.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    path_column : str, optional
+        The column of image paths (relative to the file's folder, or
+        absolute); default: the first.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Every column, as the text written (no value read as missing).
+    paths : list of str
+        The image files, resolved against the CSV file's folder.
+    path_column : str
+
+    Raises
+    ------
+    TableError
+        Naming the file, the column or the line.
+    ImportError
+        When pandas is missing.
+    """
     try:
         import pandas as pd
     except ImportError:
@@ -164,35 +211,23 @@ def read_table(path, path_column=None, targets=None, task=None):
     path_column = path_column or columns[0]
     if path_column not in columns:
         raise TableError(f"{path} has no column {path_column!r}; its columns are {columns}.")
-    others = [c for c in columns if c != path_column]
-    if not targets and len(others) != 1:
-        raise TableError(f"{path} has {len(others)} columns besides {path_column!r} "
-                         f"({others}); name the target(s) with --target.")
-    targets = list(targets or others)
-    missing = [t for t in targets if t not in columns]
-    if missing:
-        raise TableError(f"{path} has no column {missing[0]!r}; its columns are {columns}.")
     if not len(frame):
         raise TableError(f"{path} lists no images.")
-    cells = {t: frame[t].str.strip().tolist() for t in targets}
-    if task is None:
-        task, why = guess_task(cells)
-    else:
-        why = f"--task {task}"
-    tag_column = task == "multilabel" and len(targets) == 1  # an empty cell: no tags
-    for column in [path_column, *([] if tag_column else targets)]:
-        empty = np.flatnonzero(frame[column].str.strip() == "")
-        if len(empty):
-            rows = listed(empty + 2)  # line 1 is the header
-            tags = (f" (if it lists {TAG_SEPARATOR!r}-separated tags, --task multilabel "
-                    "reads an empty cell as no tags)" if column != path_column
-                    and len(targets) == 1 else "")
-            raise TableError(f"{path}: column {column!r} is empty on line(s) {rows}; fill "
-                             f"them or drop those rows{tags}.")
-    base = path.parent
-    paths = [str(p if Path(p).is_absolute() else base / p)
+    _refuse_empty(frame, path_column, path)
+    paths = [str(p if Path(p).is_absolute() else path.parent / p)
              for p in frame[path_column].str.strip()]
-    return Table(paths, _targets(cells, task, path), task, why, targets)
+    return frame, paths, path_column
+
+
+def _refuse_empty(frame, column, path, hint=False):
+    """A TableError naming the lines where ``column`` is empty (``hint``: the tags' way)."""
+    empty = np.flatnonzero(frame[column].str.strip() == "")
+    if len(empty):
+        rows = listed(empty + 2)  # line 1 is the header
+        tags = (f" (if it lists {TAG_SEPARATOR!r}-separated tags, --task multilabel reads an "
+                "empty cell as no tags)" if hint else "")
+        raise TableError(f"{path}: column {column!r} is empty on line(s) {rows}; fill them "
+                         f"or drop those rows{tags}.")
 
 
 def _targets(cells, task, path):
