@@ -66,6 +66,7 @@ def test_train_predict_evaluate(image_folder, tmp_path):
     evaluated = run_here("evaluate", model, image_folder, "--report", tmp_path / "e.html")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "accuracy:" in evaluated.stdout and "class_0" in evaluated.stdout
+    assert re.search(r"^images: 12; time: \d+\.\d s$", evaluated.stdout, re.M)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [  # no figure unasked
         "m.confusion.png", "m.learning_curve.png", "m.report.html", "m.sktransfer"]
     assert run_here("evaluate", model, image_folder, "--out", tmp_path / "cm.png").returncode == 0

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 
 import numpy as np
 import pytest
@@ -256,6 +257,14 @@ def test_predict_takes_a_csv_and_passes_its_columns_through(photos, tmp_path):
                                          in enumerate(zip(names, labels))]
     clf = load(model)
     assert [r[3] for r in rows[1:]] == list(clf.predict([str(tmp_path / n) for n in names]))
+    # evaluate counts its images aloud, and those of classes the model does not know
+    birds = _csv(tmp_path / "birds.csv", ["image", "label"],
+                 [[n, "bird" if i < 2 else lab] for i, (n, lab) in enumerate(zip(names, labels))])
+    run = run_here("evaluate", model, birds)
+    assert run.returncode == 0, run.stderr
+    assert "warning: classes not known to the model: bird" in run.stderr
+    assert re.search(r"^images: 24 \(2 of classes the model does not know\); time: \d+\.\d s$",
+                     run.stdout, re.M), run.stdout
     run = run_here("predict", model, tmp_path / "photos", "--path-column", "image")
     assert run.returncode == 1 and "--path-column names a column of a CSV file" in run.stderr
     run = run_here("predict", model, table, "--path-column", "photo")

@@ -203,6 +203,7 @@ def cmd_evaluate(args):
     from ..loading import load
     from ..inspection.plots import plot_confusion_matrix
 
+    start = time.perf_counter()
     model = load(args.model)
     model.set_params(verbose=0)
     task = ("regression" if is_regressor(model) else
@@ -254,6 +255,10 @@ def cmd_evaluate(args):
         if write_report(model, [paths[i] for i in known], np.asarray(labels)[known],
                          args.report, f"{Path(args.model).name} on {args.data}", args):
             print(f"report: {args.report}")
+    unknown_images = len(paths) - len(known)
+    print(f"images: {len(paths)}" + (f" ({unknown_images} of classes the model does not know)"
+                                     if unknown_images else "")
+          + f"; time: {time.perf_counter() - start:.1f} s")
 
 
 def _common_tags(indicator, args):
