@@ -3,7 +3,7 @@
 import io
 
 import pytest
-from joblib import Parallel
+from joblib import Parallel, delayed
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from sktransfer import TransferClassifier, search_progress
@@ -20,9 +20,53 @@ def test_plain_progress_writes_lines_without_terminal_codes():
     shown.set_postfix_str("loss 0.5")
     shown.close()
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("work: 1/4 steps") and "left" in lines[0]
+    assert lines[0].startswith("work: 1/4 steps") and "left" in lines[1]
     assert lines[-1].startswith("work: 4/4 steps") and lines[-1].endswith("(loss 0.5)")
     assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue()
+
+
+class _Clock:
+    """time.perf_counter as the test sets it."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_the_time_left_is_the_pace_after_the_warm_up_and_nothing_prints_twice(monkeypatch):
+    import sktransfer.utils.progress as module
+
+    clock = _Clock()
+    monkeypatch.setattr(module, "time", clock)
+    out = io.StringIO()
+    shown = PlainProgress(11, "Extracting features", unit="img", every=5.0, file=out)
+    shown.update(0)  # batches another process computed: none
+    clock.now = 10.0  # the first batch: 9 s of loading and compiling, then 1 s
+    shown.update(1)
+    clock.now = 16.0  # six more at 1 s each
+    shown.update(6)
+    lines = out.getvalue().splitlines()
+    assert lines == ["Extracting features: 1/11 img, 10s",  # no guess from the warm-up
+                     "Extracting features: 7/11 img, 16s, about 4s left"]  # not 4 x 16/7
+    shown.update(4)
+    shown.close()
+    shown.close()
+    assert out.getvalue().splitlines()[2:] == ["Extracting features: 11/11 img, 16s"]
+
+
+def test_search_progress_times_its_first_fit_from_the_start(monkeypatch):
+    import sktransfer.utils.progress as module
+
+    clock = _Clock()
+    monkeypatch.setattr(module, "time", clock)
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stderr", out)
+    with search_progress(total=4):  # the block opens at 0 s, the first fit ends at 5 s
+        clock.now = 5.0  # joblib reports one task done (a search's fit)
+        Parallel(n_jobs=1)(delayed(clock.perf_counter)() for _ in range(1))
+    assert out.getvalue().splitlines()[0] == "fits: 1/4 fits, 5s, about 15s left"
 
 
 def test_not_a_terminal_gets_plain_lines():

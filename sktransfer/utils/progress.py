@@ -27,6 +27,10 @@ def _duration(seconds):
 class PlainProgress:
     """tqdm's interface, as plain lines: after the first step, every ``every`` seconds, at the end.
 
+    The time left is estimated from the steps after the first one when the
+    first carries a warm-up (loading, compiling, the first batch's allocations),
+    else from the start.
+
     Parameters
     ----------
     total : int
@@ -35,31 +39,54 @@ class PlainProgress:
     every : float, default=10
         Seconds between lines.
     file : file object, default=sys.stderr
+    start : float, optional
+        When the work began (``time.perf_counter()``); default: now.
+    warmup : bool, default=True
+        Whether the first step is slower than the others: then the first
+        line gives no time left, and later ones the pace since the first step.
     """
 
-    def __init__(self, total, desc="", unit="it", every=10.0, file=None):
+    def __init__(self, total, desc="", unit="it", every=10.0, file=None, start=None,
+                 warmup=True):
         self.total, self.desc, self.unit, self.every = total, desc, unit, every
         self.file = file or sys.stderr
         self.n = 0
         self.postfix = ""
-        self.start = self.last = time.perf_counter()
+        self.start = self.last = time.perf_counter() if start is None else start
+        self.warmup = warmup
+        self.first = None  # (time, count) after the first step
         self._closed = False
 
+    def _left(self, now):
+        """Seconds left at the pace measured so far, or None while it is unknown."""
+        if not (self.total and 0 < self.n < self.total):
+            return None
+        if not self.warmup:
+            return (now - self.start) / self.n * (self.total - self.n)
+        since, counted = self.first
+        if self.n == counted:
+            return None
+        return (now - since) / (self.n - counted) * (self.total - self.n)
+
     def _line(self):
-        elapsed = time.perf_counter() - self.start
-        rest = ""
-        if self.total and 0 < self.n < self.total:
-            rest = f", about {_duration(elapsed / self.n * (self.total - self.n))} left"
+        now = time.perf_counter()
+        left = self._left(now)
+        rest = "" if left is None else f", about {_duration(left)} left"
         extra = f" ({self.postfix})" if self.postfix else ""
         count = f"{self.n}/{self.total}" if self.total else f"{self.n}"
-        print(f"{self.desc}: {count} {self.unit}, {_duration(elapsed)}{rest}{extra}",
+        print(f"{self.desc}: {count} {self.unit}, {_duration(now - self.start)}{rest}{extra}",
               file=self.file, flush=True)
 
     def update(self, n=1):
-        """Advance by ``n``; print a line when ``every`` seconds have passed."""
-        first = self.n == 0
+        """Advance by ``n``; print a line after the first step, then when ``every`` seconds
+        have passed (not at the last step: :meth:`close` prints that one)."""
+        if not n:
+            return
         self.n += n
         now = time.perf_counter()
+        first = self.first is None
+        if first:
+            self.first = (now, self.n)
         if (first or now - self.last >= self.every) and self.n < (self.total or self.n + 1):
             self.last = now
             self._line()
@@ -88,7 +115,8 @@ class _Silent:
         pass
 
 
-def progress(total, desc, unit="it", enabled=True, leave=False, file=None):
+def progress(total, desc, unit="it", enabled=True, leave=False, file=None, start=None,
+             warmup=True):
     """A progress display for ``total`` steps: a bar on a terminal, else plain lines.
 
     Parameters
@@ -102,6 +130,11 @@ def progress(total, desc, unit="it", enabled=True, leave=False, file=None):
     leave : bool, default=False
         Keep the finished bar on the terminal.
     file : file object, default=sys.stderr
+    start : float, optional
+        When the work began (``time.perf_counter()``), if before this call.
+    warmup : bool, default=True
+        Whether the first step is slower than the others (see
+        :class:`PlainProgress`).
 
     Returns
     -------
@@ -113,9 +146,12 @@ def progress(total, desc, unit="it", enabled=True, leave=False, file=None):
         return _Silent()
     file = file or sys.stderr
     if _interactive(file):
-        return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=file,
-                    dynamic_ncols=True)
-    return PlainProgress(total, desc, unit=unit, file=file)
+        bar = tqdm(total=total, desc=desc, unit=unit, leave=leave, file=file,
+                   dynamic_ncols=True)
+        if start is not None:  # tqdm keeps wall-clock time
+            bar.start_t = bar.last_print_t = bar._time() - (time.perf_counter() - start)
+        return bar
+    return PlainProgress(total, desc, unit=unit, file=file, start=start, warmup=warmup)
 
 
 def _n_fits(search):
@@ -179,12 +215,13 @@ class _FitCount:
     def __init__(self, total, desc):
         self.total, self.desc = total, desc
         self.lock, self.bar, self.done = threading.Lock(), None, {}
+        self.start = time.perf_counter()  # the fits began when the block opened
 
     def saw(self, parallel):
         with self.lock:
-            if self.bar is None:
+            if self.bar is None:  # made at the first completion, when joblib knows the count
                 self.bar = progress(self.total or getattr(parallel, "n_tasks", None), self.desc,
-                                    unit="fits", leave=True)
+                                    unit="fits", leave=True, start=self.start, warmup=False)
             done = parallel.n_completed_tasks
             before = self.done.get(id(parallel), 0)
             if done > before:
