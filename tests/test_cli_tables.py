@@ -269,3 +269,28 @@ def test_predict_takes_a_csv_and_passes_its_columns_through(photos, tmp_path):
     assert run.returncode == 1 and "--path-column names a column of a CSV file" in run.stderr
     run = run_here("predict", model, table, "--path-column", "photo")
     assert run.returncode == 1 and "has no column 'photo'" in run.stderr
+
+
+def test_copies_are_counted_aloud_and_never_split_from_their_original(photos, tmp_path):
+    import shutil
+
+    from cli_helpers import run_here
+
+    names, y = photos
+    rows = [[n, "cat" if c else "dog"] for n, c in zip(names, y)]
+    for i in range(0, 24, 2):  # every other photo also under a second name
+        shutil.copy(tmp_path / names[i], tmp_path / f"photos/copy{i}.png")
+        rows.append([f"photos/copy{i}.png", rows[i][1]])
+    table = _csv(tmp_path / "pets.csv", ["path", "label"], rows)
+    run = run_here("train", table, "--epochs", "1", "--out", tmp_path / "m.sktransfer",
+                   *FAST[:-1])
+    assert run.returncode == 0, run.stderr
+    assert "12 image(s) repeat another's content (the same file bytes)" in run.stdout
+    # the fit extracts each content once and says so; the held-out images are all new to it
+    # (a copy of a training image would be found in the activation cache)
+    computed = [line for line in run.stderr.splitlines() if "images to compute" in line]
+    assert "(10 copies of another image's content)" in computed[0]  # the fit's
+    assert "already in the cache" not in computed[1], computed  # the held-out prediction's
+    run = run_here("train", table, "--epochs", "1", "--cv", "3", "--out",
+                   tmp_path / "m.sktransfer", *FAST)
+    assert run.returncode == 0, run.stderr

@@ -107,7 +107,8 @@ def cmd_train(args):
     model so far as MODEL.interrupted.sktransfer (the library's ``fit``
     itself is all-or-nothing) and exits with code 130.
     """
-    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+    from sklearn.model_selection import (GroupKFold, KFold, StratifiedGroupKFold,
+                                         StratifiedKFold, train_test_split)
 
     from ..inspection.plots import plot_confusion_matrix, plot_learning_curve
 
@@ -124,14 +125,20 @@ def cmd_train(args):
 
     if stratified:
         _check_splittable(labels, args)
+    groups, n_copies = _copies(paths)
+    if n_copies:
+        say(args, f"{n_copies} image(s) repeat another's content (the same file bytes): each "
+                   "copy stays with its original, on one side of every split")
     clf = estimator(args, task)
     keep_best = KeepBest(clf)  # what Ctrl-C saves
     clf.set_params(callbacks=[("keep_best", keep_best)])
     try:
         if args.cv:
-            cv = (StratifiedKFold if stratified else KFold)(
-                args.cv, shuffle=True, random_state=args.random_state)
-            splits = list(cv.split(paths, labels if stratified else None))
+            kinds = ((StratifiedKFold, KFold) if not n_copies else
+                     (StratifiedGroupKFold, GroupKFold))
+            cv = kinds[0 if stratified else 1](args.cv, shuffle=True,
+                                               random_state=args.random_state)
+            splits = list(cv.split(paths, labels if stratified else None, groups))
             pred, _ = cross_validate(
                 clf.backbone, estimator(args, task, verbose=0), paths, y_fit, labels, splits,
                 lambda t, p: _one_score(task, t, p), args, _SCORE_NAMES[task])
@@ -139,10 +146,14 @@ def cmd_train(args):
             y_true, y_pred = labels, pred
             clf.fit(paths, y_fit)  # the saved model sees every image
         else:
-            index = np.arange(len(paths))
+            # one image per content is split; its copies follow it
+            index = np.unique(groups, return_index=True)[1]
             train, test = train_test_split(index, test_size=args.test_size,
-                                           stratify=labels if stratified else None,
+                                           stratify=labels[index] if stratified else None,
                                            random_state=args.random_state)
+            if n_copies:
+                train, test = (np.flatnonzero(np.isin(groups, groups[part]))
+                               for part in (train, test))
             # Held out means held out: the scored images never reach fit, not even for
             # early stopping, which splits its own validation images off the training part
             # (as many as fit's train_test_split takes: it rounds the test part up).
@@ -259,6 +270,22 @@ def cmd_evaluate(args):
     print(f"images: {len(paths)}" + (f" ({unknown_images} of classes the model does not know)"
                                      if unknown_images else "")
           + f"; time: {time.perf_counter() - start:.1f} s")
+
+
+def _copies(paths):
+    """Each image's group (a copy of another file's bytes shares its group) and the number
+    of copies, so that no split puts a copy of a training image among the scored ones."""
+    from ..inputs.images import ImageDecodeError, file_digest
+
+    first = {}
+    groups = []
+    for i, path in enumerate(paths):
+        try:
+            key = file_digest(path)
+        except ImageDecodeError:  # fit reports it, with the others
+            key = ("unreadable", i)
+        groups.append(first.setdefault(key, len(first)))
+    return np.asarray(groups), len(paths) - len(first)
 
 
 def _common_tags(indicator, args):

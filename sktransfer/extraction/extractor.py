@@ -18,6 +18,7 @@ import functools
 import hashlib
 import math
 import os
+import sys
 import threading
 import warnings
 from collections import OrderedDict
@@ -272,6 +273,8 @@ class Extractor:
             return [i for i, hit in found if hit is None]
 
         pending = missing(first_of.values())
+        if verbose >= 1:
+            _say_skipped(n, n - len(first_of), len(first_of) - len(pending))
         claiming = True
         while pending:
             # One process computes an entry; another one wanting it waits, then reads it.
@@ -471,3 +474,12 @@ def _on_cpu(module):
     if all(t.device.type == "cpu" for t in tensors):
         return module
     return copy.deepcopy(module).cpu()
+
+
+def _say_skipped(n, repeats, cached):
+    """One line, before the progress, on the images of ``n`` that are not computed now."""
+    parts = ([f"{repeats} copies of another image's content"] if repeats else []) \
+        + ([f"{cached} already in the cache"] if cached else [])
+    if parts:
+        print(f"Extracting features: {n - repeats - cached} of {n} images to compute "
+              f"({'; '.join(parts)})", file=sys.stderr, flush=True)
