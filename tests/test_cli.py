@@ -356,3 +356,33 @@ def test_demo_data_has_no_repeated_photo():
         pytest.skip(f"IFCT photos not cached (make demo fetches them): {exc}")
     digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
     assert len(set(digests)) == len(digests) == 392 and len(set(labels)) == 9
+
+
+def test_a_spreadsheet_of_tags_in_a_real_process(tmp_path):
+    # as a user runs it: a ';' tag column with empty cells and rare tags, trained, reported
+    # and predicted from the same CSV, whose other columns pass through
+    from conftest import blobs
+    from PIL import Image
+
+    X, y = blobs(24)
+    (tmp_path / "photos").mkdir()
+    rows = []
+    for i, img in enumerate(X):
+        Image.fromarray(img).save(tmp_path / f"photos/{i}.png")
+        tags = "" if i < 3 else "salty; crisp" if y[i] else "sweet"
+        rows.append([f"photos/{i}.png", tags + (";burnt" if i == 5 else ""), f"tray {i % 4}"])
+    with open(tmp_path / "tags.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["image", "tags", "tray"], *rows])
+    trained = run("train", "tags.csv", "--target", "tags", "--backbone", "resnet18", "--weights",
+                  "none", "--image-size", "32", "--epochs", "3", "--out", "m.sktransfer",
+                  cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "task: multilabel (column 'tags' holds ';'-separated tags" in trained.stdout
+    assert "dropped 1 of 4 tags, on fewer than 5 images (--min-count): burnt (1)" in trained.stdout
+    assert "3 image(s) have no tag" in trained.stdout
+    assert 'id="per-label"' in (tmp_path / "m.report.html").read_text()
+    predicted = run("predict", "m.sktransfer", "tags.csv", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    out = list(csv.reader(io.StringIO(predicted.stdout)))
+    assert out[0] == ["image", "tags", "tray", "predicted_tags", "p_crisp", "p_salty", "p_sweet"]
+    assert [r[:3] for r in out[1:]] == rows
