@@ -31,7 +31,7 @@ from torch import nn
 
 from . import _validation as check
 from .backbones import catalog
-from .backbones.cut import cut_backbone
+from .backbones.cut import check_unfreeze, cut_backbone
 from .extraction.engines import quantized, resolve_engine
 from .extraction.mixin import ExtractorMixin
 from .inputs.images import ImageDataset, ImageDecodeError, as_images, find_unreadable
@@ -112,10 +112,8 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         against the backbone's blocks as the catalog knows them."""
         resolve_engine(self.engine, device)
         row = catalog.row(self.backbone) if isinstance(self.backbone, str) else None
-        if row is not None and isinstance(self.unfreeze, int) and self.unfreeze > row["blocks"]:
-            raise ValueError(
-                f"unfreeze={self.unfreeze} but backbone {self.backbone!r} has only "
-                f"{row['blocks']} blocks; use unfreeze <= {row['blocks']} (or 'all').")
+        if row is not None:
+            check_unfreeze(self.unfreeze, row["blocks"], f"backbone {self.backbone!r}")
 
     @property
     def _hidden_units(self):

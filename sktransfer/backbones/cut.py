@@ -46,6 +46,29 @@ class Cut:
     identity: tuple | None = None
 
 
+def check_unfreeze(n, n_blocks, owner, name="unfreeze"):
+    """Refuse ``n`` blocks to train when ``owner`` has ``n_blocks``: the one rule for
+    ``unfreeze``, checked against the catalog (before any download), the built backbone and
+    a user's own module (:class:`~sktransfer.training.callbacks.PartialUnfreeze`).
+
+    Parameters
+    ----------
+    n : int or "all"
+    n_blocks : int
+    owner : str
+        What has the blocks, as the message names it (``"backbone 'resnet18'"``).
+    name : str, default="unfreeze"
+        The parameter, as the message names it.
+
+    Raises
+    ------
+    ValueError
+    """
+    if n != "all" and not 0 <= n <= n_blocks:
+        raise ValueError(f"{name}={n} but {owner} has only {n_blocks} blocks; use "
+                         f"{name} <= {n_blocks} (or 'all').")
+
+
 def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False, top=False):
     """Cut backbone ``bb`` before its last ``n_trainable`` blocks.
 
@@ -65,10 +88,7 @@ def cut_backbone(bb, n_trainable=0, pooling="avg", image_size=None, crop=False, 
     -------
     Cut
     """
-    if not 0 <= n_trainable <= bb.n_blocks:
-        raise ValueError(
-            f"unfreeze={n_trainable} but backbone {bb.name!r} has only {bb.n_blocks} blocks."
-        )
+    check_unfreeze(n_trainable, bb.n_blocks, f"backbone {bb.name!r}")
     transform = bb.transform(image_size, crop)
     bb.resize_input(transform.crop_size[0])
     if top:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from skorch.callbacks import Callback
 from torch import nn
 
+from ..backbones.cut import check_unfreeze
 from ..utils.progress import progress
 
 _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
@@ -105,8 +106,7 @@ class PartialUnfreeze(Callback):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         """Freeze every block, unless phase 2 has started (a later ``partial_fit``)."""
         blocks = self._get_blocks(net.module_)
-        if self.n != "all" and not 0 <= self.n <= len(blocks):
-            raise ValueError(f"PartialUnfreeze(n={self.n}): the module has {len(blocks)} blocks.")
+        check_unfreeze(self.n, len(blocks), "the module", name="PartialUnfreeze(n)")
         if self.freeze_batchnorm:
             freeze_batchnorm(blocks)
         if not self.unfrozen_:
