@@ -17,6 +17,7 @@ from torch import nn
 
 from ._docstrings import with_common_parameters
 from .base import TransferEstimator
+from .inputs.targets import label_indices
 from .training.network import silence_outputs
 from .utils.text import listed
 from .utils.user_warnings import warn_user
@@ -245,11 +246,7 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
                                  f"{self.n_classes_}.")
             soft = self.label_smoothing / 2  # label smoothing of binary targets
             return (y.astype(np.float32) * (1 - 2 * soft) + soft).astype(np.float32)
-        index = {c: i for i, c in enumerate(self.classes_.tolist())}
-        unknown = sorted(set(y.tolist()) - set(index), key=str)
-        if unknown:
-            raise ValueError(f"{where} has labels not in y: {listed(unknown, show=repr)}.")
-        return np.array([index[c] for c in y.tolist()], dtype=np.int64)
+        return label_indices(y, self.classes_, where)
 
     def _n_outputs(self):
         return self.n_classes_
@@ -326,11 +323,7 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
                                         "multilabel": self.multilabel_}
 
     def _output_index(self, target):
-        index = {c: i for i, c in enumerate(self.classes_.tolist())}
-        if target not in index:
-            raise ValueError(f"target {target!r} is not a class of this model; its "
-                             f"classes are {self.classes_.tolist()!r}.")
-        return index[target]
+        return int(label_indices([target], self.classes_, "target")[0])
 
     # -- prediction ---------------------------------------------------------
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 import warnings
 
-from ..inputs.tags import MIN_TAG_COUNT
+from ..inputs.targets import MIN_TAG_COUNT
 from .admin import cmd_backbones, cmd_cache, cmd_weights
 from .common import (EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CLIError, UsageError,
                      positive_int)

@@ -221,7 +221,7 @@ def cmd_evaluate(args):
             "multilabel" if model.multilabel_ else "classification")
     if Path(args.data).suffix.lower() == ".csv" and Path(args.data).is_file():
         from ..inputs.tables import read_table
-        from ..inputs.tags import align_tags
+        from ..inputs.targets import align_tags
 
         targets = args.target
         if targets is None and task == "regression" and model.target_names_ is not None:
@@ -290,7 +290,7 @@ def _copies(paths):
 
 def _common_tags(indicator, args):
     """The tag columns seen on at least --min-count images; the dropped ones named in a line."""
-    from ..inputs.tags import drop_rare_tags
+    from ..inputs.targets import drop_rare_tags
 
     kept, dropped = drop_rare_tags(indicator, args.min_count)
     if dropped:

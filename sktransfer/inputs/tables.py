@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.text import listed
-from .tags import TAG_SEPARATOR, split_tags
+from .targets import TAG_SEPARATOR, split_tags
 
 
 class TableError(ValueError):

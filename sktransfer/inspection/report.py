@@ -35,10 +35,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._version import __version__
 from ..inputs.images import as_images
-from ..inputs.tags import align_tags
+from ..inputs.targets import align_tags, label_indices
 from ..utils.files import write_text
 from ..utils.progress import progress
-from ..utils.text import listed
 
 THUMBNAIL = 160  # longest side, in pixels, of the images shown
 
@@ -216,14 +215,9 @@ def _names(given, n, what):
 
 def _classification(clf, images, y, top_losses, examples_per_class, steps):
     classes = clf.classes_.tolist()
-    unknown = sorted({v for v in y.tolist() if v not in classes}, key=str)
-    if unknown:
-        raise ValueError(f"y has labels the model does not know: {listed(unknown, show=repr)}; "
-                         f"its classes are {classes!r}.")
+    true = label_indices(y, classes)
     proba = clf.predict_proba(images)
     steps.update(1)
-    index = {c: i for i, c in enumerate(classes)}
-    true = np.array([index[v] for v in y.tolist()])
     pred = proba.argmax(1)
     loss = -np.log(np.clip(proba[np.arange(len(true)), true], 1e-12, 1))
     # the mistakes first, then the top_losses largest of them

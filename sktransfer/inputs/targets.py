@@ -1,9 +1,11 @@
-"""Multi-label tags as people write them, and as a fitted model knows them.
+"""Targets as people write them, and as a fitted model knows them: class labels, tags.
 
-A CSV column of ``;``-separated tags (an empty cell: no tags) becomes a 0/1
-indicator DataFrame whose columns name the tags; rare tags can be dropped;
-and an indicator given to a fitted model (a DataFrame named by tags, or an
-array in the model's order) is aligned to the model's ``classes_``.
+Labels become the positions of a model's classes (:func:`label_indices`:
+its one mapping, for fit, explain and the report).  A CSV column of
+``;``-separated tags (an empty cell: no tags) becomes a 0/1 indicator
+DataFrame whose columns name the tags; rare tags can be dropped; and an
+indicator given to a fitted model (a DataFrame named by tags, or an array in
+the model's order) is aligned to the model's ``classes_``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,37 @@ TAG_SEPARATOR = ";"
 #: The command line's default for the fewest images a tag needs to be kept: the
 #: folds of ``--cv 5`` (as scikit-learn's StratifiedKFold asks of a class).
 MIN_TAG_COUNT = 5
+
+
+def label_indices(labels, classes, where="y"):
+    """The position of each label among ``classes``.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n,)
+    classes : array-like
+        A fitted model's ``classes_``.
+    where : str, default="y"
+        What ``labels`` are called in messages.
+
+    Returns
+    -------
+    ndarray of shape (n,), dtype int64
+
+    Raises
+    ------
+    ValueError
+        Naming every label that is not a class, and the classes.
+    """
+    classes = np.asarray(classes).tolist()
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.asarray(labels).tolist()
+    unknown = sorted({v for v in labels if v not in index}, key=str)
+    if unknown:
+        raise ValueError(f"{where} has labels the model does not know: "
+                         f"{listed(unknown, show=repr)}; its classes are "
+                         f"{listed(classes, show=repr)}.")
+    return np.array([index[v] for v in labels], dtype=np.int64)
 
 
 def split_tags(cells):
