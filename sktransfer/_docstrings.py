@@ -131,20 +131,51 @@ COMMON_PARAMETERS_DOC = """    backbone : str or torch.nn.Module, default="mobil
 """
 
 
+#: A numpydoc parameter line, ``name : type[, default=value]``, at any indent.
+_PARAMETER = re.compile(r"^( *)(\w+) : ([^\n]*)$", re.M)
+
+
+def parameter_docs(doc):
+    """The entries of a numpydoc ``Parameters`` section.
+
+    Parameters
+    ----------
+    doc : str
+        A docstring, as ``inspect.getdoc`` gives it.
+
+    Returns
+    -------
+    dict
+        ``{name: (type line, description on one line)}``, in the order written.
+    """
+    section = doc.split("Parameters\n----------\n", 1)[-1].split("\n\nAttributes", 1)[0]
+    lines = list(_PARAMETER.finditer(section))
+    indent = min((len(m.group(1)) for m in lines), default=0)
+    lines = [m for m in lines if len(m.group(1)) == indent]  # not a line of a description
+    entries = {}
+    for line, following in zip(lines, [*lines[1:], None]):
+        body = section[line.end():following.start() if following else len(section)]
+        entries[line.group(2)] = (line.group(3),
+                                  " ".join(t.strip() for t in body.splitlines() if t.strip()))
+    return entries
+
+
 def with_common_parameters(cls):
     """Class decorator: put :data:`COMMON_PARAMETERS_DOC` into ``cls``'s docstring, each
     ``default=`` as ``cls``'s own signature has it."""
     defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
 
     def own_default(match):
-        name, shown = match.group(1), match.group(2)
+        name, kind = match.group(2), match.group(3)
+        if "default=" not in kind:
+            return match.group(0)
+        shown = kind.split("default=", 1)[1]
         try:
             same = ast.literal_eval(shown) == defaults.get(name, ast.literal_eval(shown))
         except (ValueError, SyntaxError):  # not a literal: shown as it is
             same = True
         return match.group(0) if same else f"{match.group(0)[:-len(shown)]}{defaults[name]!r}"
 
-    doc = re.sub(r"(?m)^    (\w+) : [^\n]*?default=([^\n]+)$", own_default,
-                 COMMON_PARAMETERS_DOC)
+    doc = _PARAMETER.sub(own_default, COMMON_PARAMETERS_DOC)
     cls.__doc__ = cls.__doc__.replace("    %(common_parameters)s\n", doc)
     return cls

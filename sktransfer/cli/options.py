@@ -14,14 +14,12 @@ _NOT_OPTIONS = {"verbose", "callbacks"}
 
 def _parameter_help(cls):
     """``{name: first sentence of its numpydoc description}``."""
-    doc = inspect.getdoc(cls) or ""
-    section = doc.split("Parameters\n----------\n", 1)[-1].split("\n\nAttributes", 1)[0]
+    from .._docstrings import parameter_docs
+
     helps = {}
-    for match in re.finditer(r"^(\w+) : [^\n]*\n((?:    [^\n]*\n?)*)", section, re.M):
-        text = " ".join(line.strip() for line in match.group(2).splitlines())
+    for name, (_, text) in parameter_docs(inspect.getdoc(cls) or "").items():
         text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
-        helps[match.group(1)] = (re.split(r"(?<=\.)\s", text, maxsplit=1)[0]
-                                 .replace("%", "%%"))
+        helps[name] = re.split(r"(?<=\.)\s", text, maxsplit=1)[0].replace("%", "%%")
     return helps
 
 
