@@ -26,11 +26,11 @@ import torch
 from sktransfer import TransferClassifier
 from sktransfer.extraction.cache import MEMORY
 from sktransfer.extraction.extractor import Extractor
-from sktransfer.backbones.weights import imagenet_available
+from sktransfer.backbones import imagenet_on_this_machine
 
 
 def measure(device, X, y, mixed_precision=False):
-    weights = "imagenet" if imagenet_available("mobilenet_v2") else None
+    weights = "imagenet" if imagenet_on_this_machine("mobilenet_v2") else None
     clf = TransferClassifier(backbone="mobilenet", weights=weights, epochs=1, unfreeze=2,
                              finetune_epochs=3, device=device, batch_size=64,
                              mixed_precision=mixed_precision, random_state=0)

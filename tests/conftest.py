@@ -22,10 +22,10 @@ torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
 def _imagenet_available():
-    from sktransfer.backbones.weights import imagenet_available
+    from sktransfer.backbones import imagenet_on_this_machine
 
     try:
-        return imagenet_available("mobilenet_v2")
+        return imagenet_on_this_machine("mobilenet_v2")
     except ValueError:
         return False
 

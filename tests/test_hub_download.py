@@ -158,10 +158,10 @@ def test_a_pinned_backbone_name_fetches_its_revision_once(hub, tmp_path, monkeyp
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     calls = []
-    original = timm_family._fetch
-    monkeypatch.setattr(timm_family, "_fetch",
+    original = timm_family.fetch
+    monkeypatch.setattr(timm_family, "fetch",
                         lambda *a, **k: calls.append(a) or original(*a, **k))
     bb = build_backbone(f"{NAME}@{hub.commit}")
-    assert [c[3] for c in calls] == [hub.commit]  # located once, at the pinned revision
+    assert [c[0] for c in calls] == [f"{NAME}@{hub.commit}"]  # located once, pinned
     assert bb.weights_tag.endswith(f"@{hub.commit}") and bb.name == f"{NAME}@{hub.commit}"
     assert bb.record.path.is_relative_to(tmp_path)

@@ -9,8 +9,8 @@ they load on first use, so that ``sktransfer.backbones.catalog`` stays free of t
 
 import importlib
 
-_BUILDING = ("build_backbone", "check_on_this_machine", "fetch_weights", "list_backbones",
-             "locate", "resolve_name", "write_table")
+_BUILDING = ("build_backbone", "check_on_this_machine", "fetch_weights",
+             "imagenet_on_this_machine", "list_backbones", "locate", "resolve_name", "write_table")
 
 
 def __getattr__(name):

