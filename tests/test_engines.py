@@ -215,3 +215,20 @@ def test_onnx_missing_names_the_engines_own_extra(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_engine("auto", "cpu") == "torch"  # silent, whatever AUTO_ORDER holds
+
+
+def test_a_network_the_exporter_cannot_take_falls_back_without_printing_its_graph(capfd):
+    # torch's TorchScript exporter leaves its C++ log on: a failed export used to print the
+    # whole graph (hundreds of lines for a ViT) to standard output before the fallback
+    class Singular(nn.Module):
+        def forward(self, x):
+            return torch.linalg.svd(x)[1].flatten(1)
+
+    pytest.importorskip("onnx")
+    from sktransfer.extraction.engines import to_onnx
+
+    for _ in range(2):  # the second export too: the log was left on by the first
+        with pytest.raises(Exception, match="svd"):
+            to_onnx(nn.Sequential(Singular()), torch.zeros(1, 3, 8, 8))
+    out, err = capfd.readouterr()
+    assert out == "" and "graph" not in err

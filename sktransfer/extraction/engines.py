@@ -23,6 +23,7 @@ so the same int8 network is rebuilt without the images.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import logging
@@ -118,10 +119,38 @@ def resolve_engine(engine, device, strict=True):
     return engine
 
 
+_EXPORT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exporter_log_off():
+    """Keep the TorchScript exporter's C++ log off during an export.
+
+    Its ``setup_onnx_logging`` tests the function ``_jit_is_onnx_log_enabled``
+    instead of calling it, so every export turns the log on for good, and an
+    export that fails (a ViT on OpenVINO, before the fallback to torch) prints
+    its whole graph to standard output.
+    """
+    try:
+        from torch.onnx._internal.torchscript_exporter import utils as exporter
+    except ImportError:  # another torch: its own behaviour
+        yield
+        return
+    original = getattr(exporter, "setup_onnx_logging", None)
+    with _EXPORT_LOCK:
+        if original is not None:
+            exporter.setup_onnx_logging = lambda verbose: contextlib.nullcontext()
+        try:
+            yield
+        finally:
+            if original is not None:
+                exporter.setup_onnx_logging = original
+
+
 def to_onnx(sequential, example):
     """ONNX bytes of ``sequential`` on batches shaped like ``example`` (any batch size)."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _exporter_log_off():
         warnings.simplefilter("ignore")  # the exporter's notes on the legacy path
         torch.onnx.export(sequential, (example,), buffer, input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "n"}},

@@ -20,7 +20,6 @@ import math
 import os
 import sys
 import threading
-import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +33,7 @@ from .decoding import decode_batch, to_batch
 from .engines import CALIBRATION_IMAGES, compile_prefix, quantized
 from .folding import fuse_conv_bn
 from ..utils.progress import progress
+from ..utils.user_warnings import warn_user
 from ..backbones.shapes import feature_shape, largest_activation
 from ..inputs.views import with_view as viewed_transform
 
@@ -344,9 +344,8 @@ class Extractor:
                     f"engine={self.engine!r} could not convert this network "
                     f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); use "
                     "engine='torch'.") from exc
-            warnings.warn(f"engine={self.engine!r} could not convert this network "
-                          f"({type(exc).__name__}); running it with torch.", RuntimeWarning,
-                          stacklevel=5)
+            warn_user(f"engine={self.engine!r} could not convert this network "
+                      f"({type(exc).__name__}); running it with torch.", RuntimeWarning)
             self.engine = "torch"  # results are keyed, from now on, as torch's
             return None
 
