@@ -75,6 +75,7 @@ HOSTILE = """
 import json, resource, sys
 import sktransfer.classifier
 from sktransfer import ModelFileError, load
+from sktransfer.persistence.model_file import WEIGHTS_MEMBER
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     load(sys.argv[1])
@@ -87,12 +88,12 @@ print(json.dumps({"outcome": outcome,
 
 
 def hostile_load(folder):
-    """A model file whose state.pt declares 1 GiB of zeros, loaded in a fresh process."""
+    """A model file whose weights member declares 1 GiB of zeros, loaded in a fresh process."""
     path = Path(folder) / "hostile.sktransfer"
     config = {"format": "sktransfer-model", "format_version": 1}
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("config.json", json.dumps(config))
-        info = zipfile.ZipInfo("state.pt")
+        info = zipfile.ZipInfo(WEIGHTS_MEMBER)
         info.compress_type = zipfile.ZIP_DEFLATED
         with zf.open(info, "w", force_zip64=True) as fh:
             for _ in range(64):

@@ -462,19 +462,24 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
         """
         save(self, path)
 
-    def export_onnx(self, path):
+    def export_onnx(self, path, preprocessing=False):
         """Export the fitted network to an ONNX file for deployment.
 
         See :func:`sktransfer.persistence.model_file.export_onnx`: the model eats
-        preprocessed ``(n, 3, s, s)`` images and returns what ``predict``
-        is computed from (a classifier's probabilities, a regressor's
-        predictions in the targets' units).
+        preprocessed ``(n, 3, s, s)`` images, or with ``preprocessing=True``
+        uint8 images ``(n, s, s, 3)`` (normalisation and layout in the
+        graph), and returns what ``predict`` is computed from (a classifier's
+        probabilities, a regressor's predictions in the targets' units).
 
         Parameters
         ----------
         path : str or os.PathLike
+        preprocessing : bool, default=False
+            Put the normalisation into the graph: a runtime without
+            sktransfer (ONNX Runtime in another language, the browser)
+            only resizes and decodes.
         """
-        export_onnx(self, path)
+        export_onnx(self, path, preprocessing)
 
     # -- what an estimator adds: its targets ---------------------------------
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from sktransfer import ModelFileError, TransferClassifier, load
+from sktransfer.persistence.model_file import WEIGHTS_MEMBER
 from sktransfer.extraction import extractor as extractor_mod
 from sktransfer.extraction.cache import DiskStore
 from sktransfer.inputs.images import as_images
@@ -56,12 +57,12 @@ def _saved(tmp_path, tiny):
 
 
 def _bomb(good, path, inflated):
-    """A model file whose state.pt inflates to ``inflated`` bytes of zeros."""
+    """A model file whose weights member inflates to ``inflated`` bytes of zeros."""
     with zipfile.ZipFile(good) as zf:
         config = zf.read("config.json")
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("config.json", config)
-        info = zipfile.ZipInfo("state.pt")
+        info = zipfile.ZipInfo(WEIGHTS_MEMBER)
         info.compress_type = zipfile.ZIP_DEFLATED
         chunk = bytes(1 << 24)
         with zf.open(info, "w", force_zip64=True) as fh:
@@ -93,7 +94,7 @@ def test_a_zip_bomb_model_file_is_refused_in_bounded_memory(tmp_path, tiny):
     result = subprocess.run([sys.executable, "-c", PEAK_RSS, str(bomb)], capture_output=True,
                             text=True, timeout=120)
     report = json.loads(result.stdout)
-    assert "inflates" in report["outcome"] and "state.pt" in report["outcome"], report
+    assert "inflates" in report["outcome"] and WEIGHTS_MEMBER in report["outcome"], report
     assert report["grew_mb"] < 200, report
 
 
@@ -118,7 +119,7 @@ def test_unexpected_or_missing_members_are_refused(tmp_path, tiny):
     missing = tmp_path / "missing.sktransfer"
     with zipfile.ZipFile(good) as src, zipfile.ZipFile(missing, "w") as dst:
         dst.writestr("config.json", src.read("config.json"))
-    with pytest.raises(ModelFileError, match="missing: state.pt"):
+    with pytest.raises(ModelFileError, match=f"missing: {WEIGHTS_MEMBER}"):
         load(missing)
 
 

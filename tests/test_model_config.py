@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from sktransfer import ModelFileError, TransferClassifier, load
+from sktransfer.persistence.model_file import WEIGHTS_MEMBER
 from sktransfer.loading import MACHINE_PARAMS
 
 from conftest import blobs
@@ -47,11 +48,11 @@ def small(tmp_path_factory):
 def _with_params(saved, target, change):
     """A copy of ``saved`` whose config's parameters are ``change(params)``."""
     with zipfile.ZipFile(saved) as zf:
-        config, state = json.loads(zf.read("config.json")), zf.read("state.pt")
+        config, state = json.loads(zf.read("config.json")), zf.read(WEIGHTS_MEMBER)
     config["params"] = change(dict(config["params"]))
     with zipfile.ZipFile(target, "w") as zf:
         zf.writestr("config.json", json.dumps(config))
-        zf.writestr("state.pt", state)
+        zf.writestr(WEIGHTS_MEMBER, state)
     return target
 
 
@@ -114,6 +115,7 @@ FUZZ = textwrap.dedent("""
     import numpy as np
     import sktransfer, torch
     from sktransfer import load
+    from sktransfer.persistence.model_file import WEIGHTS_MEMBER
     from conftest import blobs
     saved, out_dir, cases = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
     X = blobs(4)[0]
@@ -123,7 +125,7 @@ FUZZ = textwrap.dedent("""
     resource.setrlimit(resource.RLIMIT_AS, (vm + (2 << 30),) * 2)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with zipfile.ZipFile(saved) as zf:
-        config, state = json.loads(zf.read("config.json")), zf.read("state.pt")
+        config, state = json.loads(zf.read("config.json")), zf.read(WEIGHTS_MEMBER)
     results = []
     for i, (name, value) in enumerate(cases):
         params = dict(config["params"])
@@ -134,7 +136,7 @@ FUZZ = textwrap.dedent("""
         path = out_dir / f"case{i}.sktransfer"
         with zipfile.ZipFile(path, "w") as zf:
             zf.writestr("config.json", json.dumps({**config, "params": params}))
-            zf.writestr("state.pt", state)
+            zf.writestr(WEIGHTS_MEMBER, state)
         try:
             load(path).predict(X)
             outcome = None

@@ -5,8 +5,10 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 from sktransfer import ModelFileError, TransferClassifier, load
+from sktransfer.persistence.model_file import WEIGHTS_MEMBER
 
 FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
 
@@ -38,19 +40,31 @@ def test_label_types_survive(tiny, tmp_path):
 
 def test_the_file_holds_no_pickle(tiny, tmp_path):
     X, y = tiny
-    TransferClassifier(**FAST).fit(X, y).save(tmp_path / "m")
+    clf = TransferClassifier(**FAST).fit(X, y)
+    clf.save(tmp_path / "m")
     with zipfile.ZipFile(tmp_path / "m") as zf:
-        assert sorted(zf.namelist()) == ["config.json", "state.pt"]
+        assert sorted(zf.namelist()) == ["config.json", "model.safetensors"]
         config = json.loads(zf.read("config.json"))
-    assert config["format_version"] == 1 and config["params"]["backbone"] == "resnet18"
+        weights = zf.read("model.safetensors")
+    assert config["format_version"] == 2 and config["params"]["backbone"] == "resnet18"
+    # safetensors (an 8-byte header length, a JSON header, raw bytes), not torch.save's zip
+    # of pickles: every fitted tensor, by name, as the Hub and timm read them
+    from safetensors.torch import load as load_safetensors
+
+    assert weights[:2] != b"PK" and b"torch._utils" not in weights
+    header = json.loads(weights[8:8 + int.from_bytes(weights[:8], "little")])
+    state = clf.fitted_state()
+    assert set(header) - {"__metadata__"} == set(state)
+    stored = load_safetensors(weights)
+    assert all(torch.equal(stored[k], v) for k, v in state.items())
 
 
 def _rewrite(path, config=None, state=None):
     with zipfile.ZipFile(path) as zf:
-        old_config, old_state = json.loads(zf.read("config.json")), zf.read("state.pt")
+        old_config, old_state = json.loads(zf.read("config.json")), zf.read(WEIGHTS_MEMBER)
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("config.json", json.dumps(config(old_config) if config else old_config))
-        zf.writestr("state.pt", state(old_state) if state else old_state)
+        zf.writestr(WEIGHTS_MEMBER, state(old_state) if state else old_state)
 
 
 def test_tampered_and_foreign_files_fail_cleanly(tiny, tmp_path):
@@ -102,6 +116,54 @@ def test_onnx_export_runs_and_matches(tiny, tmp_path):
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
     (proba,) = session.run(["probabilities"], {"images": images})
     np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-5)
+
+
+PIXELS_ONLY = """
+import json, sys
+sys.modules["sktransfer"] = None  # a serving process: onnxruntime and numpy, nothing of ours
+import numpy as np
+import onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1])
+meta = session.get_modelmeta().custom_metadata_map
+images = np.load(sys.argv[2])  # uint8 (n, s, s, 3), as an image file decodes, resized
+assert images.shape[1:3] == tuple(json.loads(meta["crop_size"]) * 2), meta
+(out,) = session.run(None, {"images": images})
+np.save(sys.argv[3], out)
+print(json.dumps({"classes": json.loads(meta.get("classes", "null")),
+                  "input": json.loads(meta["input"])}))
+"""
+
+
+@pytest.mark.parametrize("cls", [TransferClassifier, "TransferRegressor"])
+def test_onnx_with_the_preprocessing_inside_needs_no_sktransfer(cls, tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    from sktransfer import TransferRegressor
+
+    from conftest import blobs
+
+    X, y = blobs(16, size=32)  # uint8 at the input size: decoded and resized, as served
+    if cls == "TransferRegressor":
+        est = TransferRegressor(**FAST, unfreeze=1, finetune_epochs=1).fit(X, 10.0 + 5 * y)
+    else:
+        est = cls(**FAST, unfreeze=1, finetune_epochs=1).fit(X, np.array(["cat", "dog"])[y])
+    assert X.dtype == np.uint8 and X.shape[1:] == (32, 32, 3)
+    est.export_onnx(tmp_path / "m.onnx", preprocessing=True)
+    np.save(tmp_path / "x.npy", X)
+    run = subprocess.run([sys.executable, "-c", PIXELS_ONLY, tmp_path / "m.onnx",
+                          tmp_path / "x.npy", tmp_path / "out.npy"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    shown = json.loads(run.stdout)
+    out = np.load(tmp_path / "out.npy")
+    assert shown["input"] == "uint8 (n, 32, 32, 3) RGB, resized"
+    if cls == "TransferRegressor":
+        np.testing.assert_allclose(out.ravel(), est.predict(X), rtol=1e-4, atol=1e-4)
+    else:
+        assert shown["classes"] == ["cat", "dog"]
+        np.testing.assert_allclose(out, est.predict_proba(X), atol=1e-5)
 
 
 def test_inception_input_normalisation_survives_save_and_load(tmp_path):

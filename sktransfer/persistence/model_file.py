@@ -1,12 +1,15 @@
-"""The model file, without pickle: a zip of JSON config and safely loadable tensors.
+"""The model file, without pickle: a zip of JSON config and safetensors.
 
 A model file holds ``config.json`` (format version, the estimator's
-parameters, classes, history, a sha256 of the weights) and ``state.pt`` (a
-flat state_dict written with ``torch.save`` and read with
-``torch.load(weights_only=True)``).  Loading (:func:`sktransfer.load`) rebuilds the architecture from
-the config and the backbone registry, so nothing in the file can run code;
-a file from another format version, or whose weights do not match their
-recorded hash, is refused with a clear error.
+parameters, classes, history, a sha256 of the weights) and
+``model.safetensors`` (the flat state_dict, in the format timm, transformers
+and the Hugging Face Hub use: a JSON header and raw tensor bytes, nothing to
+unpickle).  Files of format version 1 hold ``state.pt`` instead (written with
+``torch.save``, read with ``torch.load(weights_only=True)``) and still load.
+Loading (:func:`sktransfer.load`) rebuilds the architecture from the config
+and the backbone registry, so nothing in the file can run code; a file from
+another format version, or whose weights do not match their recorded hash,
+is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ from ..utils.text import listed
 from .stored_params import decode, encode
 
 FORMAT = "sktransfer-model"
-FORMAT_VERSION = 1
+#: 2: the tensors in ``model.safetensors``; 1 (read, no longer written): in ``state.pt``.
+FORMAT_VERSION = 2
+#: The member holding the tensors, by format version.
+WEIGHTS_MEMBERS = {1: "state.pt", 2: "model.safetensors"}
+WEIGHTS_MEMBER = WEIGHTS_MEMBERS[FORMAT_VERSION]
 #: How ``config.json`` stores parameter values (:mod:`sktransfer.persistence.stored_params`).
 PARAMS_ENCODING = 2
 
@@ -77,9 +84,7 @@ def save(est, path):
     from .._version import __version__
 
     check_is_fitted(est, "net_")
-    buffer = io.BytesIO()
-    torch.save(est.fitted_state(), buffer)
-    weights = buffer.getvalue()
+    weights = tensors_to_bytes(est.fitted_state())
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -100,10 +105,27 @@ def save(est, path):
     with atomic_write(path, "the model") as fh, \
             zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("config.json", json.dumps(config, indent=1))
-        zf.writestr("state.pt", weights)
+        zf.writestr(WEIGHTS_MEMBER, weights)
 
 
-MEMBERS = ("config.json", "state.pt")
+def tensors_to_bytes(state):
+    """``state`` (names to CPU tensors, none sharing memory) as safetensors bytes."""
+    from safetensors.torch import save
+
+    return save(state)
+
+
+def tensors_from_bytes(data, version=FORMAT_VERSION):
+    """The tensors of a model file's weights member (of format ``version``), on the CPU."""
+    if version == 1:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        return load(bytes(data))
+    except SafetensorError as exc:  # its own error type: said as the others are
+        raise ValueError(f"unreadable safetensors ({exc})") from None
 #: Largest ``config.json`` read: parameters, classes and the training history.
 MAX_CONFIG_BYTES = 16 << 20
 #: Members are written uncompressed; a member that inflates more than this
@@ -112,7 +134,7 @@ MAX_COMPRESSION_RATIO = 20
 
 
 def max_model_bytes():
-    """Largest ``state.pt`` read: ``SKTRANSFER_MAX_MODEL_BYTES`` (e.g. ``"8G"``), default 4 GiB."""
+    """Largest weights member read: ``SKTRANSFER_MAX_MODEL_BYTES`` (e.g. ``"8G"``), default 4 GiB."""
     return parse_bytes(os.environ.get("SKTRANSFER_MAX_MODEL_BYTES", "4G"))
 
 
@@ -150,19 +172,22 @@ def _read(path):
     try:
         with zipfile.ZipFile(path) as zf:
             infos = {info.filename: info for info in zf.infolist()}
-            unexpected = sorted(set(infos) - set(MEMBERS))
-            missing = [m for m in MEMBERS if m not in infos]
+            # the weights member the file has names its format (its config says so too)
+            members = ("config.json", next((m for m in WEIGHTS_MEMBERS.values() if m in infos),
+                                           WEIGHTS_MEMBER))
+            unexpected = sorted(set(infos) - set(members))
+            missing = [m for m in members if m not in infos]
             if unexpected or missing:
                 raise ModelFileError(
                     f"{path} is not an sktransfer model file: it should hold exactly "
-                    f"{', '.join(MEMBERS)}"
+                    f"{', '.join(members)}"
                     + (f"; unexpected: {listed(unexpected, 5)}" if unexpected else "")
                     + (f"; missing: {', '.join(missing)}" if missing else "") + "."
                 )
             _check_member(path, infos["config.json"], MAX_CONFIG_BYTES)
-            _check_member(path, infos["state.pt"], max_model_bytes())
+            _check_member(path, infos[members[1]], max_model_bytes())
             config = json.loads(_read_member(zf, infos["config.json"])[0])
-            weights, digest = _read_member(zf, infos["state.pt"])
+            weights, digest = _read_member(zf, infos[members[1]])
     except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, zlib.error,
             NotImplementedError) as exc:
         raise ModelFileError(
@@ -170,12 +195,18 @@ def _read(path):
         ) from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an sktransfer model file.")
-    if config.get("format_version") != FORMAT_VERSION:
+    version = config.get("format_version")
+    if version not in WEIGHTS_MEMBERS:
         raise ModelFileError(
-            f"{path} has model format version {config.get('format_version')!r} (written by "
-            f"sktransfer {config.get('sktransfer_version')}); this sktransfer reads version "
-            f"{FORMAT_VERSION}. Load it with the version that wrote it and re-save."
+            f"{path} has model format version {version!r} (written by sktransfer "
+            f"{config.get('sktransfer_version')}); this sktransfer reads versions "
+            f"{listed(sorted(WEIGHTS_MEMBERS))}. Load it with the version that wrote it and "
+            "re-save."
         )
+    if WEIGHTS_MEMBERS[version] != members[1]:
+        raise ModelFileError(f"{path}: format version {version} keeps its weights in "
+                             f"{WEIGHTS_MEMBERS[version]}, not {members[1]}; the file is "
+                             "damaged or was put together by hand. Refusing to load it.")
     if digest != config.get("state_sha256"):
         raise ModelFileError(
             f"{path}: the weights do not match the hash recorded in the file; it was modified "
@@ -208,7 +239,7 @@ def read_model(path):
     """
     config, weights = _read(path)
     try:
-        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        state = tensors_from_bytes(weights, config["format_version"])
         return config["estimator"], {
             "params": _from_json_params(config["params"], config.get("params_encoding")),
             "target": config["target"],
@@ -239,17 +270,41 @@ class InferenceModel(nn.Module):
         return x
 
 
-def export_onnx(est, path):
+class FromPixels(nn.Module):
+    """``model`` fed with uint8 images ``(n, s, s, 3)``, as decoded and resized: the layout,
+    the scaling to [0, 1] and the normalisation of ``transform`` (a
+    :class:`~sktransfer.backbones.preprocess.Preprocess`) in the network itself,
+    computed as ``transform.normalize`` computes them."""
+
+    def __init__(self, model, transform):
+        super().__init__()
+        self.model = model
+        self.register_buffer("scale", torch.tensor(
+            [1.0 / (255.0 * s) for s in transform.std]).view(1, 3, 1, 1))
+        self.register_buffer("shift", torch.tensor(
+            [-m / s for m, s in zip(transform.mean, transform.std)]).view(1, 3, 1, 1))
+
+    def forward(self, x):  # noqa: D102 - torch convention
+        x = x.permute(0, 3, 1, 2).to(torch.float32)
+        return self.model(x * self.scale + self.shift)
+
+
+def export_onnx(est, path, preprocessing=False):
     """Export a fitted transfer estimator to ONNX (needs the ``onnx`` extra).
 
-    The model takes a float32 batch ``images`` of shape ``(n, 3, s, s)``,
-    already resized, center-cropped and normalised as ``est.transform_``
-    does.  A classifier's returns ``probabilities`` ``(n, n_classes)`` in the
+    With ``preprocessing=False`` the model takes a float32 batch ``images``
+    of shape ``(n, 3, s, s)``, already resized, center-cropped and
+    normalised as ``est.transform_`` does.  With ``preprocessing=True`` it
+    takes uint8 images ``(n, s, s, 3)`` (RGB, as an image file decodes,
+    already resized to the input size ``s``): the layout, the scaling and the
+    normalisation are in the graph, so a runtime needs no code of ours.  A
+    classifier's model returns ``probabilities`` ``(n, n_classes)`` in the
     order of ``est.classes_`` (recorded as ``classes``); a regressor's
     ``predictions`` ``(n, n_outputs)`` in the targets' units.  The
-    preprocessing is recorded in the file's metadata too (``mean``,
-    ``std``, ``resize_size``, ``crop_size``, ``crop``).  The fitted
-    estimator itself stays where it is (its device, its mode).
+    preprocessing is recorded in the file's metadata too (``mean``, ``std``,
+    ``resize_size``, ``crop_size``, ``crop``, ``interpolation``, and
+    ``input``: what the model takes).  The fitted estimator itself stays
+    where it is (its device, its mode).
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -267,6 +322,9 @@ def export_onnx(est, path):
     model = model.to("cpu").eval()
     size = est.transform_.crop_size[0]
     example = torch.zeros(2, 3, size, size)
+    if preprocessing:
+        model = FromPixels(model, est.transform_).eval()
+        example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(
         model, (example,), input_names=["images"], output_names=[output_name],
@@ -280,6 +338,9 @@ def export_onnx(est, path):
         "resize_size": json.dumps(est.transform_.resize_size),
         "crop_size": json.dumps(est.transform_.crop_size),
         "crop": json.dumps(est.transform_.crop),
+        "interpolation": json.dumps(est.transform_.interpolation),
+        "input": json.dumps(f"uint8 (n, {size}, {size}, 3) RGB, resized" if preprocessing
+                            else f"float32 (n, 3, {size}, {size}), resized and normalised"),
     }
     onnx.helper.set_model_props(proto, meta)
     write_bytes(path, proto.SerializeToString(), "the ONNX model")
