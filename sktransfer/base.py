@@ -36,7 +36,7 @@ from .extraction.engines import quantized, resolve_engine
 from .extraction.mixin import ExtractorMixin
 from .inputs.images import ImageDataset, ImageDecodeError, as_images, find_unreadable
 from .inputs.views import make_views, stack_views, with_view
-from .persistence.model_file import export_onnx, save
+from .persistence.mixin import SavingMixin
 from .training.network import Labelled, TransferNet, draws_globally, make_head
 from .training.schedule import (OPTIMIZERS, augmentation, interrupt_guard, make_net,
                                 train_phases)
@@ -44,7 +44,7 @@ from .utils.rng import fit_generator, global_rng
 from .utils.text import listed
 
 
-class TransferEstimator(ExtractorMixin, BaseEstimator):
+class TransferEstimator(SavingMixin, ExtractorMixin, BaseEstimator):
     """Base of the transfer estimators; not used directly.
 
     Holds the parameters every estimator shares (listed in
@@ -448,38 +448,6 @@ class TransferEstimator(ExtractorMixin, BaseEstimator):
             return [*prefix, *net.blocks], [net.pool, net.head]
         # Without trainable blocks the prefix ends with the pooling: not a block.
         return prefix[:-1], [prefix[-1], net.head]
-
-    def save(self, path):
-        """Save the fitted model to ``path``; read it back with :func:`sktransfer.load`.
-
-        The file is a zip of a JSON config and the weights (loaded with
-        ``torch.load(weights_only=True)``): loading it cannot run code,
-        unlike a pickle.  Custom backbone modules cannot be saved this way.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-        """
-        save(self, path)
-
-    def export_onnx(self, path, preprocessing=False):
-        """Export the fitted network to an ONNX file for deployment.
-
-        See :func:`sktransfer.persistence.model_file.export_onnx`: the model eats
-        preprocessed ``(n, 3, s, s)`` images, or with ``preprocessing=True``
-        uint8 images ``(n, s, s, 3)`` (normalisation and layout in the
-        graph), and returns what ``predict`` is computed from (a classifier's
-        probabilities, a regressor's predictions in the targets' units).
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-        preprocessing : bool, default=False
-            Put the normalisation into the graph: a runtime without
-            sktransfer (ONNX Runtime in another language, the browser)
-            only resizes and decodes.
-        """
-        export_onnx(self, path, preprocessing)
 
     # -- what an estimator adds: its targets ---------------------------------
 

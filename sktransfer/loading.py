@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .classifier import TransferClassifier
+from .persistence.hub import hub_folder, is_hub_name
 from .persistence.model_file import ModelFileError, read_model
 from .regressor import TransferRegressor
 
@@ -16,7 +17,7 @@ MACHINE_PARAMS = ("cache_dir", "n_jobs", "device", "verbose")
 
 
 def load(path, **params):
-    """Load a model written by ``save`` -- no code runs from the file.
+    """Load a model written by ``save`` or ``save_pretrained`` -- no code runs from it.
 
     The parameters that describe the machine (``cache_dir``, ``n_jobs``,
     ``device``, ``verbose``) are not taken from the file: they are the
@@ -26,6 +27,9 @@ def load(path, **params):
     Parameters
     ----------
     path : str or os.PathLike
+        A model file, a folder ``save_pretrained`` wrote, or a model on the
+        Hugging Face Hub, ``"hf://owner/name"`` (``"hf://owner/name@revision"``:
+        a branch, tag or commit), read from the Hugging Face cache first.
     **params
         Parameters to set instead of the file's or the defaults, e.g.
         ``cache_dir="~/.cache/acts"`` or ``device="cuda"``.
@@ -48,6 +52,8 @@ def load(path, **params):
     if unknown:
         raise TypeError(f"load() got unknown parameter(s) {', '.join(map(repr, unknown))}; "
                         f"it takes the estimator's ({', '.join(sorted(allowed))}).")
+    if is_hub_name(path):  # from the Hugging Face cache, else downloaded once
+        path = hub_folder(path)
     name, parts = read_model(path)
     if name not in ESTIMATORS:
         raise ModelFileError(f"{path} holds a {name!r}; this sktransfer loads "

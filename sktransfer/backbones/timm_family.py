@@ -369,6 +369,40 @@ def build(record):
     return Backbone(record, blocks, top, pool)
 
 
+def download_hub_file(repo_id, filename, cache_dir=None, revision=None):
+    """Download one file of Hugging Face repository ``repo_id`` into the cache.
+
+    The file is checked against its sha256 when the hub gives one; the hub
+    client's notes about retrying are kept quiet (the caller says the
+    failure once); what a failed download left in the cache is removed.
+
+    Parameters
+    ----------
+    repo_id : str
+    filename : str
+    cache_dir : path, optional
+        A Hugging Face cache folder (default: huggingface_hub's).
+    revision : str, optional
+        A branch, tag or commit (default: ``main``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    Exception
+        huggingface_hub's, httpx's or the OS's error (:func:`first_line` says it,
+        :func:`is_missing_entry` tells a file the repository lacks).
+    """
+    with _quiet_hub():
+        try:
+            return _download(repo_id, filename, cache_dir, revision)
+        except Exception:
+            _drop_partial(repo_id, cache_dir)
+            raise
+
+
 def _download(repo_id, filename, cache_dir, revision=None):
     """``filename`` of ``repo_id`` through huggingface_hub, checked against its sha256.
 
@@ -411,12 +445,13 @@ def _quiet_hub():
             logger.removeFilter(_HubNotes)
 
 
-def _first_line(exc):
+def first_line(exc):
+    """The first line of an error's message (its type's name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _missing_entry(exc):
+def is_missing_entry(exc):
     """Whether the hub answered that the repository has no such file (try the next name)."""
     return type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError")
 
@@ -443,7 +478,7 @@ def _check_blob(path, repo_id):
         blob.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         raise weights_mod.WeightsDownloadError(
-            f"The weights file downloaded for {repo_id} ({path.name}) does not match its "
+            f"The file downloaded for {repo_id} ({path.name}) does not match its "
             "sha256 from the Hugging Face hub: it was altered or damaged on the way. Nothing "
             "was kept; try again.")
 
@@ -483,15 +518,13 @@ def fetch(name, cache_dir=None):
             f"{model_name}` on a machine with internet and copy that cache folder here "
             "(HF_HUB_CACHE moves it), or use weights=PATH or weights=None.")
     errors = []
-    with _quiet_hub():
-        for filename in HUB_WEIGHTS_FILES[:2]:  # the names timm publishes its weights under
-            try:
-                return _download(cfg.hf_hub_id, filename, cache_dir, pinned)
-            except Exception as exc:  # noqa: BLE001 - httpx, huggingface_hub and OS errors
-                errors.append(f"{filename}: {_first_line(exc)}")
-                _drop_partial(cfg.hf_hub_id, cache_dir)
-                if not _missing_entry(exc):  # the file is there but could not be fetched
-                    break
+    for filename in HUB_WEIGHTS_FILES[:2]:  # the names timm publishes its weights under
+        try:
+            return download_hub_file(cfg.hf_hub_id, filename, cache_dir, pinned)
+        except Exception as exc:  # noqa: BLE001 - httpx, huggingface_hub and OS errors
+            errors.append(f"{filename}: {first_line(exc)}")
+            if not is_missing_entry(exc):  # the file is there but could not be fetched
+                break
     raise weights_mod.WeightsDownloadError(
         f"Could not download the weights of timm's {model_name} from the Hugging Face hub "
         f"({cfg.hf_hub_id}): {'; '.join(errors)}. Check the connection, or download them on "

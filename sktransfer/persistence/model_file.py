@@ -79,6 +79,27 @@ def save(est, path):
         Fitted, with a backbone named by a string.
     path : str or os.PathLike
     """
+    config, weights = model_parts(est)
+    with atomic_write(path, "the model") as fh, \
+            zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("config.json", json.dumps(config, indent=1))
+        zf.writestr(WEIGHTS_MEMBER, weights)
+
+
+def model_parts(est):
+    """What a model file holds: its config (a dict of JSON values) and its weights' bytes.
+
+    Parameters
+    ----------
+    est : TransferClassifier or TransferRegressor
+        Fitted, with a backbone named by a string.
+
+    Returns
+    -------
+    config : dict
+    weights : bytes
+        safetensors.
+    """
     from sklearn.utils.validation import check_is_fitted
 
     from .._version import __version__
@@ -102,10 +123,7 @@ def save(est, path):
         # the preprocessing the fit used: load reads it, never the weights' current defaults
         "preprocessing": est.transform_.settings(),
     }
-    with atomic_write(path, "the model") as fh, \
-            zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("config.json", json.dumps(config, indent=1))
-        zf.writestr(WEIGHTS_MEMBER, weights)
+    return config, weights
 
 
 def tensors_to_bytes(state):
@@ -167,8 +185,36 @@ def _read_member(zf, info):
 
 def _read(path):
     path = Path(os.fspath(path))
-    if not path.is_file():
+    if path.is_dir():
+        config, weights, digest, member = _read_folder(path)
+    elif path.is_file():
+        config, weights, digest, member = _read_zip(path)
+    else:
         raise FileNotFoundError(f"model file not found: {path}")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an sktransfer model file.")
+    version = config.get("format_version")
+    if version not in WEIGHTS_MEMBERS:
+        raise ModelFileError(
+            f"{path} has model format version {version!r} (written by sktransfer "
+            f"{config.get('sktransfer_version')}); this sktransfer reads versions "
+            f"{listed(sorted(WEIGHTS_MEMBERS))}. Load it with the version that wrote it and "
+            "re-save."
+        )
+    if WEIGHTS_MEMBERS[version] != member:
+        raise ModelFileError(f"{path}: format version {version} keeps its weights in "
+                             f"{WEIGHTS_MEMBERS[version]}, not {member}; the file is "
+                             "damaged or was put together by hand. Refusing to load it.")
+    if digest != config.get("state_sha256"):
+        raise ModelFileError(
+            f"{path}: the weights do not match the hash recorded in the file; it was modified "
+            "or damaged after saving. Refusing to load it."
+        )
+    return config, weights
+
+
+def _read_zip(path):
+    """``(config, weights, their sha256, the weights member's name)`` of a model file."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = {info.filename: info for info in zf.infolist()}
@@ -193,26 +239,56 @@ def _read(path):
         raise ModelFileError(
             f"{path} is not an sktransfer model file (or it is damaged): {exc}"
         ) from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not an sktransfer model file.")
-    version = config.get("format_version")
-    if version not in WEIGHTS_MEMBERS:
-        raise ModelFileError(
-            f"{path} has model format version {version!r} (written by sktransfer "
-            f"{config.get('sktransfer_version')}); this sktransfer reads versions "
-            f"{listed(sorted(WEIGHTS_MEMBERS))}. Load it with the version that wrote it and "
-            "re-save."
-        )
-    if WEIGHTS_MEMBERS[version] != members[1]:
-        raise ModelFileError(f"{path}: format version {version} keeps its weights in "
-                             f"{WEIGHTS_MEMBERS[version]}, not {members[1]}; the file is "
-                             "damaged or was put together by hand. Refusing to load it.")
-    if digest != config.get("state_sha256"):
-        raise ModelFileError(
-            f"{path}: the weights do not match the hash recorded in the file; it was modified "
-            "or damaged after saving. Refusing to load it."
-        )
-    return config, weights
+    return config, weights, digest, members[1]
+
+
+def _read_folder(path):
+    """What :func:`_read_zip` reads, from a folder (:func:`save_folder`'s, or a Hub repo's)."""
+    member = next((m for m in WEIGHTS_MEMBERS.values() if (path / m).is_file()), None)
+    if not (path / "config.json").is_file() or member is None:
+        raise ModelFileError(f"{path} is not an sktransfer model folder: it should hold "
+                             f"config.json and {WEIGHTS_MEMBER}.")
+    parts = []
+    for name, limit in (("config.json", MAX_CONFIG_BYTES), (member, max_model_bytes())):
+        size = (path / name).stat().st_size
+        if size > limit:
+            raise ModelFileError(
+                f"{path / name} has {size} bytes, over the limit of {limit} bytes; refusing "
+                "to read it. (For a genuine model larger than that, raise "
+                "SKTRANSFER_MAX_MODEL_BYTES.)")
+        parts.append((path / name).read_bytes())
+    try:
+        config = json.loads(parts[0])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path / 'config.json'} is not JSON: {exc}") from None
+    return config, parts[1], hashlib.sha256(parts[1]).hexdigest(), member
+
+
+def save_folder(est, folder, card):
+    """Write ``est`` as a folder: ``config.json``, ``model.safetensors`` and ``README.md``.
+
+    The layout of a Hugging Face Hub model repository; :func:`read_model`
+    reads it as it reads a model file.  Each file is written all or nothing.
+
+    Parameters
+    ----------
+    est : TransferClassifier or TransferRegressor
+    folder : str or os.PathLike
+    card : callable
+        ``card(config) -> str``, the model card (``README.md``).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    config, weights = model_parts(est)
+    folder = Path(os.fspath(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    # the weights first: a folder is never left with a config naming weights it lacks
+    write_bytes(folder / WEIGHTS_MEMBER, weights, "the model's weights")
+    write_bytes(folder / "config.json", json.dumps(config, indent=1).encode(), "the model")
+    write_bytes(folder / "README.md", card(config).encode(), "the model card")
+    return folder
 
 
 def read_model(path):
