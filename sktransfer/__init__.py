@@ -16,6 +16,7 @@ _PUBLIC = {
     "ModelFileError": "persistence.model_file",
     "PartialUnfreeze": "training.callbacks",
     "PretrainedFeatures": "features",
+    "TRUSTED_TYPES": "persistence.mixin",
     "TransferClassifier": "classifier",
     "TransferRegressor": "regressor",
     "WriteError": "utils.files",

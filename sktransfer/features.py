@@ -132,6 +132,36 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
         self.weights_ = bb.weights_tag
         return self
 
+    def __getstate__(self):
+        # Nothing is learned: a fitted transformer whose pretrained weights are named
+        # (ImageNet's, a torchvision weights name) pickles as its parameters, and is built
+        # again from the same, hash-checked weights where it is unpickled -- plain values
+        # only, so skops.io can write it. Random weights (None) could not be drawn again,
+        # and a weights file's path may not exist there: those travel whole.
+        state = super().__getstate__()
+        named = (isinstance(self.weights, str) and "/" not in self.weights
+                 and "." not in self.weights)
+        if "extractor_" not in state or not isinstance(self.backbone, str) or not named:
+            return state
+        portable = {k: v for k, v in state.items()
+                    if k not in ("extractor_", "transform_", "device_")}
+        portable["_rebuild"] = {"calibration": self.extractor_.calibration}
+        return portable
+
+    def __setstate__(self, state):
+        state = dict(state)
+        rebuild = state.pop("_rebuild", None)
+        super().__setstate__(state)
+        if rebuild is not None:
+            weights = self.weights_
+            self.fit()
+            if self.weights_ != weights:
+                raise ValueError(f"this PretrainedFeatures was fitted with the weights "
+                                 f"{weights!r}; this machine resolves {self.weights!r} to "
+                                 f"{self.weights_!r}. Put those weights here (sktransfer "
+                                 "weights download) to unpickle it.")
+            self.extractor_.calibration = rebuild["calibration"]
+
     def transform(self, X):
         """Features of each image.
 

@@ -4,12 +4,55 @@ from __future__ import annotations
 
 from .hub import push_folder
 from .model_card import model_card
-from .model_file import export_onnx, save, save_folder
+from .model_file import export_onnx, fitted_parts, model_parts, save, save_folder
+
+#: The types a ``skops.io`` file of sktransfer's estimators holds beyond scikit-learn's own:
+#: ``skops.io.load(path, trusted=sktransfer.TRUSTED_TYPES)`` (with a Pipeline's other steps
+#: trusted by skops already).  Their pickled state is plain values only (see SavingMixin).
+TRUSTED_TYPES = ["sktransfer.classifier.TransferClassifier",
+                 "sktransfer.features.PretrainedFeatures",
+                 "sktransfer.regressor.TransferRegressor"]
+
+#: Fitted attributes holding torch objects: a pickle (or a skops file) of a fitted
+#: estimator carries its model file's parts instead, and they are rebuilt from them.
+REBUILT = ("net_", "extractor_", "transform_", "history_", "device_")
 
 
 class SavingMixin:
     """``save``, ``save_pretrained``, ``push_to_hub`` and ``export_onnx`` of a fitted
-    transfer estimator (the estimators' handle on :mod:`sktransfer.persistence`)."""
+    transfer estimator (the estimators' handle on :mod:`sktransfer.persistence`), and its
+    pickled state.
+
+    A fitted estimator pickles as its model file does: the JSON config and the
+    safetensors bytes in place of the network, so that ``pickle``, ``joblib``
+    and ``skops.io`` give back, through one path, what :func:`sktransfer.load`
+    gives back.  The state holds only plain values (no tensor, no module), which
+    is what lets ``skops.io`` write it and trust nothing but the estimator's
+    type.  Other attributes (and every parameter, callbacks included) travel as
+    they are.  A custom backbone module, which a model file cannot name, is
+    pickled as the objects themselves.
+    """
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "net_" not in state or not isinstance(self.backbone, str):
+            return state
+        config, weights = model_parts(self)
+        portable = {k: v for k, v in state.items() if k not in REBUILT}
+        portable["_model_file"] = {"config": config, "weights": weights}
+        return portable
+
+    def __setstate__(self, state):
+        state = dict(state)
+        model = state.pop("_model_file", None)
+        if model is not None:
+            parts = fitted_parts(model["config"], model["weights"])
+            # the parameters as they were, not as the config encodes them (callbacks...)
+            parts["params"] = {name: state.get(name, value)
+                               for name, value in parts["params"].items()}
+            rebuilt = type(self).from_fitted_state(**parts)
+            state = {**{k: rebuilt.__dict__[k] for k in REBUILT}, **state}
+        super().__setstate__(state)
 
     def save(self, path):
         """Save the fitted model to ``path``; read it back with :func:`sktransfer.load`.

@@ -315,19 +315,35 @@ def read_model(path):
     """
     config, weights = _read(path)
     try:
-        state = tensors_from_bytes(weights, config["format_version"])
-        return config["estimator"], {
-            "params": _from_json_params(config["params"], config.get("params_encoding")),
-            "target": config["target"],
-            "state": state,
-            "history": config["history"],
-            "weights_loaded": config["weights_loaded"],
-            "engine_calibration": config.get("engine_calibration"),
-            "preprocessing": config.get("preprocessing"),
-        }
+        return config["estimator"], fitted_parts(config, weights)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError,
             pickle.UnpicklingError) as exc:
         raise ModelFileError(f"{path} does not describe a loadable model: {exc}") from exc
+
+
+def fitted_parts(config, weights):
+    """What ``from_fitted_state`` takes, from a model's config and weights (:func:`model_parts`).
+
+    Parameters
+    ----------
+    config : dict
+    weights : bytes
+
+    Returns
+    -------
+    dict
+        ``params``, ``target``, ``state``, ``history``, ``weights_loaded``,
+        ``engine_calibration`` and ``preprocessing``.
+    """
+    return {
+        "params": _from_json_params(config["params"], config.get("params_encoding")),
+        "target": config["target"],
+        "state": tensors_from_bytes(weights, config["format_version"]),
+        "history": config["history"],
+        "weights_loaded": config["weights_loaded"],
+        "engine_calibration": config.get("engine_calibration"),
+        "preprocessing": config.get("preprocessing"),
+    }
 
 
 class InferenceModel(nn.Module):
