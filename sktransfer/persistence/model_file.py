@@ -144,6 +144,8 @@ def tensors_from_bytes(data, version=FORMAT_VERSION):
         return load(bytes(data))
     except SafetensorError as exc:  # its own error type: said as the others are
         raise ValueError(f"unreadable safetensors ({exc})") from None
+
+
 #: Largest ``config.json`` read: parameters, classes and the training history.
 MAX_CONFIG_BYTES = 16 << 20
 #: Members are written uncompressed; a member that inflates more than this
