@@ -11,6 +11,7 @@ from . import _validation as check
 from .backbones.cut import cut_backbone
 from .inputs.images import as_images
 from .extraction.mixin import ExtractorMixin
+from .persistence.mixin import reduce_whole
 from .backbones.torchvision_family import supported_names
 
 
@@ -132,12 +133,15 @@ class PretrainedFeatures(ExtractorMixin, TransformerMixin, BaseEstimator):
         self.weights_ = bb.weights_tag
         return self
 
+    def __reduce_ex__(self, protocol):
+        return reduce_whole(self)  # pickle, joblib, Dask: the objects themselves
+
     def __getstate__(self):
-        # Nothing is learned: a fitted transformer whose pretrained weights are named
-        # (ImageNet's, a torchvision weights name) pickles as its parameters, and is built
-        # again from the same, hash-checked weights where it is unpickled -- plain values
-        # only, so skops.io can write it. Random weights (None) could not be drawn again,
-        # and a weights file's path may not exist there: those travel whole.
+        # For skops.io: nothing is learned, so a fitted transformer whose pretrained weights
+        # are named (ImageNet's, a torchvision weights name) is its parameters, built again
+        # from the same, hash-checked weights where it is read -- plain values only.
+        # Random weights (None) could not be drawn again, and a weights file's path may not
+        # exist there: those stay whole (and skops cannot write them).
         state = super().__getstate__()
         named = (isinstance(self.weights, str) and "/" not in self.weights
                  and "." not in self.weights)

@@ -80,10 +80,9 @@ def test_every_path_that_makes_or_moves_a_model_gives_the_same_answer(
             loaded = load(tmp_path / "m.sktransfer")
             np.testing.assert_allclose(loaded.predict_proba(X), expected, atol=1e-6,
                                        err_msg=f"save/load: {where}")
-            if unfreeze:  # a pickle carries the model file's parts: once per family
-                np.testing.assert_allclose(pickle.loads(pickle.dumps(clf)).predict_proba(X),
-                                           expected, atol=1e-6, err_msg=f"pickle: {where}")
-                # the seeded fit with both phases, again from a clone
+            np.testing.assert_allclose(pickle.loads(pickle.dumps(clf)).predict_proba(X),
+                                       expected, atol=1e-6, err_msg=f"pickle: {where}")
+            if unfreeze:  # the seeded fit with both phases, again from a clone
                 refit = clone(clf).fit(X, y)
                 np.testing.assert_allclose(refit.predict_proba(X), expected, atol=1e-6,
                                            err_msg=f"clone + refit: {where}")

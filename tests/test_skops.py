@@ -81,19 +81,24 @@ def test_skops_round_trips_in_a_new_process_trusting_only_sktransfer(kind, fitte
     assert (again.get_params(deep=False).keys() == model.get_params(deep=False).keys())
 
 
-def test_pickle_carries_the_model_files_parts_and_every_parameter(fitted):
+def test_the_portable_state_keeps_every_parameter_and_pickle_keeps_the_objects(fitted):
     X, models = fitted
     clf = models["classifier"]
     clf.set_params(callbacks=[("later", PartialUnfreeze(n=1))])  # a parameter no file keeps
     try:
-        state = clf.__getstate__()
+        state = clf.__getstate__()  # what skops writes: the model file's parts, no tensor
         assert "net_" not in state and set(state["_model_file"]) == {"config", "weights"}
+        rebuilt = TransferClassifier.__new__(TransferClassifier)
+        rebuilt.__setstate__(state)
+        # pickle (joblib, Dask) takes the objects: a worker reads them for every task
+        assert "net_" in clf.__reduce_ex__(4)[2]
         copy = pickle.loads(pickle.dumps(clf))
     finally:
         clf.set_params(callbacks=None)
-    assert isinstance(copy.callbacks[0][1], PartialUnfreeze)
-    np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
-    assert copy.history_[-1]["train_loss"] == clf.history_[-1]["train_loss"]
+    for other in (rebuilt, copy):
+        assert isinstance(other.callbacks[0][1], PartialUnfreeze)
+        np.testing.assert_array_equal(other.predict_proba(X), clf.predict_proba(X))
+        assert other.history_[-1]["train_loss"] == clf.history_[-1]["train_loss"]
 
 
 def test_a_custom_backbone_module_still_pickles_whole():
@@ -103,7 +108,7 @@ def test_a_custom_backbone_module_still_pickles_whole():
     blocks = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
     clf = TransferClassifier(backbone=blocks, weights=None, image_size=32, epochs=1,
                              random_state=0).fit(X, y)
-    assert "net_" in clf.__getstate__()  # no model file names a module: the objects travel
+    assert "net_" in clf.__getstate__()  # no model file names a module: the objects stay
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X),
                                   clf.predict_proba(X))
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copyreg
+
+from sklearn.base import BaseEstimator
+
 from .hub import push_folder
 from .model_card import model_card
 from .model_file import export_onnx, fitted_parts, model_parts, save, save_folder
@@ -18,20 +22,39 @@ TRUSTED_TYPES = ["sktransfer.classifier.TransferClassifier",
 REBUILT = ("net_", "extractor_", "transform_", "history_", "device_")
 
 
+def reduce_whole(est):
+    """What ``pickle``, ``joblib``, Dask and ``copy`` take of a transfer estimator: its
+    objects themselves, cheap to read back where a worker reads it for every task.
+
+    ``__getstate__`` -- which ``skops.io`` calls, and :meth:`SavingMixin.__setstate__`
+    reads -- gives the portable state instead: plain values a rebuild starts from.
+
+    Returns
+    -------
+    tuple
+        ``__reduce_ex__``'s ``(callable, args, state)``.
+    """
+    return copyreg.__newobj__, (type(est),), BaseEstimator.__getstate__(est)
+
+
 class SavingMixin:
     """``save``, ``save_pretrained``, ``push_to_hub`` and ``export_onnx`` of a fitted
     transfer estimator (the estimators' handle on :mod:`sktransfer.persistence`), and its
     pickled state.
 
-    A fitted estimator pickles as its model file does: the JSON config and the
-    safetensors bytes in place of the network, so that ``pickle``, ``joblib``
-    and ``skops.io`` give back, through one path, what :func:`sktransfer.load`
-    gives back.  The state holds only plain values (no tensor, no module), which
-    is what lets ``skops.io`` write it and trust nothing but the estimator's
-    type.  Other attributes (and every parameter, callbacks included) travel as
-    they are.  A custom backbone module, which a model file cannot name, is
-    pickled as the objects themselves.
+    A fitted estimator's ``__getstate__`` is its model file's parts (the JSON
+    config and the safetensors bytes) in place of the network, with its other
+    attributes and every parameter (callbacks included) as they are: only
+    plain values, which is what lets ``skops.io`` write it and trust nothing
+    but the estimator's type, and read it back through the path
+    :func:`sktransfer.load` takes.  ``pickle``, ``joblib``, Dask and ``copy``
+    take the objects themselves (:func:`reduce_whole`), as a worker reading a
+    model for every task needs.  A custom backbone module, which a model file
+    cannot name, is always kept as the objects themselves.
     """
+
+    def __reduce_ex__(self, protocol):
+        return reduce_whole(self)
 
     def __getstate__(self):
         state = super().__getstate__()
