@@ -50,8 +50,8 @@ print(json.dumps({"seconds": seconds, "proba": proba.tolist()}))
 KEEPS = {
     "file": "parameters, labels, preprocessing, weights, history, engine calibration",
     "folder": "the file's parts, and a model card",
-    "pickle": "the file's parts, and every attribute and parameter (callbacks too)",
-    "skops": "what pickle keeps, read trusting sktransfer's types only",
+    "pickle": "the objects themselves: every attribute and parameter (callbacks too)",
+    "skops": "the file's parts and every other attribute, trusting sktransfer's types only",
     "onnx": "network, normalisation, labels and preprocessing in metadata",
 }
 
