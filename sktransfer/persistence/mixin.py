@@ -12,13 +12,13 @@ from .model_file import export_onnx, fitted_parts, model_parts, save, save_folde
 
 #: The types a ``skops.io`` file of sktransfer's estimators holds beyond scikit-learn's own:
 #: ``skops.io.load(path, trusted=sktransfer.TRUSTED_TYPES)`` (with a Pipeline's other steps
-#: trusted by skops already).  Their pickled state is plain values only (see SavingMixin).
+#: trusted by skops already).  What skops writes of them is plain values only (see SavingMixin).
 TRUSTED_TYPES = ["sktransfer.classifier.TransferClassifier",
                  "sktransfer.features.PretrainedFeatures",
                  "sktransfer.regressor.TransferRegressor"]
 
-#: Fitted attributes holding torch objects: a pickle (or a skops file) of a fitted
-#: estimator carries its model file's parts instead, and they are rebuilt from them.
+#: Fitted attributes holding torch objects: the portable state (``__getstate__``, what
+#: skops writes) carries the model file's parts instead, and they are rebuilt from them.
 REBUILT = ("net_", "extractor_", "transform_", "history_", "device_")
 
 
@@ -40,7 +40,7 @@ def reduce_whole(est):
 class SavingMixin:
     """``save``, ``save_pretrained``, ``push_to_hub`` and ``export_onnx`` of a fitted
     transfer estimator (the estimators' handle on :mod:`sktransfer.persistence`), and its
-    pickled state.
+    state for pickle and for skops.
 
     A fitted estimator's ``__getstate__`` is its model file's parts (the JSON
     config and the safetensors bytes) in place of the network, with its other
