@@ -305,7 +305,7 @@ class TransferEstimator(SavingMixin, ExtractorMixin, BaseEstimator):
         n_unfreeze = self._build(device, self.weights, seed=seed)
         if self.augment:
             # Training decodes lazily: find unreadable files now, not in epoch 3.
-            bad = find_unreadable(images) if images.kind == "paths" else []
+            bad = find_unreadable(images) if images.kind in ("paths", "encoded") else []
             if bad:
                 images, y = self._drop_unreadable(images, y, ImageDecodeError.listing(bad))
             data = images

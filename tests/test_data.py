@@ -36,6 +36,8 @@ def test_every_input_kind_gives_the_same_tensors(tmp_path):
         np.array(paths, dtype=object),        # numpy object array of PathLike
         [Image.fromarray(x) for x in X],      # PIL images
         list(X),                              # list of single-image arrays
+        [p.read_bytes() for p in paths],      # encoded files' bytes
+        [bytearray(p.read_bytes()) for p in paths],
     ):
         torch.testing.assert_close(preprocessed(variant), reference, atol=0, rtol=0)
     # Floats are resized without rounding to 8 bits: equal to within one grey level.
@@ -106,6 +108,15 @@ def test_unreadable_file_names_the_file(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     with pytest.raises(ImageDecodeError, match="broken.jpg"):
         preprocessed([bad])
+    with pytest.raises(ImageDecodeError, match=r"X\[0\] \(encoded image, 30 bytes\)"):
+        preprocessed([bad.read_bytes()])
+
+
+def test_encoded_bytes_share_their_files_content_key(tmp_path):
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(tmp_path / "x.png")
+    files, encoded = as_images([tmp_path / "x.png"]), as_images([(tmp_path / "x.png").read_bytes()])
+    assert encoded.kind == "encoded"
+    assert encoded.content_key(0) == files.content_key(0)
 
 
 @pytest.mark.parametrize("X, error, match", [
@@ -119,6 +130,7 @@ def test_unreadable_file_names_the_file(tmp_path):
     ("cat.jpg", TypeError, "single str"),
     (["a.png", np.zeros((8, 8, 3), np.uint8)], TypeError, "mixes"),
     ([np.zeros((8, 8, 3), np.uint8), 3], TypeError, r"X\[1\]"),
+    ([b"\x89PNG", "a.png"], TypeError, r"X\[0\] is a bytes.*encoded image"),
     (42, TypeError, "int"),
 ])
 def test_bad_inputs_name_the_problem(X, error, match):

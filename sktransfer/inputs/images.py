@@ -8,7 +8,9 @@ Accepted inputs, everywhere in the package:
   PIL images (what ``ColumnTransformer`` hands a transformer);
 - a numeric array ``(n, h, w, 3)``, ``(n, h, w, 4)`` (RGBA), ``(n, h, w, 1)`` or
   ``(n, h, w)`` (grayscale), ``uint8`` in [0, 255] or floating point in [0, 1];
-- a list of PIL images or of single-image arrays ``(h, w[, c])`` of any sizes.
+- a list of PIL images or of single-image arrays ``(h, w[, c])`` of any sizes;
+- a list of encoded image files as ``bytes`` (what a web request, a database or an
+  MLflow column of type binary holds), decoded as their files would be.
 
 Grayscale, RGBA, palette, CMYK and 16-bit images become RGB; EXIF rotation is applied.
 """
@@ -16,6 +18,7 @@ Grayscale, RGBA, palette, CMYK and 16-bit images become RGB; EXIF rotation is ap
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -146,6 +149,8 @@ def warn_if_dark(hi, where):
 
 #: Channels an image array may have (last): gray, RGB, RGBA.
 CHANNELS = (1, 3, 4)
+#: An encoded image file's bytes, as an item of X.
+ENCODED = (bytes, bytearray, memoryview)
 
 
 def _composite_on_white(arr):
@@ -185,16 +190,18 @@ def to_rgb(img):
     return img.convert("RGB")
 
 
-def decode_file(path, min_size=None):
+def decode_file(path, min_size=None, name=None):
     """Read an image file into an RGB PIL image.
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, os.PathLike or file object
     min_size : int, optional
         The shorter side the caller will resize to: a large JPEG is then
         decoded at a reduced scale (Pillow's draft mode), several times
         faster, never below ``min_size``.
+    name : str, optional
+        What the error calls the image (the path by default).
 
     Raises
     ------
@@ -210,7 +217,8 @@ def decode_file(path, min_size=None):
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
             Image.DecompressionBombError) as exc:
         reason = str(exc) or type(exc).__name__
-        raise ImageDecodeError(f"cannot read image file {os.fspath(path)!r}: {reason}") from None
+        name = name or f"image file {os.fspath(path)!r}"
+        raise ImageDecodeError(f"cannot read {name}: {reason}") from None
 
 
 # (path, device, inode, size, modification and change times in ns) -> digest of the bytes
@@ -261,8 +269,9 @@ class ImageSource:
 
     Attributes
     ----------
-    kind : {"paths", "array", "objects"}
-        File paths, one numeric array, or a list of PIL images / arrays.
+    kind : {"paths", "encoded", "array", "objects"}
+        File paths, encoded files' bytes, one numeric array, or a list of PIL
+        images / arrays.
     """
 
     def __init__(self, items, kind):
@@ -283,6 +292,9 @@ class ImageSource:
         item = self.items[i]
         if self.kind == "paths":
             item = decode_file(item, min_size)
+        elif self.kind == "encoded":
+            item = decode_file(io.BytesIO(item), min_size,
+                               name=f"X[{i}] (encoded image, {len(item)} bytes)")
         elif isinstance(item, Image.Image):
             item = to_rgb(item)
         return _array_to_tensor(np.asarray(item))
@@ -293,6 +305,9 @@ class ImageSource:
         if self.kind == "paths":
             return file_digest(item)
         h = hashlib.blake2b(digest_size=16)
+        if self.kind == "encoded":  # as its file's digest: the cache is shared with paths
+            h.update(item)
+            return h.hexdigest()
         if isinstance(item, Image.Image):
             h.update(f"{item.mode}{item.size}".encode())
             h.update(item.tobytes())
@@ -363,6 +378,8 @@ def as_images(X):
         ) from None
     if not items:
         raise ValueError("X is empty: need at least one image.")
+    if all(isinstance(x, ENCODED) for x in items):
+        return ImageSource([bytes(x) for x in items], "encoded")
     paths = [_as_path(x) for x in items]
     if all(p is not None for p in paths):
         _check_files(paths)
@@ -380,7 +397,8 @@ def as_images(X):
             brightest.append(_check_pixels(x, f"X[{i}]"))
         elif not isinstance(x, Image.Image):
             raise TypeError(
-                f"X[{i}] is a {_describe(x)}; expected a file path, a PIL image or an image array."
+                f"X[{i}] is a {_describe(x)}; expected a file path, a PIL image, an image "
+                "array or an encoded image's bytes."
             )
     if brightest and None not in brightest:  # every image a uint8 array
         warn_if_dark(max(brightest), "the arrays of X")
