@@ -53,6 +53,21 @@ def test_a_regressors_card_names_its_targets(tmp_path):
     assert "pipeline_tag: image-regression" in card and "2 number(s): output 0, output 1" in card
 
 
+def test_the_card_lists_the_metrics_it_is_given_and_refuses_others(fitted, tmp_path):
+    X, clf = fitted
+    card = (clf.save_pretrained(tmp_path / "m", metrics={"accuracy": 0.9375, "f1 macro": 0.9})
+            / "README.md").read_text()
+    front = card.split("---")[1]
+    assert 'metrics:\n- "accuracy"\n- "f1 macro"' in front
+    assert "| accuracy | 0.9375 |\n| f1 macro | 0.9 |" in card
+    assert "Evaluation" not in (clf.save_pretrained(tmp_path / "n") / "README.md").read_text()
+    for bad, match in (({"accuracy": "high"}, r"metrics\['accuracy'\] = 'high'"),
+                       ([0.9], "dict of name -> number")):
+        with pytest.raises(TypeError, match=match):
+            clf.save_pretrained(tmp_path / "bad", metrics=bad)
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
 @pytest.fixture
 def hub(fitted, tmp_path, monkeypatch):
     """The repository on a Hub on 127.0.0.1, an empty cache, downloads allowed."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copyreg
+from functools import partial
 
 from sklearn.base import BaseEstimator
 
 from .hub import push_folder
-from .model_card import model_card
+from .model_card import check_metrics, model_card
 from .model_file import export_onnx, fitted_parts, model_parts, save, save_folder
 
 #: The types a ``skops.io`` file of sktransfer's estimators holds beyond scikit-learn's own:
@@ -90,7 +91,7 @@ class SavingMixin:
         """
         save(self, path)
 
-    def save_pretrained(self, folder):
+    def save_pretrained(self, folder, *, metrics=None):
         """Save the fitted model as a folder, laid out as a Hugging Face Hub repository.
 
         ``config.json`` and ``model.safetensors`` (what :meth:`save`'s file
@@ -102,14 +103,18 @@ class SavingMixin:
         ----------
         folder : str or os.PathLike
             Created if needed; these three files are replaced, others kept.
+        metrics : dict of str to float, optional
+            Scores on held-out images (e.g. ``{"accuracy": 0.93}``, what
+            ``sktransfer evaluate`` prints), listed in the model card.
 
         Returns
         -------
         pathlib.Path
         """
-        return save_folder(self, folder, model_card)
+        return save_folder(self, folder, partial(model_card, metrics=check_metrics(metrics)))
 
-    def push_to_hub(self, repo_id, *, private=None, token=None, commit_message=None):
+    def push_to_hub(self, repo_id, *, private=None, token=None, commit_message=None,
+                    metrics=None):
         """Upload the fitted model to the Hugging Face Hub (as :meth:`save_pretrained` lays it
         out); ``sktransfer.load("hf://" + repo_id)`` reads it back.
 
@@ -121,13 +126,16 @@ class SavingMixin:
         token : str, optional
             Default: huggingface_hub's own (``HF_TOKEN``, a saved login).
         commit_message : str, optional
+        metrics : dict of str to float, optional
+            As for :meth:`save_pretrained`.
 
         Returns
         -------
         str
             The commit's URL.
         """
-        return push_folder(self, repo_id, model_card, private, token, commit_message)
+        card = partial(model_card, metrics=check_metrics(metrics))
+        return push_folder(self, repo_id, card, private, token, commit_message)
 
     def export_onnx(self, path, preprocessing=False):
         """Export the fitted network to an ONNX file for deployment.

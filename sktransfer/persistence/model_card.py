@@ -1,12 +1,14 @@
 """The model card of a saved model: the ``README.md`` a Hugging Face Hub repository shows.
 
 Written from the model's config alone (:func:`~sktransfer.persistence.model_file.model_parts`),
-so that the card says what the file holds and nothing else.
+so that the card says what the file holds, and the scores its caller gives, nothing else.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
+from collections.abc import Mapping
 
 from ..utils.text import listed
 
@@ -22,7 +24,30 @@ def _weights_source(backbone, weights):
             "(https://pytorch.org/vision/stable/models.html)")
 
 
-def model_card(config, repo_id=None):
+def check_metrics(metrics):
+    """``metrics`` as ``{name: float}``, checked before anything is written.
+
+    Raises
+    ------
+    TypeError
+        Naming the entry that is not a name and a number.
+    """
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics must be a dict of name -> number, e.g. "
+                        f"{{'accuracy': 0.93}}; got a {type(metrics).__name__}.")
+    checked = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or isinstance(value, bool) or not isinstance(
+                value, numbers.Real):
+            raise TypeError(f"metrics[{name!r}] = {value!r}: each metric is a name (str) and "
+                            "a number, e.g. {'accuracy': 0.93}.")
+        checked[name] = float(value)
+    return checked
+
+
+def model_card(config, repo_id=None, metrics=None):
     """``README.md`` for a model whose config is ``config``.
 
     Parameters
@@ -31,6 +56,9 @@ def model_card(config, repo_id=None):
         A model file's config.
     repo_id : str, optional
         ``owner/name`` on the Hub, for the loading example.
+    metrics : dict of str to float, optional
+        Scores measured on held-out images (e.g. ``evaluate``'s), listed in the
+        card under "Evaluation" and in its front matter.
 
     Returns
     -------
@@ -62,9 +90,18 @@ def model_card(config, repo_id=None):
     tuned = (f"its last {unfreeze} block(s) fine-tuned" if unfreeze
              else "frozen (a new head trained on its features)")
     where = f"hf://{repo_id}" if repo_id else "path/to/this/folder"
+    metrics = check_metrics(metrics)
     front = "\n".join(["---", "library_name: sktransfer",
                        f"pipeline_tag: {task}",
-                       "tags:", "- sktransfer", "- transfer-learning", f"- {task}", "---"])
+                       "tags:", "- sktransfer", "- transfer-learning", f"- {task}",
+                       *(["metrics:", *(f"- {json.dumps(name)}" for name in metrics)]
+                         if metrics else []),
+                       "---"])
+    evaluation = "".join(
+        ["\n## Evaluation\n\nMeasured on images held out from its training:\n\n"
+         "| metric | value |\n|---|---|\n",
+         *(f"| {name} | {value:.4g} |\n" for name, value in metrics.items())]
+    ) if metrics else ""
     return f"""{front}
 
 # {estimator} on `{backbone}`
@@ -80,7 +117,7 @@ A scikit-learn estimator made with [sktransfer](https://pypi.org/project/sktrans
 | predicts | {what} |
 | preprocessing | {f"`{json.dumps(prep)}`" if prep else "the weights' own"} |
 | training | {len(history)} epochs{"; last " + losses if losses else ""} |
-
+{evaluation}
 ## How to use
 
 ```python
