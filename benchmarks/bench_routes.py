@@ -2,7 +2,8 @@
 
 One MobileNetV2 classifier (ImageNet weights, engine auto) fitted on the demo's
 blobs, then written as a model file, a Hub folder, a pickle, a skops file and
-an ONNX file with the preprocessing inside; each is read back in a fresh
+an MLflow model of the sktransfer flavour, and an ONNX file with the
+preprocessing inside; each is read back in a fresh
 process (the time includes nothing but the read: the interpreter and the
 imports are started first), and its predictions are compared with the
 fitted model's.
@@ -33,6 +34,7 @@ if route == "onnx":
     import onnxruntime as ort
 else:
     import sktransfer, pickle, skops.io as sio, torch  # imported before the clock starts
+    import mlflow.pyfunc, sktransfer.mlflow
 started = time.perf_counter()
 if route in ("file", "folder"):
     model = sktransfer.load(path)
@@ -40,6 +42,8 @@ elif route == "pickle":
     model = pickle.loads(open(path, "rb").read())
 elif route == "skops":
     model = sio.load(path, trusted=sktransfer.TRUSTED_TYPES)
+elif route == "mlflow":
+    model = sktransfer.mlflow.load_model(path)
 else:
     model = ort.InferenceSession(path)
 seconds = time.perf_counter() - started
@@ -52,6 +56,7 @@ KEEPS = {
     "folder": "the file's parts, and a model card",
     "pickle": "the objects themselves: every attribute and parameter (callbacks too)",
     "skops": "the file's parts and every other attribute, trusting sktransfer's types only",
+    "mlflow": "the model file, the signature, the environment (requirements)",
     "onnx": "network, normalisation, labels and preprocessing in metadata",
 }
 
@@ -68,6 +73,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import skops.io as sio
 
+    import sktransfer.mlflow
+
     X, y = blobs(24, size=224)
     clf = TransferClassifier(random_state=0).fit(X, np.array(["cat", "dog"])[y])
     expected = clf.predict_proba(X)
@@ -79,9 +86,11 @@ def main(argv=None):
         clf.save_pretrained(tmp / "folder")
         (tmp / "m.pkl").write_bytes(pickle.dumps(clf))
         sio.dump(clf, tmp / "m.skops")
+        sktransfer.mlflow.save_model(clf, tmp / "mlflow")
         clf.export_onnx(tmp / "m.onnx", preprocessing=True)
         paths = {"file": tmp / "m.sktransfer", "folder": tmp / "folder",
-                 "pickle": tmp / "m.pkl", "skops": tmp / "m.skops", "onnx": tmp / "m.onnx"}
+                 "pickle": tmp / "m.pkl", "skops": tmp / "m.skops", "mlflow": tmp / "mlflow",
+                 "onnx": tmp / "m.onnx"}
         for route, path in paths.items():
             out = json.loads(subprocess.run(
                 [sys.executable, "-c", READ, route, str(path), str(tmp / "x.npy")],

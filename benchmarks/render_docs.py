@@ -522,6 +522,18 @@ def render_scale_guide(report):
 
 # (page, section name, renderer); a section reads the results JSON of its name
 # before any dash ("accuracy-levers" reads accuracy.json)
+def render_routes(report):
+    """Each route's size, load time and agreement: docs/deploying.md."""
+    lines = [f"Measured on this project's 2-core machine by `python benchmarks/bench_routes.py` "
+             f"for a {report['model']} classifier; each route is read in a fresh process with "
+             "its imports done before the clock starts.\n",
+             "| route | size | load | max \\|Δp\\| vs the fitted model |", "|---|---|---|---|"]
+    for row in report["rows"]:
+        lines.append(f"| {row['route']} | {row['bytes'] / 1e6:.2f} MB | "
+                     f"{row['load_seconds']:.2f} s | {row['max_difference']:.1g} |")
+    return "\n".join(lines)
+
+
 SECTIONS = [
     ("docs/performance.md", "speed", render_speed),
     ("docs/benchmarks.md", "accuracy", render_accuracy),
@@ -533,6 +545,7 @@ SECTIONS = [
     ("docs/performance.md", "scale", render_scale),
     ("docs/user-guide.md", "scale-guide", render_scale_guide),
     ("docs/scaling.md", "device", render_device),
+    ("docs/deploying.md", "routes", render_routes),
 ]
 
 
