@@ -522,6 +522,29 @@ def render_scale_guide(report):
 
 # (page, section name, renderer); a section reads the results JSON of its name
 # before any dash ("accuracy-levers" reads accuracy.json)
+def render_probe(report):
+    """The defaults against the linear probe at every size: docs/benchmarks.md."""
+    lines = ["Measured by `python benchmarks/bench_probe.py` on this project's 2-core machine "
+             f"({report['model']}); every row of a set sees the same splits. Accuracy %, mean "
+             "± standard deviation over the splits; seconds per fit.\n",
+             "| data | defaults | previous defaults (30 epochs of Adam) | linear probe, C by "
+             "inner CV | defaults − probe (points) | raw pixels |", "|---|---|---|---|---|---|"]
+
+    def cell(r):
+        seconds = f", {r['fit_seconds'] / len(r['scores']):.1f} s" if "fit_seconds" in r else ""
+        return f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}{seconds}"
+
+    for data, rows in report["sets"].items():
+        ours, old, probe = (rows["TransferClassifier() defaults"],
+                            rows["previous defaults (30 epochs of Adam)"],
+                            rows["linear probe, C by inner CV"])
+        raw = rows.get("raw pixels, LogisticRegressionCV")
+        lines.append(f"| {data} | {cell(ours)} | {cell(old)} | {cell(probe)} | "
+                     f"{100 * (ours['mean'] - probe['mean']):+.1f} | "
+                     f"{cell(raw) if raw else '—'} |")
+    return "\n".join(lines)
+
+
 def render_routes(report):
     """Each route's size, load time and agreement: docs/deploying.md."""
     lines = [f"Measured on this project's 2-core machine by `python benchmarks/bench_routes.py` "
@@ -546,6 +569,7 @@ SECTIONS = [
     ("docs/user-guide.md", "scale-guide", render_scale_guide),
     ("docs/scaling.md", "device", render_device),
     ("docs/deploying.md", "routes", render_routes),
+    ("docs/benchmarks.md", "probe", render_probe),
 ]
 
 

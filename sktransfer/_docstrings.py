@@ -25,12 +25,27 @@ COMMON_PARAMETERS_DOC = """    backbone : str or torch.nn.Module, default="mobil
     pooling : {"avg", "max", "flatten"}, default="avg"
         How the last feature map becomes a vector.
     dropout : float, default=0.2
-        Dropout rate before the output layer, in [0, 1).
+        Dropout rate before the output layer, in [0, 1) (when the head trains
+        by epochs).
+    head_solver : {"auto", "lbfgs", "optimizer"}, default="auto"
+        How phase 1 trains the head.  ``"lbfgs"``: a linear head is fitted
+        exactly on the cached features -- the estimator's loss plus an L2
+        penalty ``alpha``, by full-batch L-BFGS, as scikit-learn's
+        ``LogisticRegression`` fits the linear probe (``epochs``, ``lr``,
+        ``optimizer``, ``batch_size`` and ``dropout`` do not act on it).
+        ``"optimizer"``: ``epochs`` of ``optimizer`` at ``lr``.  ``"auto"``:
+        ``"lbfgs"`` unless the head has hidden layers or ``augment=True``.
+    alpha : "auto" or float, default="auto"
+        The L2 penalty of ``head_solver="lbfgs"`` (on the weights of
+        standardised features, the loss being a mean over images).
+        ``"auto"``: chosen among 10, 1, ..., 1e-5 by 3-fold cross-validation
+        on the training images (an image's views in its fold), with the
+        held-out loss; its held-out losses are in ``history_[0]``.
     epochs : int, default=30
-        Phase 1 epochs (backbone frozen, head trains).  Cheap: with the
-        cache, the head trains on features computed once.
+        Phase 1 epochs when the head trains by epochs (backbone frozen).
+        Cheap: with the cache, the head trains on features computed once.
     lr : float, default=1.5e-3
-        Phase 1 learning rate.
+        Phase 1 learning rate when the head trains by epochs.
     unfreeze : int or "all", default=0
         Number of the backbone's last blocks trained in phase 2 (the "freeze
         depth"); 0: no phase 2.

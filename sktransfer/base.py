@@ -59,6 +59,8 @@ class TransferEstimator(SavingMixin, ExtractorMixin, BaseEstimator):
         **check.COMMON_CONSTRAINTS,
         "hidden_units": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "head_solver": [StrOptions({"auto", "lbfgs", "optimizer"})],
+        "alpha": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="left")],
         "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "unfreeze": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"all"})],
@@ -100,6 +102,11 @@ class TransferEstimator(SavingMixin, ExtractorMixin, BaseEstimator):
             raise check.suggest(exc, self) from None
         check.check_hidden_units(self)
         check.check_optimizer(self)
+        if self.head_solver == "lbfgs" and (self.augment or self._hidden_units):
+            raise ValueError(
+                "head_solver='lbfgs' solves a linear head on cached features; with "
+                f"{'augment=True' if self.augment else f'hidden_units={self.hidden_units!r}'} "
+                "the head trains by epochs: use head_solver='auto' or 'optimizer'.")
         if self.augment and self.augment_views:
             raise ValueError(
                 f"augment_views={self.augment_views} needs the activation cache, which "
@@ -350,7 +357,7 @@ class TransferEstimator(SavingMixin, ExtractorMixin, BaseEstimator):
                                   and draws_globally(self.net_.module.blocks))
         cuda = range(torch.cuda.device_count()) if device.startswith("cuda") else ()
         with global_rng(seed, cuda) if shared else contextlib.nullcontext():
-            train_phases(self, train_data, valid_data, n_unfreeze)
+            train_phases(self, train_data, valid_data, n_unfreeze, seed)
         self._after_training(y)
         self.history_ = self.net_.history
         return self

@@ -160,6 +160,8 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
         hidden_units=(),
         pooling="avg",
         dropout=0.2,
+        head_solver="auto",
+        alpha="auto",
         epochs=30,
         lr=1.5e-3,
         unfreeze=0,

@@ -114,6 +114,8 @@ class TransferRegressor(RegressorMixin, TransferEstimator):
         hidden_units=(256,),
         pooling="avg",
         dropout=0.5,
+        head_solver="auto",
+        alpha="auto",
         epochs=30,
         lr=1.5e-3,
         unfreeze=0,

@@ -150,11 +150,15 @@ class FitProgress(Callback):
     total : int
         Epochs of the whole fit (both phases).
     desc : str, default="fit"
+    first : int or None, default=None
+        Epochs of phase 1 (None: the net's ``max_epochs``; 0 when phase 1 is
+        solved exactly, without epochs).
     """
 
-    def __init__(self, total, desc="fit"):
+    def __init__(self, total, desc="fit", first=None):
         self.total = total
         self.desc = desc
+        self.first = first
 
     def initialize(self):
         """Start with no display; it opens at the first epoch."""
@@ -174,8 +178,8 @@ class FitProgress(Callback):
             self.close()
             # phase 1 runs the net's max_epochs, phase 2 the rest of the total (either may
             # stop sooner, early)
-            first = min(self.total, net.max_epochs)
-            epochs = first if self.phase_ is None else max(self.total - first, 1)
+            first = min(self.total, net.max_epochs if self.first is None else self.first)
+            epochs = first if phase.startswith("phase 1") else max(self.total - first, 1)
             self.bar_ = progress(epochs, f"{self.desc}, {phase}", unit="epoch")
             self.phase_ = phase
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 
+import numpy as np
 import torch
 from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.helper import predefined_split
@@ -20,6 +22,7 @@ from torchvision.transforms import v2 as T
 
 from ..extraction.extractor import Extractor
 from .callbacks import FitProgress, PartialUnfreeze
+from .lbfgs_head import fit_linear_head
 from .network import Batches, Labelled
 
 # fused: one kernel per step instead of one per tensor operation, the same update;
@@ -62,8 +65,9 @@ def make_net(est, module, device, n_unfreeze, generator, net_class, net_params):
     groups = [(f"blocks.{i}.*", {"lr_scale": est.finetune_lr_decay ** (n_unfreeze - 1 - i)})
               for i in range(n_unfreeze) if est.finetune_lr_decay != 1]
     if est.verbose:
-        total = est.epochs + (est.finetune_epochs if n_unfreeze else 0)
-        callbacks.append(("progress", FitProgress(total)))
+        first = 0 if solved_exactly(est, module) else est.epochs
+        total = first + (est.finetune_epochs if n_unfreeze else 0)
+        callbacks.append(("progress", FitProgress(total, first=first)))
     callbacks += list(est.callbacks or [])
     if est.early_stopping:
         callbacks.append(("early_stopping", EarlyStopping(
@@ -96,21 +100,38 @@ def make_net(est, module, device, n_unfreeze, generator, net_class, net_params):
     )
 
 
-def train_phases(est, train_data, valid_data, n_unfreeze):
+def solved_exactly(est, module):
+    """Whether phase 1 is :func:`~sktransfer.training.lbfgs_head.fit_linear_head`'s exact
+    solve (``head_solver``; "auto": a linear head on cached features)."""
+    if est.head_solver == "optimizer":
+        return False
+    linear = sum(isinstance(m, torch.nn.Linear) for m in module.head.modules()) == 1
+    return linear and not est.augment
+
+
+def train_phases(est, train_data, valid_data, n_unfreeze, seed=0):
     """The two-phase schedule of ``est`` (built, not yet trained), all of it.
 
-    Phase 1 (``epochs`` at ``lr``): every backbone block is frozen and the
-    head trains.  Frozen blocks give the same output at every epoch, so
-    unless ``augment`` needs fresh images, the head trains on pooled
-    features computed once.  Phase 2 (``finetune_epochs``): the
-    ``partial_unfreeze`` callback unfreezes the last ``n_unfreeze``
-    blocks at ``finetune_lr`` -- right after phase 1 ends, also when
-    early stopping ended it sooner -- and training continues from the
-    cut activations.  Each phase early-stops on its own.
+    Phase 1: every backbone block is frozen and the head trains.  Frozen
+    blocks give the same output at every epoch, so unless ``augment`` needs
+    fresh images, the head trains on pooled features computed once: solved
+    exactly for a linear head (:func:`solved_exactly`), else ``epochs`` at
+    ``lr``.  Phase 2 (``finetune_epochs``): the ``partial_unfreeze``
+    callback unfreezes the last ``n_unfreeze`` blocks at ``finetune_lr`` --
+    right after phase 1 ends, also when early stopping ended it sooner --
+    and training continues from the cut activations, starting from phase
+    1's head (linear probing, then fine-tuning).  Each phase early-stops on
+    its own.
     """
     net, module = est.net_, est.net_.module
     try:
-        if n_unfreeze and not est.augment:
+        if solved_exactly(est, module):
+            features = train_data.data
+            if n_unfreeze:  # through the still-frozen blocks and pooling, once
+                features = Extractor([*module.blocks, module.pool], None,
+                                     est.device_).run_tensor(features)
+            _solve_phase1(est, net, features, train_data.y, seed)
+        elif n_unfreeze and not est.augment:
             # The cut activations through the still-frozen blocks and pooling, once.
             tail = Extractor([*module.blocks, module.pool], None, est.device_)
             module.head_only = True
@@ -135,6 +156,30 @@ def train_phases(est, train_data, valid_data, n_unfreeze):
         shown = dict(net.callbacks_).get("progress") if net.initialized_ else None
         if shown is not None:
             shown.close()
+
+
+def _solve_phase1(est, net, features, y, seed):
+    """Phase 1 as one exact solve, recorded as one row of the net's history."""
+    started = time.perf_counter()
+    net.initialize()
+    net.module_.eval()
+    # a row and its augmented views (stacked after all rows) share the choice's folds
+    groups = np.arange(len(y)) % (len(y) // (1 + est.augment_views))
+    info = fit_linear_head(net.module_.head[-1], features, y, net.criterion_, est.alpha,
+                           groups, seed)
+    net.history.new_epoch()
+    net.history.record("epoch", len(net.history))
+    net.history.record("train_loss", info["train_loss"])
+    net.history.record("alpha", info["alpha"])
+    net.history.record("lbfgs_iterations", info["n_iter"])
+    if info["alpha_scores"]:
+        net.history.record("alpha_scores", info["alpha_scores"])
+    net.history.record("dur", time.perf_counter() - started)
+    if est.verbose:
+        how = "chosen by 3-fold CV" if info["alpha_scores"] else "given"
+        print(f"fit, phase 1 (head): solved exactly (L-BFGS), alpha {info['alpha']:g} ({how}), "
+              f"train loss {info['train_loss']:.3f}, {time.perf_counter() - started:.1f}s",
+              flush=True)
 
 
 def augmentation(transform):

@@ -1,0 +1,158 @@
+"""Phase 1 solved exactly: a linear head fitted on the pooled features by full-batch L-BFGS.
+
+With a linear head, phase 1 is a convex problem -- the estimator's own loss
+(cross-entropy, per-output logistic, or the regressor's) plus an L2 penalty
+``alpha / 2 * ||W||^2`` -- the linear probe's problem, as scikit-learn's
+``LogisticRegression`` solves it.  The features are standardised for the
+solve (so one grid of penalties suits every backbone) and the scaling folded
+back into the layer, whose shape does not change.  ``alpha="auto"`` picks the
+penalty by 3-fold cross-validation on the training rows (a row's augmented
+views stay in its fold), warm-starting along the grid from the strongest
+penalty.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+#: The penalties ``alpha="auto"`` chooses from, strongest first (the warm-start path).
+ALPHAS = tuple(10.0 ** np.arange(1, -6, -1))
+#: Folds of the choice.
+N_FOLDS = 3
+#: L-BFGS iterations at most, per solve.
+MAX_ITER = 500
+
+
+def _standardise(x):
+    mean = x.mean(0)
+    scale = x.std(0, correction=0)  # as StandardScaler
+    return mean, torch.where(scale > 1e-6, scale, torch.ones_like(scale))
+
+
+def _solve(z, y, criterion, alpha, n_out, start=None):
+    """``(W, b, loss, iterations)`` minimising ``criterion(z @ W.T + b, y) + alpha/2 |W|^2``."""
+    if start is None:
+        weight = torch.zeros(n_out, z.shape[1], device=z.device)
+        bias = torch.zeros(n_out, device=z.device)
+    else:
+        weight, bias = (t.clone() for t in start)
+    weight.requires_grad_(True)
+    bias.requires_grad_(True)
+    opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=MAX_ITER, history_size=20,
+                            tolerance_grad=1e-6, tolerance_change=1e-10,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = criterion(torch.addmm(bias, z, weight.T), y) + alpha / 2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    state = opt.state[weight]
+    weight, bias = weight.detach(), bias.detach()
+    with torch.no_grad():
+        loss = float(criterion(torch.addmm(bias, z, weight.T), y))
+    return weight, bias, loss, int(state.get("n_iter", 0))
+
+
+def _folds(y, groups, seed):
+    """The choice's folds over rows: stratified by class where every class can be."""
+    unique, first = np.unique(groups, return_index=True)
+    if len(unique) < 2 * N_FOLDS:
+        return []
+    if y.ndim == 1:  # class indices: images per class, each with its views counted once
+        counts = np.bincount(y[first])
+        if counts[counts > 0].min() >= N_FOLDS:
+            splitter = StratifiedGroupKFold(N_FOLDS, shuffle=True, random_state=seed)
+            return list(splitter.split(np.zeros(len(y)), y, groups))
+    return list(GroupKFold(N_FOLDS).split(np.zeros(len(y)), y, groups))
+
+
+def choose_alpha(z, y, criterion, n_out, groups, seed):
+    """The penalty of :data:`ALPHAS` with the lowest mean held-out loss over
+    :data:`N_FOLDS` folds, and each penalty's mean held-out loss.
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        Standardised features, ``(n, d)``.
+    y : torch.Tensor
+        Encoded targets, as the criterion takes them.
+    criterion : torch.nn.Module
+    n_out : int
+        The head's outputs.
+    groups : ndarray of int
+        Rows of one group (an image and its views) share a fold.
+    seed : int
+
+    Returns
+    -------
+    alpha : float
+    scores : dict of float to float
+        Empty (and ``alpha`` the middle of the grid) when there are too few
+        images for the folds.
+    """
+    folds = _folds(y.cpu().numpy(), groups, seed)
+    if not folds:
+        return ALPHAS[len(ALPHAS) // 2], {}
+    losses = np.zeros(len(ALPHAS))
+    for train, test in folds:
+        train, test = torch.as_tensor(train), torch.as_tensor(test)
+        z_train, y_train = z[train], y[train]
+        start = None
+        for i, alpha in enumerate(ALPHAS):
+            weight, bias, _, _ = _solve(z_train, y_train, criterion, alpha, n_out, start)
+            start = weight, bias
+            with torch.no_grad():
+                losses[i] += float(criterion(torch.addmm(bias, z[test], weight.T), y[test]))
+    scores = {alpha: loss / len(folds) for alpha, loss in zip(ALPHAS, losses)}
+    return min(scores, key=scores.get), scores
+
+
+def fit_linear_head(layer, features, y, criterion, alpha="auto", groups=None, seed=0):
+    """Set ``layer`` (an ``nn.Linear``) to the exact minimiser of the penalised loss.
+
+    Parameters
+    ----------
+    layer : torch.nn.Linear
+        The head's output layer; its weights are replaced.
+    features : torch.Tensor
+        Pooled features of the training rows, ``(n, d)``.
+    y : array-like
+        Encoded targets, as ``criterion`` takes them.
+    criterion : torch.nn.Module
+        The estimator's loss (class weights and label smoothing included).
+    alpha : "auto" or float, default="auto"
+        The L2 penalty on the weights (of standardised features), or
+        chosen by :func:`choose_alpha`.
+    groups : array-like of int, optional
+        Which rows are views of one image (default: each row its own).
+    seed : int, default=0
+        The folds of the choice.
+
+    Returns
+    -------
+    dict
+        ``alpha`` (used), ``train_loss`` (without the penalty), ``n_iter``,
+        ``alpha_scores`` (the choice's held-out losses, when chosen).
+    """
+    device = layer.weight.device
+    x = features.to(device=device, dtype=torch.float32)
+    target = torch.as_tensor(np.asarray(y), device=device)
+    mean, scale = _standardise(x)
+    z = (x - mean) / scale
+    groups = np.arange(len(z)) if groups is None else np.asarray(groups)
+    scores = {}
+    if alpha == "auto":
+        alpha, scores = choose_alpha(z, target, criterion, layer.out_features, groups, seed)
+    weight, bias, loss, n_iter = _solve(z, target, criterion, float(alpha), layer.out_features)
+    with torch.no_grad():  # z @ W.T + b == x @ (W / scale).T + (b - (W / scale) @ mean)
+        folded = weight / scale
+        layer.weight.copy_(folded.to(layer.weight.dtype))
+        layer.bias.copy_((bias - folded @ mean).to(layer.bias.dtype))
+    return {"alpha": float(alpha), "train_loss": loss, "n_iter": n_iter,
+            "alpha_scores": {f"{a:g}": s for a, s in scores.items()}}
