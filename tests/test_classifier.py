@@ -80,6 +80,7 @@ def test_unfreeze_2_changes_exactly_the_last_two_blocks_and_the_head(tiny, r18_w
 def test_partial_unfreeze_lowers_the_learning_rate(tiny):
     X, y = tiny
     clf = TransferClassifier(**{**FAST, "epochs": 3, "lr": 1e-3, "unfreeze": 1,
+                                "head_solver": "optimizer",
                                 "finetune_epochs": 2, "finetune_lr": 1e-5}).fit(X, y)
     assert clf.history_[:, "lr"] == [1e-3] * 3 + [1e-5] * 2
     assert all(g["lr"] == 1e-5 for g in clf.net_.optimizer_.param_groups)
@@ -88,10 +89,12 @@ def test_partial_unfreeze_lowers_the_learning_rate(tiny):
 
 def test_unfreeze_all_and_no_phase_2_without_unfreeze(tiny):
     X, y = tiny
-    clf = TransferClassifier(**{**FAST, "unfreeze": "all", "finetune_epochs": 1}).fit(X, y)
+    clf = TransferClassifier(**{**FAST, "unfreeze": "all", "finetune_epochs": 1,
+                                "head_solver": "optimizer"}).fit(X, y)
     assert len(clf.net_.module_.blocks) == 5 and clf.extractor_.modules == []
     assert len(clf.history_) == 3
-    assert len(TransferClassifier(**FAST).fit(X, y).history_) == 2  # finetune_epochs unused
+    assert len(TransferClassifier(**FAST, head_solver="optimizer").fit(X, y).history_) == 2
+    assert len(TransferClassifier(**FAST).fit(X, y).history_) == 1  # one exact solve
 
 
 def test_random_state_makes_fits_reproducible(tiny):
@@ -182,11 +185,15 @@ def test_early_stopping_and_validation_data(tiny):
     X, y = tiny
     clf = TransferClassifier(**{**FAST, "epochs": 30, "early_stopping": True,
                                 "validation_fraction": 0.25, "n_iter_no_change": 2,
-                                "lr": 1.0}).fit(X, y)
+                                "lr": 1.0, "head_solver": "optimizer"}).fit(X, y)
     assert len(clf.history_) < 30  # stopped early ...
     assert clf.history_[-2:, "valid_loss_best"] == [False, False]  # ... after 2 bad epochs
-    clf = TransferClassifier(**FAST).fit(X[:12], y[:12], validation_data=(X[12:], y[12:]))
+    clf = TransferClassifier(**FAST, head_solver="optimizer").fit(
+        X[:12], y[:12], validation_data=(X[12:], y[12:]))
     assert len(clf.history_[:, "valid_acc"]) == 2
+    exact = TransferClassifier(**FAST).fit(X[:12], y[:12], validation_data=(X[12:], y[12:]))
+    (valid_loss,) = exact.history_[:, "valid_loss"]  # the exact solve's, on those images
+    assert 0 < valid_loss < 5 and exact.history_[0]["phase"] == 1
 
 
 def test_augment_trains_from_images_and_keeps_the_stem_frozen(tiny, r18_weights):

@@ -316,7 +316,7 @@ def test_ctrl_c_saves_the_best_model_so_far(image_folder, tmp_path):
     out = tmp_path / "m.sktransfer"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sktransfer.cli", "train", str(image_folder), "--backbone",
-         "resnet18", "--weights", "none", "--image-size", "32", "--epochs", "100000",
+         "resnet18", "--weights", "none", "--image-size", "32", "--epochs", "100000", "--head-solver", "optimizer",
          "--early-stopping", "--validation-fraction", "0.3", "--n-iter-no-change", "100000",
          "--test-size", "0.34",
          "--out", str(out)],

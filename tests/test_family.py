@@ -251,9 +251,10 @@ def test_multilabel_through_the_same_paths(data, tmp_path):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict(X), clf.predict(X))
     proba, meta = _onnx_run(clf, X, tmp_path / "m.onnx", "probabilities")
     assert meta["multilabel"] is True and meta["classes"] == [0, 1, 2]
-    np.testing.assert_allclose(proba, clf.predict_proba(X), atol=1e-5)
+    # another runtime's float32 rounding, through the exact head's larger weights
+    np.testing.assert_allclose(proba, clf.predict_proba(X), atol=5e-4)
     assert len(clf.explain(X[:2], target=2)) == 2
-    search = GridSearchCV(TransferClassifier(**FAST, epochs=2), {"lr": [1e-3, 1e-2]}, cv=2)
+    search = GridSearchCV(TransferClassifier(**FAST, epochs=2), {"alpha": [0.01, 1.0]}, cv=2)
     assert search.fit(X, Y).best_estimator_.multilabel_
 
 

@@ -27,7 +27,8 @@ SIGINT_SCRIPT = textwrap.dedent("""
     from sktransfer.training.network import TransferNet
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
-    FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=4, random_state=0)
+    FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=4, random_state=0,
+                head_solver="optimizer")  # interrupted between epochs
     X, y = blobs(16)
     original = TransferNet.forward
 

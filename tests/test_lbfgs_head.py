@@ -96,6 +96,13 @@ def test_a_regressor_and_multilabel_classifier_solve_their_own_losses():
     assert (multi.predict(X) == tags).mean() > 0.9
 
 
+def test_views_train_the_exact_head_and_keep_to_their_images_fold():
+    X, y = blobs(30)
+    clf = TransferClassifier(**FAST, augment_views=2, tta=3).fit(X, y)
+    assert clf.history_[0]["alpha"] in ALPHAS and len(clf.history_) == 1
+    assert clf.score(X, y) >= 0.9
+
+
 @pytest.mark.parametrize("params, match", [
     (dict(head_solver="lbfgs", hidden_units=(8,)), r"hidden_units=\(8,\)"),
     (dict(head_solver="lbfgs", augment=True), "augment=True"),

@@ -149,7 +149,7 @@ def test_the_best_epoch_kept_is_a_copy_of_its_weights(images):
             super().on_epoch_end(net, **kwargs)
 
     clf = TransferClassifier(backbone="resnet18", weights=None, image_size=32, epochs=6,
-                             lr=0.05, random_state=0)
+                             lr=0.05, head_solver="optimizer", random_state=0)
     keep = Record(clf)
     clf.set_params(callbacks=[("keep", keep)]).fit(X, y, validation_data=(X[::-1], y[::-1]))
     best = keep.best_

@@ -75,11 +75,16 @@ def test_not_a_terminal_gets_plain_lines():
 
 def test_one_display_per_phase_names_it(tiny, capsys):
     X, y = tiny
-    TransferClassifier(**FAST, unfreeze=1, finetune_epochs=2, verbose=1).fit(X, y)
+    TransferClassifier(**FAST, unfreeze=1, finetune_epochs=2, verbose=1,
+                       head_solver="optimizer").fit(X, y)
     err = capsys.readouterr().err
     # each phase counts (and times) its own epochs: phase 2's are slower than phase 1's
     assert "fit, phase 1 (head): 1/2 epoch" in err and "phase 1 (head): 3/" not in err
     assert "fit, phase 2 (head + last 1 block): 2/2 epoch" in err and "train loss" in err
+    TransferClassifier(**FAST, unfreeze=1, finetune_epochs=2, verbose=1).fit(X, y)
+    err = capsys.readouterr().err  # an exact phase 1: one line, then phase 2's epochs
+    assert "fit, phase 1 (head): solved exactly (L-BFGS), alpha " in err
+    assert "fit, phase 2 (head + last 1 block): 2/2 epoch" in err
     TransferClassifier(**FAST).fit(X, y)  # quiet by default
     assert capsys.readouterr().err == ""
 

@@ -10,7 +10,9 @@ from sktransfer.backbones.building import build_backbone
 from sktransfer.extraction.extractor import Extractor
 from sktransfer.inputs.views import View, make_views
 
-FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0)
+# the head by epochs: these tests count its batches and phases (test_lbfgs_head: views there)
+FAST = dict(backbone="resnet18", weights=None, image_size=32, epochs=2, random_state=0,
+            head_solver="optimizer")
 
 
 def test_views_are_fixed_by_their_index_and_start_with_the_flip():

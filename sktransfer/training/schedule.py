@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 
@@ -126,11 +127,11 @@ def train_phases(est, train_data, valid_data, n_unfreeze, seed=0):
     net, module = est.net_, est.net_.module
     try:
         if solved_exactly(est, module):
-            features = train_data.data
-            if n_unfreeze:  # through the still-frozen blocks and pooling, once
-                features = Extractor([*module.blocks, module.pool], None,
-                                     est.device_).run_tensor(features)
-            _solve_phase1(est, net, features, train_data.y, seed)
+            def pooled(data):  # through the still-frozen blocks and pooling, once
+                return data if not n_unfreeze else Extractor(
+                    [*module.blocks, module.pool], None, est.device_).run_tensor(data)
+            valid = None if valid_data is None else (pooled(valid_data.data), valid_data.y)
+            _solve_phase1(est, net, pooled(train_data.data), train_data.y, valid, seed)
         elif n_unfreeze and not est.augment:
             # The cut activations through the still-frozen blocks and pooling, once.
             tail = Extractor([*module.blocks, module.pool], None, est.device_)
@@ -158,28 +159,42 @@ def train_phases(est, train_data, valid_data, n_unfreeze, seed=0):
             shown.close()
 
 
-def _solve_phase1(est, net, features, y, seed):
-    """Phase 1 as one exact solve, recorded as one row of the net's history."""
+def _solve_phase1(est, net, features, y, valid, seed):
+    """Phase 1 as one exact solve, recorded as the one epoch of phase 1 (its losses, the
+    penalty), which the user's callbacks see end (``KeepBest``: what Ctrl-C saves)."""
     started = time.perf_counter()
     net.initialize()
     net.module_.eval()
+    head = net.module_.head
     # a row and its augmented views (stacked after all rows) share the choice's folds
     groups = np.arange(len(y)) % (len(y) // (1 + est.augment_views))
-    info = fit_linear_head(net.module_.head[-1], features, y, net.criterion_, est.alpha,
-                           groups, seed)
+    info = fit_linear_head(head[-1], features, y, net.criterion_, est.alpha, groups, seed)
+    row = {"phase": 1, "train_loss": info["train_loss"], "train_loss_best": True,
+           "alpha": info["alpha"], "lbfgs_iterations": info["n_iter"]}
+    if info["alpha_scores"]:
+        row["alpha_scores"] = info["alpha_scores"]
+    if valid is not None:
+        device = head[-1].weight.device
+        with torch.no_grad():
+            out = head(valid[0].to(device=device, dtype=torch.float32))
+            row["valid_loss"] = float(net.criterion_(out, torch.as_tensor(valid[1],
+                                                                          device=device)))
+        row["valid_loss_best"] = True
     net.history.new_epoch()
     net.history.record("epoch", len(net.history))
-    net.history.record("train_loss", info["train_loss"])
-    net.history.record("alpha", info["alpha"])
-    net.history.record("lbfgs_iterations", info["n_iter"])
-    if info["alpha_scores"]:
-        net.history.record("alpha_scores", info["alpha_scores"])
+    for key, value in row.items():
+        net.history.record(key, value)
     net.history.record("dur", time.perf_counter() - started)
     if est.verbose:
         how = "chosen by 3-fold CV" if info["alpha_scores"] else "given"
+        valid_text = f", valid loss {row['valid_loss']:.3f}" if "valid_loss" in row else ""
         print(f"fit, phase 1 (head): solved exactly (L-BFGS), alpha {info['alpha']:g} ({how}), "
-              f"train loss {info['train_loss']:.3f}, {time.perf_counter() - started:.1f}s",
-              flush=True)
+              f"train loss {info['train_loss']:.3f}{valid_text}, "
+              f"{time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
+    users = {name for name, _ in est.callbacks or []}
+    for name, callback in net.callbacks_:
+        if name in users:
+            callback.on_epoch_end(net, dataset_train=None, dataset_valid=None)
 
 
 def augmentation(transform):
