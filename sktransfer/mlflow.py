@@ -33,6 +33,7 @@ import numpy as np
 
 from ._version import __version__
 from .loading import ESTIMATORS, load
+from .utils.files import write_text
 
 #: The flavour's name in an ``MLmodel`` file.
 FLAVOR_NAME = "sktransfer"
@@ -152,10 +153,12 @@ def _output_names(estimator, predict_method):
 
 
 def _write_environment(path, requirements):
-    (path / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    write_text(path / "requirements.txt", "\n".join(requirements) + "\n",
+               "the model's requirements")
     python = ".".join(platform.python_version_tuple())
-    (path / "python_env.yaml").write_text(
-        f"python: {python}\nbuild_dependencies:\n- pip\ndependencies:\n- -r requirements.txt\n")
+    write_text(path / "python_env.yaml",
+               f"python: {python}\nbuild_dependencies:\n- pip\ndependencies:\n"
+               "- -r requirements.txt\n", "the model's environment")
 
 
 def save_model(estimator, path, *, predict_method="predict", signature=None,
@@ -258,18 +261,14 @@ def log_model(estimator, name="model", *, predict_method="predict", signature=No
         metadata=metadata, **kwargs)
 
 
-def _local_model(model_uri, dst_path=None):
-    mlflow = _mlflow()
-    import mlflow.artifacts
-
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=os.fspath(model_uri),
-                                                     dst_path=dst_path))
-    flavors = mlflow.models.Model.load(os.fspath(local / "MLmodel")).flavors
+def _flavor_conf(folder, model_uri):
+    """The ``sktransfer`` flavour's entry in the ``MLmodel`` file of ``folder``."""
+    flavors = _mlflow().models.Model.load(os.fspath(Path(folder) / "MLmodel")).flavors
     if FLAVOR_NAME not in flavors:
         raise ValueError(f"{model_uri} is an MLflow model of flavour(s) "
                          f"{', '.join(flavors)}, not {FLAVOR_NAME!r}; read it with "
                          "mlflow.pyfunc.load_model.")
-    return local, flavors[FLAVOR_NAME]
+    return flavors[FLAVOR_NAME]
 
 
 def load_model(model_uri, dst_path=None, **params):
@@ -290,15 +289,18 @@ def load_model(model_uri, dst_path=None, **params):
     TransferClassifier or TransferRegressor
         Read through :func:`sktransfer.load`: hash-checked, no code run.
     """
-    local, conf = _local_model(model_uri, dst_path)
-    return load(local / conf["model_file"], **params)
+    _mlflow()
+    import mlflow.artifacts
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=os.fspath(model_uri),
+                                                     dst_path=dst_path))
+    return load(local / _flavor_conf(local, model_uri)["model_file"], **params)
 
 
 def _load_pyfunc(path):
     """What ``mlflow.pyfunc.load_model`` calls with the model file's path."""
-    mlflow = _mlflow()
-    conf = mlflow.models.Model.load(os.fspath(Path(path).parent / "MLmodel")).flavors
-    return PyFuncModel(load(path), conf[FLAVOR_NAME]["predict_method"])
+    conf = _flavor_conf(Path(path).parent, path)
+    return PyFuncModel(load(path), conf["predict_method"])
 
 
 class PyFuncModel:
