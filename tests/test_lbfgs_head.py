@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sktransfer import TransferClassifier, TransferRegressor
-from sktransfer.training.lbfgs_head import ALPHAS, fit_linear_head
+from sktransfer.training.lbfgs_head import ALPHAS, MIN_GAIN, fit_linear_head
 
 from conftest import blobs
 
@@ -55,7 +55,13 @@ def test_auto_chooses_the_penalty_by_cross_validation_and_records_it():
     first = clf.history_[0]
     assert first["alpha"] in ALPHAS
     scores = first["alpha_scores"]
-    assert len(scores) == len(ALPHAS) and first["alpha"] == float(min(scores, key=scores.get))
+    # the walk from the strongest penalty: falling, then stopped at the first that did not
+    # fall by MIN_GAIN; the choice is the last that did
+    assert list(scores) == [f"{a:g}" for a in ALPHAS[:len(scores)]]
+    losses = list(scores.values())
+    fell = [b < a * (1 - MIN_GAIN) for a, b in zip(losses, losses[1:])]
+    assert all(fell[:-1]) and (len(losses) == len(ALPHAS) or not fell[-1])
+    assert f"{first['alpha']:g}" == list(scores)[len(losses) - 1 - (not fell[-1])]
     assert len(clf.history_) == 1  # no epochs: one solve
     again = TransferClassifier(**FAST).fit(X, y)  # the folds come from random_state
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
@@ -73,11 +79,12 @@ def test_the_optimizer_solver_trains_by_epochs_as_before():
 
 def test_phase_2_starts_from_the_exact_head():
     X, y = blobs(24)
-    probe = TransferClassifier(**FAST).fit(X, y)
-    # a phase 2 too slow to move a weight: its head is phase 1's solution (the features
-    # reach it through the last block run apart, hence a tolerance)
-    lpft = TransferClassifier(**FAST, unfreeze=1, finetune_epochs=1, finetune_lr=1e-30).fit(X, y)
-    assert lpft.history_[0]["alpha"] == probe.history_[0]["alpha"]
+    # a strong penalty keeps the solution well determined: the features reach the head
+    # through the last block run apart, which moves them by rounding
+    probe = TransferClassifier(**FAST, alpha=10.0).fit(X, y)
+    # a phase 2 too slow to move a weight: its head is phase 1's solution
+    lpft = TransferClassifier(**FAST, alpha=10.0, unfreeze=1, finetune_epochs=1,
+                              finetune_lr=1e-30).fit(X, y)
     assert len(lpft.history_) == 2
     heads = [m.net_.module_.head[-1] for m in (lpft, probe)]
     np.testing.assert_allclose(*(h.weight.detach().numpy() for h in heads), rtol=1e-3, atol=1e-4)
