@@ -55,8 +55,6 @@ def images():
 def _engine(backbone, i):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("openvino")
-    if backbone.startswith("vit"):  # its fused attention converts to no CPU engine
-        return "torch"
     return ENGINES[i % len(ENGINES)]
 
 

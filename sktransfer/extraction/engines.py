@@ -128,7 +128,7 @@ def _exporter_log_off():
 
     Its ``setup_onnx_logging`` tests the function ``_jit_is_onnx_log_enabled``
     instead of calling it, so every export turns the log on for good, and an
-    export that fails (a ViT on OpenVINO, before the fallback to torch) prints
+    export that fails (before the fallback to torch) prints
     its whole graph to standard output.
     """
     try:
@@ -147,14 +147,26 @@ def _exporter_log_off():
                 exporter.setup_onnx_logging = original
 
 
-def to_onnx(sequential, example):
-    """ONNX bytes of ``sequential`` on batches shaped like ``example`` (any batch size)."""
+def to_onnx(module, example, input_name="x", output_name="y"):
+    """ONNX bytes of ``module`` on batches shaped like ``example`` (any batch size).
+
+    The package's one exporter, for the engines and for ``export_onnx``: torch's
+    TorchScript exporter (opset 17), five to seven times faster than the
+    dynamo exporter on the same networks (MaxViT-T: 10 s against 51 s).
+    """
     buffer = io.BytesIO()
     with warnings.catch_warnings(), _exporter_log_off():
         warnings.simplefilter("ignore")  # the exporter's notes on the legacy path
-        torch.onnx.export(sequential, (example,), buffer, input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "n"}},
-                          dynamo=False, opset_version=17)
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        # attention's fused inference kernel has no ONNX form; the same computation by
+        # its plain operations has
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            torch.onnx.export(module, (example,), buffer, input_names=[input_name],
+                              output_names=[output_name], dynamic_axes={input_name: {0: "n"}},
+                              dynamo=False, opset_version=17)
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
     return buffer.getvalue()
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..extraction.engines import to_onnx
 from ..utils.sizes import parse_bytes
 from ..utils.files import atomic_write, write_bytes
 from ..utils.text import listed
@@ -419,12 +420,7 @@ def export_onnx(est, path, preprocessing=False):
     if preprocessing:
         model = FromPixels(model, est.transform_).eval()
         example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.onnx.export(
-        model, (example,), input_names=["images"], output_names=[output_name],
-        dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False,
-    )
-    proto = program.model_proto
+    proto = onnx.load_from_string(to_onnx(model, example, "images", output_name))
     meta = {
         **{k: json.dumps(v) for k, v in output_meta.items()},
         "mean": json.dumps(list(est.transform_.mean)),
