@@ -75,8 +75,8 @@ def main(argv=None):
         report = json.loads((RESULTS / "finetune.json").read_text())
     report["finetune_defaults"] = {k: TransferClassifier().get_params()[k]
                                    for k in ("finetune_lr", "finetune_epochs")}
-    measure(report, sets(), models, args.sets, args.rows)
-    print(publish("finetune", report))
+    measure(report, sets(), models, args.sets, args.rows,
+            save=lambda r: print(publish("finetune", r)))
 
 
 if __name__ == "__main__":

@@ -49,10 +49,14 @@ COMMON_PARAMETERS_DOC = """    backbone : str or torch.nn.Module, default="mobil
     unfreeze : int or "all", default=0
         Number of the backbone's last blocks trained in phase 2 (the "freeze
         depth"); 0: no phase 2.
-    finetune_epochs : int, default=3
+    finetune_epochs : int, default=10
         Phase 2 epochs.
-    finetune_lr : float, default=1e-5
+    finetune_lr : float, default=1e-4
         Phase 2 learning rate of the head and the last unfrozen block.
+        Phase 2 starts from phase 1's head (linear probing, then
+        fine-tuning), so the rate can be the one at which fine-tuning the
+        last blocks pays: ``python benchmarks/bench_finetune.py`` compares
+        rates across data sizes.
     finetune_lr_decay : float, default=1.0
         Discriminative learning rates in phase 2: each unfrozen block
         deeper than the last trains at this fraction of the rate of the
