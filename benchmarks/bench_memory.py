@@ -27,6 +27,7 @@ import numpy as np
 
 from sktransfer import TransferClassifier
 from sktransfer.extraction.cache import MEMORY, DiskStore, parse_bytes
+from sktransfer.persistence.model_file import WEIGHTS_MEMBERS
 
 
 def rss_mb():
@@ -93,7 +94,7 @@ def hostile_load(folder):
     config = {"format": "sktransfer-model", "format_version": 1}
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("config.json", json.dumps(config))
-        info = zipfile.ZipInfo(WEIGHTS_MEMBER)
+        info = zipfile.ZipInfo(WEIGHTS_MEMBERS[config["format_version"]])
         info.compress_type = zipfile.ZIP_DEFLATED
         with zf.open(info, "w", force_zip64=True) as fh:
             for _ in range(64):
