@@ -232,3 +232,27 @@ def test_a_network_the_exporter_cannot_take_falls_back_without_printing_its_grap
             to_onnx(nn.Sequential(Singular()), torch.zeros(1, 3, 8, 8))
     out, err = capfd.readouterr()
     assert out == "" and "graph" not in err
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_attention_runs_on_the_cpu_engines(engine):
+    """In inference, torch runs attention by a fused kernel that has no ONNX form: a ViT
+    fell back to torch. The export now takes attention's plain operations."""
+    pytest.importorskip(engine)
+    from sktransfer.extraction.engines import compile_prefix
+
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True)
+    encoder = nn.Sequential(nn.Flatten(2), Transpose(), nn.TransformerEncoder(
+        layer, 2, enable_nested_tensor=False)).eval().requires_grad_(False)  # frozen
+    x = torch.randn(3, 16, 4, 4)
+    with torch.no_grad():
+        expected = encoder(x)
+    run = compile_prefix(list(encoder), x.shape[1:], engine)
+    np.testing.assert_allclose(np.asarray(run(x)), expected.numpy(), atol=1e-5)
+    assert torch.backends.mha.get_fastpath_enabled()  # the fast path is back for torch
+
+
+class Transpose(nn.Module):
+    def forward(self, x):  # noqa: D102 - torch convention
+        return x.transpose(1, 2)
