@@ -562,7 +562,8 @@ def render_finetune(report):
     lines = [f"Measured by `python benchmarks/bench_finetune.py` on this project's 2-core "
              f"machine ({report['model']}): phase 2 runs {report['epochs']} epochs from phase "
              "1's exact head, and every row of a set sees the same splits. Accuracy %, mean ± "
-             "standard deviation over the splits, and seconds per fit. The search is "
+             "standard deviation over the splits (what fine-tuning costs is in the table "
+             "above). The search is "
              "`GridSearchCV(TransferClassifier(), {\"unfreeze\": [0, 2]}, cv=3)` with phase 2's "
              f"defaults (`finetune_lr={defaults['finetune_lr']:g}`, `finetune_epochs="
              f"{defaults['finetune_epochs']}`); the last column counts the depth it chose on "
@@ -571,10 +572,7 @@ def render_finetune(report):
              "|---|" + "---|" * (len(names) + 2)]
 
     def cell(r):
-        if r is None:
-            return "—"
-        return (f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}, "
-                f"{r['fit_seconds'] / len(r['scores']):.0f} s")
+        return "—" if r is None else f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
 
     for data, rows in report["sets"].items():
         chosen = [c["unfreeze"] for c in rows.get(search, {}).get("chosen", [])]
