@@ -38,7 +38,10 @@ sys.path.insert(0, str(HERE))
 SIZES = [1000, 4000, 16000, 60000]
 FINE_TUNE_SIZES = [1000, 4000, 16000]
 RECIPES = {"defaults": {},
-           "fine-tuned": {"unfreeze": 2, "finetune_epochs": 10, "finetune_lr": 1e-4}}
+           "fine-tuned": {"unfreeze": 2, "finetune_epochs": 10, "finetune_lr": 1e-4},
+           # not in the curve: the head trained by epochs, to set fit times side by side
+           # (python benchmarks/bench_scale.py --point 1000 epoch-head)
+           "epoch-head": {"head_solver": "optimizer"}}
 N_TEST = 2000
 
 
