@@ -84,9 +84,12 @@ def _folds(y, groups, seed):
 
 
 def choose_alpha(z, y, criterion, n_out, groups, seed):
-    """The penalty of :data:`ALPHAS` with the lowest mean held-out loss over
-    :data:`N_FOLDS` folds, walking the grid from the strongest penalty until the
-    loss stops falling by :data:`MIN_GAIN`, and each penalty's mean held-out loss.
+    """The penalty of :data:`ALPHAS` chosen by the mean held-out loss over
+    :data:`N_FOLDS` folds, and each tried penalty's loss.
+
+    The grid is walked from the strongest penalty; the walk stops at the first
+    penalty whose loss is not lower than the one before by :data:`MIN_GAIN`,
+    and the one before is chosen (the weakest, if the loss fell all the way).
 
     Parameters
     ----------
@@ -113,7 +116,7 @@ def choose_alpha(z, y, criterion, n_out, groups, seed):
              for train, test in _folds(y.cpu().numpy(), groups, seed)]
     if not folds:
         return ALPHAS[len(ALPHAS) // 2], {}
-    starts, scores = [None] * len(folds), {}
+    starts, scores, best = [None] * len(folds), {}, ALPHAS[0]
     for alpha in ALPHAS:
         loss = 0.0
         for k, (train, test) in enumerate(folds):
