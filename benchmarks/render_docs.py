@@ -545,7 +545,7 @@ def render_probe(report):
     for data, rows in report["sets"].items():
         ours = rows["TransferClassifier() defaults"]
         old = rows["previous defaults (30 epochs of Adam)"]
-        probe = rows.get("linear probe, C by inner CV")  # not run where its CV costs hours
+        probe = rows.get("linear probe, C by inner CV")  # not run above the script's PROBE_MAX_TRAIN
         raw = rows.get("raw pixels, LogisticRegressionCV")
         gap = f"{100 * (ours['mean'] - probe['mean']):+.1f}" if probe else "—"
         lines.append(f"| {data} | {cell(ours)} | {cell(old)} | "
