@@ -542,7 +542,12 @@ def render_probe(report):
                     f"{100 * max(r['blocks']):.1f}]{seconds}")
         return f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}{seconds}"
 
-    for data, rows in report["sets"].items():
+    def size(name):  # sets merged in later runs: each data set's sizes in order
+        return int(name.split(", ")[1].split()[0].replace("all", "1000000"))
+
+    kinds = list(dict.fromkeys(name.split(",")[0] for name in report["sets"]))
+    for data, rows in sorted(report["sets"].items(),
+                             key=lambda kv: (kinds.index(kv[0].split(",")[0]), size(kv[0]))):
         ours = rows["TransferClassifier() defaults"]
         old = rows["previous defaults (30 epochs of Adam)"]
         probe = rows.get("linear probe, C by inner CV")  # not run above the script's PROBE_MAX_TRAIN
