@@ -112,19 +112,20 @@ def choose_alpha(z, y, criterion, n_out, groups, seed):
         the first that did not improve on the one before; empty (and ``alpha`` the
         middle of the grid) when there are too few images for the folds.
     """
-    folds = [(torch.as_tensor(train), torch.as_tensor(test))
-             for train, test in _folds(y.cpu().numpy(), groups, seed)]
+    # each fold's rows gathered once, for every penalty of the walk
+    folds = [(z[train], y[train], z[test], y[test]) for train, test in
+             (map(torch.as_tensor, f) for f in _folds(y.cpu().numpy(), groups, seed))]
     if not folds:
         return ALPHAS[len(ALPHAS) // 2], {}
     starts, scores, best = [None] * len(folds), {}, ALPHAS[0]
     for alpha in ALPHAS:
         loss = 0.0
-        for k, (train, test) in enumerate(folds):
-            weight, bias, _, _ = _solve(z[train], y[train], criterion, alpha, n_out,
+        for k, (z_train, y_train, z_test, y_test) in enumerate(folds):
+            weight, bias, _, _ = _solve(z_train, y_train, criterion, alpha, n_out,
                                         starts[k], CHOICE_TOL)
             starts[k] = weight, bias
             with torch.no_grad():
-                loss += float(criterion(torch.addmm(bias, z[test], weight.T), y[test]))
+                loss += float(criterion(torch.addmm(bias, z_test, weight.T), y_test))
         scores[alpha] = loss / len(folds)
         if len(scores) > 1 and scores[alpha] > scores[best] * (1 - MIN_GAIN):
             break
