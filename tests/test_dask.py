@@ -19,6 +19,39 @@ distributed = pytest.importorskip("dask.distributed")
 GRID = {"lr": [1e-3, 1e-2], "epochs": [1, 3]}
 
 
+# first: no client of the module's cluster exists yet to be the default one
+def test_a_dataframe_column_on_the_local_scheduler_gives_named_columns(tmp_path):
+    import dask.dataframe as dd
+    import pandas as pd
+    from PIL import Image
+
+    from conftest import blobs
+    from sktransfer import TransferRegressor, predict_partitions
+
+    X, _ = blobs(8, size=32)
+    paths = []
+    for i, img in enumerate(X):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(img).save(paths[-1])
+    targets = pd.DataFrame({"energy": np.arange(8.0), "water": np.arange(8.0) ** 2})
+    est = TransferRegressor(backbone="resnet18", weights=None, image_size=32, epochs=1,
+                            random_state=0).fit(paths, targets)
+    frame = dd.from_pandas(pd.DataFrame({"path": paths}), npartitions=3)
+    out = predict_partitions(est, frame["path"]).compute(scheduler="sync")
+    assert list(out.columns) == ["energy", "water"]
+    np.testing.assert_allclose(out.to_numpy(), est.predict(paths), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes, shared by the tests that do not kill one (each worker starts
+    an interpreter and imports torch: seconds of CPU each)."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
 def _search(X, y, cache_dir, log, n_jobs):
     # engine="torch": the stem counts the images that torch runs through it.
     est = TransferClassifier(backbone=counting_backbone(log), image_size=32, random_state=0,
@@ -27,21 +60,18 @@ def _search(X, y, cache_dir, log, n_jobs):
 
 
 def test_grid_search_on_local_cluster_matches_sequential_and_computes_once(tiny, tmp_path,
-                                                                         capsys):
+                                                                         capsys, client):
     from sktransfer import search_progress
 
     X, y = tiny
     serial = _search(X, y, tmp_path / "serial", tmp_path / "serial.log", n_jobs=1)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        threads = client.run(lambda: __import__("torch").get_num_threads())
-        assert sum(threads.values()) <= max(os.cpu_count(), 2)  # no oversubscription
-        capsys.readouterr()
-        with parallel_backend("dask"), search_progress(total=12):
-            parallel = _search(X, y, tmp_path / "shared", tmp_path / "dask.log", n_jobs=-1)
-        assert "fits: 12/12 fits" in capsys.readouterr().err  # progress across the workers' fits
-        assert len(client.run(os.getpid)) == 2
+    threads = client.run(lambda: __import__("torch").get_num_threads())
+    assert sum(threads.values()) <= max(os.cpu_count(), 2)  # no oversubscription
+    capsys.readouterr()
+    with parallel_backend("dask"), search_progress(total=12):
+        parallel = _search(X, y, tmp_path / "shared", tmp_path / "dask.log", n_jobs=-1)
+    assert "fits: 12/12 fits" in capsys.readouterr().err  # progress across the workers' fits
+    assert len(client.run(os.getpid)) == 2
     assert parallel.best_params_ == serial.best_params_
     np.testing.assert_allclose(parallel.cv_results_["mean_test_score"],
                                serial.cv_results_["mean_test_score"])
@@ -61,7 +91,7 @@ def test_estimators_pickle_small(tiny):
     assert size < 1.3 * weights  # the network, not its cached activations or optimizer extras
 
 
-def test_a_regressor_search_on_local_cluster_matches_sequential(tiny):
+def test_a_regressor_search_on_local_cluster_matches_sequential(tiny, client):
     from sktransfer import TransferRegressor
 
     X, y = tiny
@@ -70,16 +100,14 @@ def test_a_regressor_search_on_local_cluster_matches_sequential(tiny):
         TransferRegressor(backbone="resnet18", weights=None, image_size=32, epochs=2,
                           random_state=0), {"loss": ["squared_error", "huber"]}, cv=2)
     serial = search().fit(X, values)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster), parallel_backend("dask"):
+    with parallel_backend("dask"):
         spread = search().set_params(n_jobs=-1).fit(X, values)
     np.testing.assert_allclose(spread.cv_results_["mean_test_score"],
                                serial.cv_results_["mean_test_score"])
     assert spread.best_estimator_.predict(X[:2]).shape == (2,)
 
 
-def test_extraction_on_the_cluster_then_a_fit_computes_nothing_here(tmp_path, decoded):
+def test_extraction_on_the_cluster_then_a_fit_computes_nothing_here(tmp_path, decoded, client):
     """fill_cache on 2 workers; the client's fit then reads every activation from the folder;
     predictions over a dask.bag and a dask.array equal the single-process ones."""
     import dask.array as da
@@ -104,23 +132,20 @@ def test_extraction_on_the_cluster_then_a_fit_computes_nothing_here(tmp_path, de
     torch.manual_seed(0)
     torch.save(__import__("torchvision").models.resnet18().state_dict(), weights)
     est.set_params(weights=weights)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        assert fill_cache(est, paths, client=client, partition_size=6) == len(paths)
-        decoded["n"] = 0
-        est.fit(paths, y)
-        assert decoded["n"] == 0  # every activation came from the cluster's work
-        on_bag = predict_partitions(est, db.from_sequence(paths, npartitions=3)).compute()
-        on_array = predict_partitions(est, da.from_array(np.array(paths, dtype=object),
-                                                          chunks=7), "predict_proba").compute()
-        features = PretrainedFeatures(backbone="resnet18", weights=weights, image_size=32).fit()
-        spread = predict_partitions(features, da.from_array(np.array(paths, dtype=object),
-                                                             chunks=8), "transform").compute()
-        frame = dd.from_pandas(pd.DataFrame({"path": paths}, index=np.arange(len(paths)) + 100),
-                               npartitions=3)
-        on_column = predict_partitions(est, frame["path"]).compute()
-        proba_columns = predict_partitions(est, frame["path"], "predict_proba").compute()
+    assert fill_cache(est, paths, client=client, partition_size=6) == len(paths)
+    decoded["n"] = 0
+    est.fit(paths, y)
+    assert decoded["n"] == 0  # every activation came from the cluster's work
+    on_bag = predict_partitions(est, db.from_sequence(paths, npartitions=3)).compute()
+    on_array = predict_partitions(est, da.from_array(np.array(paths, dtype=object),
+                                                      chunks=7), "predict_proba").compute()
+    features = PretrainedFeatures(backbone="resnet18", weights=weights, image_size=32).fit()
+    spread = predict_partitions(features, da.from_array(np.array(paths, dtype=object),
+                                                         chunks=8), "transform").compute()
+    frame = dd.from_pandas(pd.DataFrame({"path": paths}, index=np.arange(len(paths)) + 100),
+                           npartitions=3)
+    on_column = predict_partitions(est, frame["path"]).compute()
+    proba_columns = predict_partitions(est, frame["path"], "predict_proba").compute()
     assert list(on_column.index) == list(frame.index.compute())  # joins the frame it came from
     np.testing.assert_array_equal(on_column.to_numpy(), est.predict(paths))
     assert list(proba_columns.columns) == [str(c) for c in est.classes_]
@@ -182,25 +207,3 @@ def test_a_worker_killed_mid_extraction_leaves_the_cache_whole_and_the_job_finis
     decoded["n"] = 0
     np.testing.assert_allclose(features.transform(paths), torch.stack(entries).numpy())
     assert decoded["n"] == 0  # all read from what the cluster wrote
-
-
-def test_a_dataframe_column_on_the_local_scheduler_gives_named_columns(tmp_path):
-    import dask.dataframe as dd
-    import pandas as pd
-    from PIL import Image
-
-    from conftest import blobs
-    from sktransfer import TransferRegressor, predict_partitions
-
-    X, _ = blobs(8, size=32)
-    paths = []
-    for i, img in enumerate(X):
-        paths.append(str(tmp_path / f"{i}.png"))
-        Image.fromarray(img).save(paths[-1])
-    targets = pd.DataFrame({"energy": np.arange(8.0), "water": np.arange(8.0) ** 2})
-    est = TransferRegressor(backbone="resnet18", weights=None, image_size=32, epochs=1,
-                            random_state=0).fit(paths, targets)
-    frame = dd.from_pandas(pd.DataFrame({"path": paths}), npartitions=3)
-    out = predict_partitions(est, frame["path"]).compute(scheduler="sync")
-    assert list(out.columns) == ["energy", "water"]
-    np.testing.assert_allclose(out.to_numpy(), est.predict(paths), rtol=1e-6)
