@@ -11,7 +11,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sktransfer import TransferClassifier, TransferRegressor
-from sktransfer.training.lbfgs_head import ALPHAS, MIN_GAIN, fit_linear_head
+from sktransfer.training.lbfgs_head import (ALPHAS, MIN_GAIN, _fold_order, _fold_views,
+                                            fit_linear_head)
 
 from conftest import blobs
 
@@ -47,6 +48,31 @@ def test_a_regressors_head_is_ridges_solution():
     with torch.no_grad():
         ours = layer(torch.tensor(X, dtype=torch.float32)).numpy().ravel()
     np.testing.assert_allclose(ours, ridge.predict(Z), atol=1e-4)
+
+
+def test_the_choice_holds_each_image_out_once_and_copies_only_the_middle_folds_rows():
+    """Held-out rows, and the first and last folds' training rows, are views of one
+    reordering of the features (at 60,000 images, a copy per fold held three times them)."""
+    n = 60
+    z = torch.stack([torch.arange(n, dtype=torch.float32), torch.randn(n)], 1)
+    y = torch.as_tensor(np.arange(n) % 3)
+    groups = np.arange(n) % 30  # row i and row i + 30: an image and its augmented view
+    order, blocks = _fold_order(y, groups, seed=0)
+    zp, yp = z[order], y[order]
+    folds = _fold_views(zp, yp, blocks)
+    ids = zp[:, 0].long().numpy()
+    assert sorted(ids) == list(range(n)) and torch.equal(yp, y[ids])
+    held_out = np.concatenate([test[:, 0].long().numpy() for _, _, test, _ in folds])
+    assert sorted(held_out) == list(range(n))  # every row held out exactly once
+    storage = zp.untyped_storage().data_ptr()
+    for k, (z_train, y_train, z_test, y_test) in enumerate(folds):
+        train, test = z_train[:, 0].long().numpy(), z_test[:, 0].long().numpy()
+        assert not set(groups[train]) & set(groups[test])  # views stay with their image
+        assert sorted([*train, *test]) == list(range(n))
+        assert torch.equal(y_train, y[train]) and torch.equal(y_test, y[test])
+        assert z_test.untyped_storage().data_ptr() == storage
+        copied = z_train.untyped_storage().data_ptr() != storage
+        assert copied == (0 < k < len(folds) - 1), k
 
 
 def test_auto_chooses_the_penalty_by_cross_validation_and_records_it():

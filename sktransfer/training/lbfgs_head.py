@@ -83,9 +83,37 @@ def _folds(y, groups, seed):
     return list(GroupKFold(N_FOLDS).split(np.zeros(len(y)), y, groups))
 
 
-def choose_alpha(z, y, criterion, n_out, groups, seed):
-    """The penalty of :data:`ALPHAS` chosen by the mean held-out loss over
-    :data:`N_FOLDS` folds, and each tried penalty's loss.
+def _fold_order(y, groups, seed):
+    """An order of the rows in which each fold's held-out rows are one block, and the
+    blocks' ``(start, end)``; ``(None, [])`` when there are too few images for folds."""
+    splits = _folds(y.cpu().numpy(), groups, seed)
+    if not splits:
+        return None, []
+    ends = np.cumsum([len(test) for _, test in splits])
+    return np.concatenate([test for _, test in splits]), list(zip(np.r_[0, ends[:-1]], ends))
+
+
+def _fold_views(z, y, blocks):
+    """Each fold's ``(train z, train y, test z, test y)`` for rows in :func:`_fold_order`.
+
+    Held-out rows and the first and last folds' training rows are views; only
+    the middle folds' training rows are copies (at 60,000 images, a copy of
+    every fold's rows held three times the features).
+    """
+    folds = []
+    for start, end in blocks:
+        if start == 0 or end == len(z):  # the other rows are one block
+            train = slice(end, None) if start == 0 else slice(0, start)
+            z_train, y_train = z[train], y[train]
+        else:
+            z_train, y_train = (torch.cat([t[:start], t[end:]]) for t in (z, y))
+        folds.append((z_train, y_train, z[start:end], y[start:end]))
+    return folds
+
+
+def choose_alpha(folds, criterion, n_out):
+    """The penalty of :data:`ALPHAS` chosen by the mean held-out loss over the folds, and
+    each tried penalty's loss.
 
     The grid is walked from the strongest penalty; the walk stops at the first
     penalty whose loss is not lower than the one before by :data:`MIN_GAIN`,
@@ -93,16 +121,12 @@ def choose_alpha(z, y, criterion, n_out, groups, seed):
 
     Parameters
     ----------
-    z : torch.Tensor
-        Standardised features, ``(n, d)``.
-    y : torch.Tensor
-        Encoded targets, as the criterion takes them.
+    folds : list of tuple of torch.Tensor
+        Each fold's ``(train z, train y, test z, test y)``: standardised
+        features and encoded targets, as the criterion takes them.
     criterion : torch.nn.Module
     n_out : int
         The head's outputs.
-    groups : ndarray of int
-        Rows of one group (an image and its views) share a fold.
-    seed : int
 
     Returns
     -------
@@ -110,11 +134,8 @@ def choose_alpha(z, y, criterion, n_out, groups, seed):
     scores : dict of float to float
         The mean held-out loss of each penalty tried, strongest first up to
         the first that did not improve on the one before; empty (and ``alpha`` the
-        middle of the grid) when there are too few images for the folds.
+        middle of the grid) when there are no folds (too few images).
     """
-    # each fold's rows gathered once, for every penalty of the walk
-    folds = [(z[train], y[train], z[test], y[test]) for train, test in
-             (map(torch.as_tensor, f) for f in _folds(y.cpu().numpy(), groups, seed))]
     if not folds:
         return ALPHAS[len(ALPHAS) // 2], {}
     starts, scores, best = [None] * len(folds), {}, ALPHAS[0]
@@ -164,11 +185,19 @@ def fit_linear_head(layer, features, y, criterion, alpha="auto", groups=None, se
     x = features.to(device=device, dtype=torch.float32)
     target = torch.as_tensor(np.asarray(y), device=device)
     mean, scale = _standardise(x)
-    z = (x - mean) / scale
-    groups = np.arange(len(z)) if groups is None else np.asarray(groups)
+    groups = np.arange(len(x)) if groups is None else np.asarray(groups)
+    order, blocks = _fold_order(target, groups, seed) if alpha == "auto" else (None, [])
+    if order is not None:  # the exact solve does not depend on the order of its rows
+        order = torch.as_tensor(order, device=device)
+        x, target = x[order], target[order]
+    elif x is features:  # the caller's, to standardise in place
+        x = x.clone()
+    z = x.sub_(mean).div_(scale)  # in place: one copy of the features, not two
     scores = {}
     if alpha == "auto":
-        alpha, scores = choose_alpha(z, target, criterion, layer.out_features, groups, seed)
+        folds = _fold_views(z, target, blocks)
+        alpha, scores = choose_alpha(folds, criterion, layer.out_features)
+        del folds  # the middle folds' copies, before the final solve
     weight, bias, loss, n_iter = _solve(z, target, criterion, float(alpha), layer.out_features)
     with torch.no_grad():  # z @ W.T + b == x @ (W / scale).T + (b - (W / scale) @ mean)
         folded = weight / scale
