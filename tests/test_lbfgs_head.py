@@ -11,6 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sktransfer import TransferClassifier, TransferRegressor
+from sktransfer.training import lbfgs_head
 from sktransfer.training.lbfgs_head import (ALPHAS, MIN_GAIN, _fold_order, _fold_views,
                                             fit_linear_head)
 
@@ -73,6 +74,18 @@ def test_the_choice_holds_each_image_out_once_and_copies_only_the_middle_folds_r
         assert z_test.untyped_storage().data_ptr() == storage
         copied = z_train.untyped_storage().data_ptr() != storage
         assert copied == (0 < k < len(folds) - 1), k
+
+
+def test_from_many_images_the_choice_holds_out_one_fold_of_them(monkeypatch):
+    monkeypatch.setattr(lbfgs_head, "ONE_SPLIT_IMAGES", 60)
+    n = 90
+    z = torch.arange(n, dtype=torch.float32)[:, None]
+    y = torch.as_tensor(np.arange(n) % 3)
+    order, blocks = _fold_order(y, np.arange(n), seed=0)
+    assert sorted(order) == list(range(n))  # every row kept: the final solve uses them all
+    ((z_train, _, z_test, _),) = _fold_views(z[order], y[order], blocks)
+    assert len(z_test) == n // 3 and len(z_train) == n - n // 3
+    assert not set(z_train[:, 0].tolist()) & set(z_test[:, 0].tolist())
 
 
 def test_auto_chooses_the_penalty_by_cross_validation_and_records_it():

@@ -7,7 +7,8 @@ With a linear head, phase 1 is a convex problem -- the estimator's own loss
 solve (so one grid of penalties suits every backbone) and the scaling folded
 back into the layer, whose shape does not change.  ``alpha="auto"`` picks the
 penalty by 3-fold cross-validation on the training rows (a row's augmented
-views stay in its fold): walking the grid from the strongest penalty, each
+views stay in its fold; from :data:`ONE_SPLIT_IMAGES` images, on one of the
+folds only): walking the grid from the strongest penalty, each
 fold warm-started from its previous solution and solved to scikit-learn's
 default tolerance, and stopping at the first penalty whose mean held-out loss
 is not lower than the last one's by :data:`MIN_GAIN` (along this path the
@@ -25,6 +26,9 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 ALPHAS = tuple(10.0 ** np.arange(1, -6, -1))
 #: Folds of the choice.
 N_FOLDS = 3
+#: From this many images the choice holds out one fold once instead of cross-validating:
+#: its held-out loss is then measured on thousands of images, and the choice costs a third.
+ONE_SPLIT_IMAGES = 15_000
 #: L-BFGS iterations at most, per solve.
 MAX_ITER = 500
 #: Gradient tolerance (largest absolute entry) of the final solve, and of the choice's solves
@@ -89,6 +93,9 @@ def _fold_order(y, groups, seed):
     splits = _folds(y.cpu().numpy(), groups, seed)
     if not splits:
         return None, []
+    if len(np.unique(groups)) >= ONE_SPLIT_IMAGES:  # one fold: its training rows after it
+        train, test = splits[0]
+        return np.concatenate([test, train]), [(0, len(test))]
     ends = np.cumsum([len(test) for _, test in splits])
     return np.concatenate([test for _, test in splits]), list(zip(np.r_[0, ends[:-1]], ends))
 
