@@ -18,7 +18,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # GridSearchCV(n_jobs=2) tests start two workers.
 # Under pytest-xdist each worker gets its share of the cores.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+torch.set_num_threads(_THREADS)
+# The processes the tests start (the command line, a second interpreter) get the same
+# share: by default each would run one thread per core beside the workers' own, and
+# threads that wait by spinning take the cores the other workers need.
+os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
 
 
 def _imagenet_available():

@@ -192,11 +192,11 @@ def test_every_parameter_is_an_option_with_the_estimators_default():
 
 def test_options_reach_the_estimator(image_folder, tmp_path):
     model = tmp_path / "m.sktransfer"
-    result = run("train", image_folder, "--backbone", "resnet18", "--weights", "none",
-                 "--image-size", "32", "--epochs", "2", "--hidden-units", "16,8",
-                 "--dropout", "0.25", "--label-smoothing", "0", "--pooling", "max",
-                 "--optimizer", "sgd", "--class-weight", "balanced", "--no-cache",
-                 "--random-state", "3", "--out", model, "--quiet")
+    result = run_here("train", image_folder, "--backbone", "resnet18", "--weights", "none",
+                      "--image-size", "32", "--epochs", "2", "--hidden-units", "16,8",
+                      "--dropout", "0.25", "--label-smoothing", "0", "--pooling", "max",
+                      "--optimizer", "sgd", "--class-weight", "balanced", "--no-cache",
+                      "--random-state", "3", "--out", model, "--quiet")
     assert result.returncode == 0, result.stderr
     params = load(model).get_params()
     assert params["hidden_units"] == (16, 8) and params["dropout"] == 0.25
