@@ -501,7 +501,25 @@ def render_scale(report):
             f"\n\nThe defaults' time per image stays within {100 * spread:.0f}% of its median "
             f"from {defaults[0]['n']:,} to {defaults[-1]['n']:,} images (goal: 25%). The peak "
             "memory above the loaded model stays within the memory cache's bound plus twice "
-            f"the activations' size at {len(bounded)} of {len(report['points'])} points.")
+            f"the activations' size at {len(bounded)} of {len(report['points'])} points."
+            + _phase1_side_by_side(defaults))
+
+
+def _phase1_side_by_side(defaults):
+    """Phase 1 of the defaults (the exact solve, its penalty chosen by CV) against the
+    epoch-trained head, fitted in the same process on the same cached features."""
+    rows = [p for p in defaults if "epoch_head_phase1_seconds" in p]
+    if not rows:
+        return ""
+    return ("\n\nPhase 1 side by side: each defaults point also fits the head the "
+            "previous defaults trained (30 epochs of Adam, `head_solver=\"optimizer\"`) on "
+            "the same cached features, in the same process; the extraction before it is the "
+            "same for both.\n\n"
+            "| images | exact solve (s) | 30 epochs of Adam (s) | exact % | epochs % |\n"
+            "|---|---|---|---|---|\n" + "\n".join(
+                f"| {p['n']:,} | {p['phase1_seconds']:.1f} | "
+                f"{p['epoch_head_phase1_seconds']:.1f} | {100 * p['accuracy']:.1f} | "
+                f"{100 * p['epoch_head_accuracy']:.1f} |" for p in rows))
 
 
 def render_scale_guide(report):

@@ -39,8 +39,9 @@ COMMON_PARAMETERS_DOC = """    backbone : str or torch.nn.Module, default="mobil
         The L2 penalty of ``head_solver="lbfgs"`` (on the weights of
         standardised features, the loss being a mean over images).
         ``"auto"``: chosen among 10, 1, ..., 1e-5 by 3-fold cross-validation
-        on the training images (an image's views in its fold), with the
-        held-out loss; its held-out losses are in ``history_[0]``.
+        on the training images (an image's views in its fold; from 15,000
+        images, on one of the three folds), with the held-out loss; its
+        held-out losses are in ``history_[0]``.
     epochs : int, default=30
         Phase 1 epochs when the head trains by epochs (backbone frozen).
         Cheap: with the cache, the head trains on features computed once.
