@@ -43,8 +43,8 @@ SIZES = [1000, 4000, 16000, 60000]
 FINE_TUNE_SIZES = [1000, 4000, 16000]
 RECIPES = {"defaults": {},
            "fine-tuned": {"unfreeze": 2, "finetune_epochs": 10, "finetune_lr": 1e-4},
-           # not in the curve: the head trained by epochs, to set fit times side by side
-           # (python benchmarks/bench_scale.py --point 1000 epoch-head)
+           # not a curve of its own: the head trained by epochs, fitted beside each defaults
+           # point on its cached features (or alone: --point 1000 epoch-head)
            "epoch-head": {"head_solver": "optimizer"}}
 N_TEST = 2000
 
