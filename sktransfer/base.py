@@ -292,14 +292,20 @@ class TransferEstimator(SavingMixin, ExtractorMixin, BaseEstimator):
                 "it): it is derived from the weights' current defaults, which may differ "
                 "from the fit's (crop=True, other torchvision weights). Save it again to "
                 "record it.", UserWarning, stacklevel=3)
-        # The architecture the parameters describe, first on the meta device (no memory):
-        # built for real only once the tensors, whose size the file bounds, fit it.
+        # The architecture the parameters describe, on the meta device (no memory, no
+        # random initialisation); an engine missing here falls back to torch.
         with torch.device("meta"):
             est._build(device, weights=None, strict_engine=False, preprocessing=preprocessing)
-        _check_fits(est._parts().state_dict(), state, est)
-        # the architecture (weights follow); an engine missing here falls back to torch
-        est._build(device, weights=None, strict_engine=False, preprocessing=preprocessing)
-        est._parts().load_state_dict(state)
+        parts = est._parts()
+        _check_fits(parts.state_dict(), state, est)
+        if _all_in_state(parts):
+            # the file's tensors, whose size it bounds, are all there is: memory for them,
+            # then them (a random initialisation would only be overwritten)
+            parts.to_empty(device=device)
+        else:  # a tensor the file does not hold is computed by the real build
+            est._build(device, weights=None, strict_engine=False, preprocessing=preprocessing)
+            parts = est._parts()
+        parts.load_state_dict(state)
         est.weights_ = weights_loaded
         if quantized(est.engine_):  # the same int8 network, without the images
             est.extractor_.calibration = engine_calibration
@@ -558,6 +564,14 @@ def _check_fits(expected, state, est):
                  else f"the file has {unexpected[0]}, which the architecture lacks")
         raise ValueError(f"The saved weights do not fit a {type(est).__name__} of "
                          f"{est.backbone!r} with these parameters: {first}.")
+
+
+def _all_in_state(module):
+    """Whether every tensor of ``module`` is in its state dict (none is a non-persistent
+    buffer, which a model file does not hold)."""
+    names = module.state_dict().keys()
+    return (all(name in names for name, _ in module.named_parameters())
+            and all(name in names for name, _ in module.named_buffers()))
 
 
 def _take(data, indices):

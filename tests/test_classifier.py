@@ -149,7 +149,7 @@ def test_clone_and_params_follow_sklearn(tiny):
 
 def test_grid_search_over_freeze_depth_and_learning_rate(tiny):
     X, y = tiny
-    grid = {"unfreeze": [0, 1], "lr": [1e-3, 1e-2]}
+    grid = {"unfreeze": [0, 1], "finetune_lr": [1e-3, 1e-2]}  # what acts (phase 1 is solved)
     search = GridSearchCV(TransferClassifier(**{**FAST, "finetune_epochs": 1}), grid, cv=2,
                           n_jobs=1).fit(X, y)
     scores = search.cv_results_["mean_test_score"]
@@ -157,16 +157,12 @@ def test_grid_search_over_freeze_depth_and_learning_rate(tiny):
     # the refitted model has the searched freeze depth
     best = search.best_estimator_
     assert len(best.net_.module_.blocks) == search.best_params_["unfreeze"]
-    assert best.lr == search.best_params_["lr"]
+    assert best.finetune_lr == search.best_params_["finetune_lr"]
     # each score is the mean over the folds of a fit with those parameters
     again = cross_val_score(TransferClassifier(**{**FAST, "finetune_epochs": 1},
                                                **search.best_params_), X, y, cv=2)
     assert len(scores) == 4 and search.best_score_ == pytest.approx(again.mean())
-    # the same search in parallel processes gives the same scores and the same model
-    parallel = GridSearchCV(TransferClassifier(**{**FAST, "finetune_epochs": 1}), grid, cv=2,
-                            n_jobs=2).fit(X, y)
-    np.testing.assert_allclose(parallel.cv_results_["mean_test_score"], scores)
-    assert parallel.best_params_ == search.best_params_
+    # (the same search in parallel processes: test_progress's search with n_jobs=2)
 
 
 def test_pipelines(tiny):

@@ -121,12 +121,11 @@ def test_weights_list_shows_what_is_here_and_download_needs_a_name(fresh_torch_h
 
 
 @requires_imagenet
-def test_demo_falls_back_to_digits_without_npm(tmp_path):
-    env = {"PATH": str(Path(sys.executable).parent), "SKTRANSFER_DATA": str(tmp_path / "data"),
-           "HOME": str(tmp_path), "MPLBACKEND": "Agg"}
-    result = subprocess.run(
-        [sys.executable, "-m", "sktransfer.cli", "demo", "--quick", "--quiet",
-         "--out-dir", tmp_path / "demo"], capture_output=True, text=True, env=env, timeout=600)
+def test_demo_falls_back_to_digits_without_npm(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # no npm on it
+    monkeypatch.setenv("SKTRANSFER_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = run_here("demo", "--quick", "--quiet", "--out-dir", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
     assert "Falling back to scikit-learn's bundled digits" in result.stderr
     assert "CV accuracy" in result.stdout
@@ -165,7 +164,7 @@ def test_every_parameter_is_an_option_with_the_estimators_default():
 
     from sktransfer import TransferClassifier, TransferRegressor
 
-    result = run("train", "--help")
+    result = run_here("train", "--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())  # argparse wraps lines
     # the options, not the usage line
@@ -220,7 +219,8 @@ def test_typos_get_a_suggestion_before_the_folder_is_scanned(tmp_path, option, v
 
 
 def test_exit_codes(image_folder, tmp_path):
-    assert run("train", tmp_path / "missing").returncode == 1  # the process's own code
+    # (a process's own exit code: test_an_unreadable_image_says_how_to_skip_it)
+    assert run_here("train", tmp_path / "missing").returncode == 1
     assert run_here("predict", tmp_path / "missing.sktransfer", image_folder).returncode == 1
     assert run_here("classify", tmp_path / "missing.jpg").returncode == 1
     assert run_here("cache", "info", tmp_path / "nowhere").returncode == 1
@@ -247,7 +247,8 @@ def test_an_unreadable_image_says_how_to_skip_it(image_folder, tmp_path):
 
 
 def test_progress_in_a_log_is_plain_lines(image_folder, tmp_path):
-    result = run("train", image_folder, "--backbone", "resnet18", "--weights", "none",
+    # stderr is not a terminal here, as in a log (run_here's stderr is a string buffer)
+    result = run_here("train", image_folder, "--backbone", "resnet18", "--weights", "none",
                  "--image-size", "32", "--epochs", "3", "--unfreeze", "1",
                  "--finetune-epochs", "2", "--out", tmp_path / "m.sktransfer")
     assert result.returncode == 0, result.stderr

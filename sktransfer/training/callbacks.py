@@ -46,7 +46,11 @@ class PartialUnfreeze(Callback):
     phase 1 has ended, early-stopped or not, then continues with
     ``partial_fit``; a ``partial_fit`` never re-freezes the blocks).  A
     parameter group with an ``"lr_scale"`` entry gets ``lr`` times it
-    (discriminative learning rates).
+    (discriminative learning rates).  Over phase 2's first ``warmup``
+    optimizer steps each group's rate rises linearly to its own: an adaptive
+    optimizer's first steps move every unfrozen weight by about the rate,
+    whatever its gradient, which can undo phase 1's fit on a few dozen
+    images.
     BatchNorm layers inside the blocks stay in inference mode throughout, so
     their running statistics never drift (the Keras fine-tuning advice).  The
     learning rate in force (the highest of the groups) and the phase (1 or
@@ -70,6 +74,10 @@ class PartialUnfreeze(Callback):
         torchvision's ``features`` works), or a callable ``module -> list``.
     freeze_batchnorm : bool, default=True
         Keep BatchNorm layers of the blocks in inference mode.
+    warmup : int, default=0
+        Number of phase 2's first optimizer steps over which the rate rises
+        linearly (step ``k`` of them: ``(k + 1) / (warmup + 1)`` of it); 0:
+        the full rate from the first step.
 
     Attributes
     ----------
@@ -86,16 +94,20 @@ class PartialUnfreeze(Callback):
     ...                 PartialUnfreeze(n=2, at_epoch=5, lr=1e-5, blocks="features"))])
     """
 
-    def __init__(self, n=2, at_epoch=5, lr=1e-5, blocks="blocks", freeze_batchnorm=True):
+    def __init__(self, n=2, at_epoch=5, lr=1e-5, blocks="blocks", freeze_batchnorm=True,
+                 warmup=0):
         self.n = n
         self.at_epoch = at_epoch
         self.lr = lr
         self.blocks = blocks
         self.freeze_batchnorm = freeze_batchnorm
+        self.warmup = warmup
 
     def initialize(self):
         """Reset to phase 1 (skorch calls this when the net is (re)initialised)."""
         self.unfrozen_ = False
+        self.warmup_steps_ = 0
+        self.scaled_ = None
         return self
 
     def _get_blocks(self, module):
@@ -124,6 +136,27 @@ class PartialUnfreeze(Callback):
             group["lr"] = self.lr * group.get("lr_scale", 1.0)
             group.pop("initial_lr", None)  # so that a scheduler starts from the new rate
         self.unfrozen_ = True
+        self.warmup_steps_ = 0  # phase 2's optimizer steps taken so far, up to warmup
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        """During phase 2's warm-up, scale each group's rate down for this step only."""
+        if not (training and self.unfrozen_ and self.warmup_steps_ < self.warmup):
+            self.scaled_ = None
+            return
+        self.warmup_steps_ += 1
+        factor = self.warmup_steps_ / (self.warmup + 1)
+        groups = net.optimizer_.param_groups
+        # the rates in force (a scheduler's, per epoch) are restored after the step
+        self.scaled_ = [group["lr"] for group in groups]
+        for group in groups:
+            group["lr"] *= factor
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        """Restore the rates the warm-up scaled for this step."""
+        if training and self.scaled_ is not None:
+            for group, lr in zip(net.optimizer_.param_groups, self.scaled_):
+                group["lr"] = lr
+            self.scaled_ = None
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Start phase 2 when its epoch comes; record the learning rate."""
