@@ -99,47 +99,69 @@ def test_no_import_cycles():
         visit(m)
 
 
-def test_each_module_imports_on_its_own():
-    code = (
-        "import importlib, sys\n"
-        f"for name in {MODULES!r}:\n"
-        "    for key in [k for k in sys.modules if k.startswith('sktransfer')]:\n"
-        "        del sys.modules[key]\n"
-        "    importlib.import_module('sktransfer.' + name)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+# Two checks that need a process of their own share one (an interpreter importing torch
+# costs seconds): each runs on its own, and the test of each reads its outcome.
+FRESH = f"""
+import importlib, json, sys, traceback
+outcome = {{}}
+try:
+    for name in {MODULES!r}:
+        for key in [k for k in sys.modules if k.startswith('sktransfer')]:
+            del sys.modules[key]
+        importlib.import_module('sktransfer.' + name)
+    outcome['each_module'] = None
+except Exception:
+    outcome['each_module'] = traceback.format_exc()
+for key in [k for k in sys.modules if k.startswith('sktransfer')]:
+    del sys.modules[key]
+try:
+    import pickle, numpy as np, sktransfer
+    from sktransfer.callbacks import PartialUnfreeze, KeepBest
+    from sktransfer.cluster import fill_cache, predict_partitions
+    import sktransfer.data, sktransfer.network, sktransfer.extractor, sktransfer.persist
+    assert sktransfer.network.TransferNet is sktransfer.training.network.TransferNet
+    assert callable(sktransfer.report)
+    data = 'tests/data/'
+    X = np.load(data + 'inputs.npy')
+    expected = np.load(data + 'classifier-0.1.0-proba.npy')
+    with open(data + 'classifier-0.1.0.pkl', 'rb') as f:
+        pickled = pickle.load(f)
+    loaded = sktransfer.load(data + 'classifier-0.1.0.sktransfer')
+    for model in (pickled, loaded):
+        np.testing.assert_allclose(model.predict_proba(X), expected, atol=1e-6)
+        assert list(model.classes_) == ['a', 'b']
+    outcome['old_paths'] = None
+except Exception:
+    outcome['old_paths'] = traceback.format_exc()
+print(json.dumps(outcome))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_process():
+    """What :data:`FRESH`'s checks found, in a new interpreter."""
+    import json
+
+    result = subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True,
+                            cwd=PACKAGE.parent)
     assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_each_module_imports_on_its_own(fresh_process):
+    assert fresh_process["each_module"] is None, fresh_process["each_module"]
+
+
+def test_old_module_paths_and_files_still_work(fresh_process):
+    """The flat layout's module paths import, and a model file and a pickle written by it
+    (0.1.0, kept under tests/data) load and predict as they did."""
+    assert fresh_process["old_paths"] is None, fresh_process["old_paths"]
 
 
 def test_the_catalog_and_the_command_line_start_without_torch():
     code = ("import sys, sktransfer.backbones.catalog, sktransfer.cli\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-
-
-def test_old_module_paths_and_files_still_work(tmp_path):
-    """The flat layout's module paths import, and a model file and a pickle written by it
-    (0.1.0, kept under tests/data) load and predict as they did."""
-    code = (
-        "import pickle, numpy as np, sktransfer\n"
-        "from sktransfer.callbacks import PartialUnfreeze, KeepBest\n"
-        "from sktransfer.cluster import fill_cache, predict_partitions\n"
-        "import sktransfer.data, sktransfer.network, sktransfer.extractor, sktransfer.persist\n"
-        "assert sktransfer.network.TransferNet is sktransfer.training.network.TransferNet\n"
-        "assert callable(sktransfer.report)\n"
-        "data = 'tests/data/'\n"
-        "X = np.load(data + 'inputs.npy')\n"
-        "expected = np.load(data + 'classifier-0.1.0-proba.npy')\n"
-        "with open(data + 'classifier-0.1.0.pkl', 'rb') as f:\n"
-        "    pickled = pickle.load(f)\n"
-        "loaded = sktransfer.load(data + 'classifier-0.1.0.sktransfer')\n"
-        "for model in (pickled, loaded):\n"
-        "    np.testing.assert_allclose(model.predict_proba(X), expected, atol=1e-6)\n"
-        "    assert list(model.classes_) == ['a', 'b']\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=PACKAGE.parent)
     assert result.returncode == 0, result.stderr
 
 
