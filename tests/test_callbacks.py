@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback
 from torch import nn
 from torchvision.models import mobilenet_v3_small
 
@@ -46,3 +47,20 @@ def test_n_zero_keeps_every_block_frozen(tiny):
     net.fit(X, y)
     assert all(torch.equal(v, before[k]) for k, v in model.features.state_dict().items())
     assert np.allclose(net.history[:, "lr"], [1e-2, 1e-3, 1e-3])
+
+
+def test_phase_2_warms_up_step_by_step_and_leaves_the_rates_as_they_were(tiny):
+    X, y = tiny  # 16 images, batches of 8: two steps an epoch
+    X = torch.as_tensor(X[:, :32, :32].transpose(0, 3, 1, 2) / 255.0, dtype=torch.float32)
+    steps = []
+
+    class Rates(Callback):  # the rate each training step is taken with
+        def on_batch_begin(self, net, training=False, **kwargs):
+            if training:
+                steps.append(net.optimizer_.param_groups[0]["lr"])
+
+    model, net = _net(n=1, at_epoch=1, lr=1e-3, blocks="features", warmup=3)
+    net.set_params(callbacks=[*net.callbacks, ("rates", Rates())]).fit(X, y)
+    np.testing.assert_allclose(steps, [1e-2, 1e-2, 1e-3 / 4, 2e-3 / 4, 3e-3 / 4, 1e-3])
+    assert net.optimizer_.param_groups[0]["lr"] == 1e-3  # restored after each step
+    assert net.history[:, "lr"] == [1e-2, 1e-3, 1e-3]

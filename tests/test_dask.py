@@ -44,9 +44,9 @@ def test_a_dataframe_column_on_the_local_scheduler_gives_named_columns(tmp_path)
 
 @pytest.fixture(scope="module")
 def client():
-    """Two worker processes, shared by the tests that do not kill one (each worker starts
-    an interpreter and imports torch: seconds of CPU each)."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    """Two worker processes of two threads each, shared by the tests that do not kill one
+    (each worker starts an interpreter and imports torch: seconds of CPU each)."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         yield client
@@ -78,6 +78,24 @@ def test_grid_search_on_local_cluster_matches_sequential_and_computes_once(tiny,
     # 12 fits and the refit, two worker processes, one shared folder: each image once.
     assert computed(tmp_path / "dask.log") == len(X)
     assert len(list((tmp_path / "shared").rglob("*.npy"))) == len(X)
+
+
+def test_workers_with_two_threads_give_the_scores_of_one_thread(client):
+    from conftest import blobs
+
+    X, y = blobs(24)
+
+    def search():  # log loss: any change in any draw (dropout, batches) of any fit moves it
+        est = TransferClassifier(backbone="resnet18", weights=None, image_size=32,
+                                 head_solver="optimizer", engine="torch", random_state=0)
+        return GridSearchCV(est, {"lr": [1e-3, 3e-3], "epochs": [2, 4]}, cv=3,
+                            scoring="neg_log_loss")
+
+    serial = search().fit(X, y).cv_results_["mean_test_score"]  # one thread, this process
+    assert set(client.nthreads().values()) == {2}
+    with parallel_backend("dask"):
+        spread = search().set_params(n_jobs=-1).fit(X, y).cv_results_["mean_test_score"]
+    np.testing.assert_array_equal(spread, serial)
 
 
 def test_estimators_pickle_small(tiny):

@@ -150,14 +150,3 @@ def test_a_seeded_search_gives_the_same_scores_under_the_threading_backend():
                                   serial.cv_results_["mean_test_score"])
     np.testing.assert_array_equal(threaded.best_estimator_.predict_proba(X),
                                   serial.best_estimator_.predict_proba(X))
-
-
-def test_a_dask_worker_with_two_threads_gives_the_results_of_one():
-    distributed = pytest.importorskip("dask.distributed")
-    X, y = blobs(24)
-    serial = _search(X, y).cv_results_["mean_test_score"]  # one thread, this process
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster), parallel_backend("dask"):
-        spread = _search(X, y).cv_results_["mean_test_score"]
-    np.testing.assert_array_equal(spread, serial)
