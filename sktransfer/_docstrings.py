@@ -57,7 +57,10 @@ COMMON_PARAMETERS_DOC = """    backbone : str or torch.nn.Module, default="mobil
         Phase 2 starts from phase 1's head (linear probing, then
         fine-tuning), so the rate can be the one at which fine-tuning the
         last blocks pays: ``python benchmarks/bench_finetune.py`` compares
-        rates across data sizes.
+        rates across data sizes.  It is reached after a linear warm-up over
+        phase 2's first 20 optimizer steps: Adam's first steps move every
+        unfrozen weight by about the full rate, which on a few dozen images
+        undid phase 1's fit.
     finetune_lr_decay : float, default=1.0
         Discriminative learning rates in phase 2: each unfrozen block
         deeper than the last trains at this fraction of the rate of the

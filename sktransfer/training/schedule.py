@@ -36,6 +36,13 @@ OPTIMIZERS = {
 }
 
 
+# Phase 2's rate rises linearly over its first steps.  Without it, MobileNetV2 on 45
+# digits lost phase 1's fit (test accuracy 0.82 -> 0.56 at finetune_lr=3e-4); 20 steps
+# kept 0.78 there and changed Fashion-MNIST 1,000 by +0.3 points (85.4 -> 85.7), where a
+# warm-up over half of phase 2 lost 1.5 points.
+PHASE2_WARMUP_STEPS = 20
+
+
 def optimizer_spec(optimizer):
     """``(optimizer class, its keyword arguments)`` for the ``optimizer`` parameter."""
     if isinstance(optimizer, str):
@@ -55,7 +62,7 @@ def make_net(est, module, device, n_unfreeze, generator, net_class, net_params):
     # training from scratch) mean nothing and have to be learned.
     callbacks = [("partial_unfreeze", PartialUnfreeze(
         n=n_unfreeze, at_epoch=None, lr=est.finetune_lr,
-        freeze_batchnorm=est.weights is not None,
+        freeze_batchnorm=est.weights is not None, warmup=PHASE2_WARMUP_STEPS,
     ))]
     if est.lr_schedule == "cosine":
         # last_epoch=-1: each phase (each fit / partial_fit) starts its own cosine
