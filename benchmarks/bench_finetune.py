@@ -35,6 +35,7 @@ from render_docs import RESULTS, publish  # noqa: E402
 
 from sktransfer import TransferClassifier  # noqa: E402
 from sktransfer.inputs.demo_data import DatasetUnavailable  # noqa: E402
+from sktransfer.training.schedule import PHASE2_WARMUP_STEPS  # noqa: E402
 
 RATES = (3e-5, 1e-4, 3e-4)
 EPOCHS = 10
@@ -73,6 +74,8 @@ def main(argv=None):
               "sets": {}}
     if args.sets or args.rows:  # some cells: merged into the last run
         report = json.loads((RESULTS / "finetune.json").read_text())
+    if not (args.sets or args.rows):  # every cell measured with today's phase 2
+        report["phase2_warmup_steps"] = PHASE2_WARMUP_STEPS
     report["finetune_defaults"] = {k: TransferClassifier().get_params()[k]
                                    for k in ("finetune_lr", "finetune_epochs")}
     measure(report, sets(), models, args.sets, args.rows,

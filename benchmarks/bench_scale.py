@@ -75,6 +75,7 @@ def point(n, recipe):
     from sktransfer import TransferClassifier
     from sktransfer.backbones.building import build_backbone
     from sktransfer.extraction.cache import MEMORY
+    from sktransfer.training.schedule import PHASE2_WARMUP_STEPS
 
     X, y, X_test, y_test = _sets(n)
     build_backbone("mobilenet")  # the network loaded once, as in any fit: the baseline
@@ -98,7 +99,8 @@ def point(n, recipe):
             "peak_above_loaded_mb": peak - base, "disk_cache_bytes": disk,
             "activations_mb": n * row[0].numel() * row.element_size() / 2**20,
             "memory_cache_bound_mb": MEMORY.limit() / 2**20, "accuracy": accuracy,
-            "engine": clf.engine_, "phase1_seconds": _phase1_seconds(clf), **side}
+            "engine": clf.engine_, "phase1_seconds": _phase1_seconds(clf), **side,
+            **({"phase2_warmup_steps": PHASE2_WARMUP_STEPS} if clf.unfreeze else {})}
 
 
 def _phase1_seconds(clf):

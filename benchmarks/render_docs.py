@@ -528,14 +528,18 @@ def render_scale_guide(report):
     tuned = _scale_points(report, "fine-tuned")
     recipe = ", ".join(f"{k}={v}" for k, v in report["recipes"]["fine-tuned"].items())
     rows = "\n".join(
-        f"| {p['n']:,} | {100 * defaults[p['n']]['accuracy']:.1f} | {100 * p['accuracy']:.1f} | "
+        f"| {p['n']:,} | {100 * defaults[p['n']]['accuracy']:.1f} | {100 * p['accuracy']:.1f}"
+        f"{'' if 'phase2_warmup_steps' in p else ' *'} | "
         f"{100 * (p['accuracy'] - defaults[p['n']]['accuracy']):+.1f} | "
         f"{p['seconds'] / defaults[p['n']]['seconds']:.1f}x |"
         for p in tuned if p["n"] in defaults)
+    old = any("phase2_warmup_steps" not in p for p in tuned)
     return (f"On Fashion-MNIST (`python benchmarks/bench_scale.py`, "
             f"{report['machine']['cores']} CPU cores), the defaults against `{recipe}`:\n\n"
             "| training images | defaults % | fine-tuned % | gain (points) | fit time |\n"
-            "|---|---|---|---|---|\n" + rows)
+            "|---|---|---|---|---|\n" + rows
+            + ("\n\n\\* measured before phase 2 had its warm-up (its rate rising over its "
+               "first steps)." if old else ""))
 
 
 # (page, section name, renderer); a section reads the results JSON of its name
@@ -602,6 +606,9 @@ def render_finetune(report):
         picks = ", ".join(f"unfreeze={u} ×{chosen.count(u)}" for u in sorted(set(chosen)))
         lines.append(f"| {data} | " + " | ".join(cell(rows.get(n)) for n in names)
                      + f" | {cell(rows.get(search))} | {picks or '—'} |")
+    if "phase2_warmup_steps" not in report:
+        lines.append("\nMeasured before phase 2 had its warm-up (its rate rising over its "
+                     "first steps); not yet measured again with it.")
     return "\n".join(lines)
 
 

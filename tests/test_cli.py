@@ -18,14 +18,19 @@ from conftest import requires_imagenet
 from sktransfer import clear_caches  # noqa: E402
 
 
+SCRIPT = Path(sys.executable).parent / "sktransfer"  # the venv's console script
+
+
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sktransfer.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=600)
+    """The installed command, in a process of its own."""
+    return subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
 
 
 def test_the_installed_command_answers_help():
-    script = Path(sys.executable).parent / "sktransfer"  # the venv's console script
-    result = subprocess.run([script, "--help"], capture_output=True, text=True)
+    # (the tests that run it in a process of their own run the installed script: `run`)
+    assert SCRIPT.is_file()
+    result = run_here("--help")
     assert result.returncode == 0 and "usage: sktransfer" in result.stdout
     for command in ("train", "predict", "evaluate", "classify", "backbones", "weights", "demo"):
         assert command in result.stdout

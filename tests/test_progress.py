@@ -3,7 +3,6 @@
 import io
 
 import numpy as np
-import pytest
 from joblib import Parallel, delayed
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
