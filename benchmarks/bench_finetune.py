@@ -74,12 +74,11 @@ def main(argv=None):
               "sets": {}}
     if args.sets or args.rows:  # some cells: merged into the last run
         report = json.loads((RESULTS / "finetune.json").read_text())
-    if not (args.sets or args.rows):  # every cell measured with today's phase 2
-        report["phase2_warmup_steps"] = PHASE2_WARMUP_STEPS
     report["finetune_defaults"] = {k: TransferClassifier().get_params()[k]
                                    for k in ("finetune_lr", "finetune_epochs")}
     measure(report, sets(), models, args.sets, args.rows,
-            save=lambda r: print(publish("finetune", r)))
+            save=lambda r: print(publish("finetune", r)),
+            stamp={"phase2_warmup_steps": PHASE2_WARMUP_STEPS})  # what phase 2 was
 
 
 if __name__ == "__main__":

@@ -172,9 +172,9 @@ def sets(quick):
     return out
 
 
-def measure(report, sets, rows_of, only_sets="", only_rows="", save=None):
+def measure(report, sets, rows_of, only_sets="", only_rows="", save=None, stamp=None):
     """Fill ``report["sets"][set][row]`` for the sets and rows whose names hold the filters,
-    calling ``save(report)`` after each set.
+    calling ``save(report)`` after each set; ``stamp``: entries recorded in each cell.
 
     ``sets`` maps a name to ``(X, y, splits, raw, blocks)``; ``rows_of(raw)`` gives the
     rows, name -> estimator (or ``"raw"``)."""
@@ -193,7 +193,7 @@ def measure(report, sets, rows_of, only_sets="", only_rows="", save=None):
                 r = block_evaluate(model, X, y, splits, blocks)
             else:
                 r = evaluate(model, X, y, splits)
-            rows[row] = r
+            rows[row] = {**r, **(stamp or {})}
             print(f"  {100 * r['mean']:5.1f} +/- {100 * r['std']:4.1f}  "
                   f"{r.get('fit_seconds', 0) / len(splits):6.2f} s/fit  {row}"
                   + "".join(f"  block {100 * b:.1f}" for b in r.get("blocks", ()))

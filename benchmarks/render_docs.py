@@ -598,18 +598,28 @@ def render_finetune(report):
              "| data | " + " | ".join(names + ["search", "search chose"]) + " |",
              "|---|" + "---|" * (len(names) + 2)]
 
-    def cell(r):
-        return "—" if r is None else f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
+    def cell(rows, name):
+        r = rows.get(name)
+        if r is None:
+            return "—"
+        return (f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
+                + (" *" if _before_warmup(name, r) else ""))
 
     for data, rows in report["sets"].items():
         chosen = [c["unfreeze"] for c in rows.get(search, {}).get("chosen", [])]
         picks = ", ".join(f"unfreeze={u} ×{chosen.count(u)}" for u in sorted(set(chosen)))
-        lines.append(f"| {data} | " + " | ".join(cell(rows.get(n)) for n in names)
-                     + f" | {cell(rows.get(search))} | {picks or '—'} |")
-    if "phase2_warmup_steps" not in report:
-        lines.append("\nMeasured before phase 2 had its warm-up (its rate rising over its "
-                     "first steps); not yet measured again with it.")
+        lines.append(f"| {data} | " + " | ".join(cell(rows, n) for n in names)
+                     + f" | {cell(rows, search)} | {picks or '—'} |")
+    if any(_before_warmup(name, r) for rows in report["sets"].values()
+           for name, r in rows.items()):
+        lines.append("\n\\* measured before phase 2 had its warm-up (its rate rising over "
+                     "its first steps).")
     return "\n".join(lines)
+
+
+def _before_warmup(row, result):
+    """Whether a cell with phase 2 in it was measured before phase 2's warm-up."""
+    return "unfreeze=0" not in row and "phase2_warmup_steps" not in result
 
 
 def render_routes(report):
