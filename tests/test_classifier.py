@@ -162,7 +162,7 @@ def test_grid_search_over_freeze_depth_and_learning_rate(tiny):
     again = cross_val_score(TransferClassifier(**{**FAST, "finetune_epochs": 1},
                                                **search.best_params_), X, y, cv=2)
     assert len(scores) == 4 and search.best_score_ == pytest.approx(again.mean())
-    # (the same search in parallel processes: test_progress's search with n_jobs=2)
+    # (the same search in parallel processes: test_dask's searches on a cluster)
 
 
 def test_pipelines(tiny):

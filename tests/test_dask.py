@@ -175,8 +175,9 @@ def test_extraction_on_the_cluster_then_a_fit_computes_nothing_here(tmp_path, de
         fill_cache(est.set_params(unfreeze=1), paths, client=object())
 
 
+# last: it kills one of the shared cluster's workers (its nanny starts another)
 def test_a_worker_killed_mid_extraction_leaves_the_cache_whole_and_the_job_finishes(
-        tmp_path, decoded):
+        tmp_path, decoded, client):
     import signal
     import threading
     import time
@@ -197,23 +198,20 @@ def test_a_worker_killed_mid_extraction_leaves_the_cache_whole_and_the_job_finis
     # a slow network (0.2 s a batch), run by torch so that its stem logs each batch
     features = PretrainedFeatures(backbone=counting_backbone(log, delay=0.2), image_size=32,
                                   cache_dir=shared, engine="torch")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        victim = next(iter(client.run(os.getpid).values()))
-        done = {}
-        job = threading.Thread(target=lambda: done.setdefault(
-            "n", fill_cache(features, paths, client=client, partition_size=4)))
-        job.start()
-        deadline = time.time() + 120
-        while computed(log) == 0 and time.time() < deadline:
-            time.sleep(0.01)
-        os.kill(victim, signal.SIGKILL)
-        at_kill = computed(log)
-        assert job.is_alive() and 0 < at_kill < len(paths)  # killed mid-extraction
-        job.join(180)
-        assert done.get("n") == len(paths)  # the other worker (and the nanny's new one) finished
-        assert victim not in client.run(os.getpid).values()
+    victim = next(iter(client.run(os.getpid).values()))
+    done = {}
+    job = threading.Thread(target=lambda: done.setdefault(
+        "n", fill_cache(features, paths, client=client, partition_size=4)))
+    job.start()
+    deadline = time.time() + 120
+    while computed(log) == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(victim, signal.SIGKILL)
+    at_kill = computed(log)
+    assert job.is_alive() and 0 < at_kill < len(paths)  # killed mid-extraction
+    job.join(180)
+    assert done.get("n") == len(paths)  # the other worker (and the nanny's new one) finished
+    assert victim not in client.run(os.getpid).values()
     store = DiskStore(shared)
     key = features.fit().extractor_.key
     source = as_images(paths)

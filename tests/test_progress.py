@@ -2,7 +2,6 @@
 
 import io
 
-import numpy as np
 from joblib import Parallel, delayed
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
@@ -90,22 +89,15 @@ def test_one_display_per_phase_names_it(tiny, capsys):
 
 
 def test_search_progress_counts_the_fits_of_a_search(tiny, capsys):
+    # (across worker processes: test_dask's search on its cluster)
     X, y = tiny
-    grid = {"finetune_lr": [1e-3, 1e-2]}
-    searches = {}
-    for n_jobs in (1, 2):  # in this process, then in two worker processes
-        search = GridSearchCV(TransferClassifier(**FAST, unfreeze=1, finetune_epochs=1), grid,
-                              cv=2, n_jobs=n_jobs)
-        original = Parallel.print_progress
-        with search_progress(search):  # 2 candidates x 2 splits
-            searches[n_jobs] = search.fit(X, y)
-        assert Parallel.print_progress is original  # joblib is left as it was
-        err = capsys.readouterr().err
-        assert "fits: 1/4 fits" in err and "left" in err and "fits: 4/4 fits" in err, n_jobs
-    # the parallel search gives the same scores, and chooses the same model
-    np.testing.assert_allclose(searches[2].cv_results_["mean_test_score"],
-                               searches[1].cv_results_["mean_test_score"])
-    assert searches[2].best_params_ == searches[1].best_params_
+    search = GridSearchCV(TransferClassifier(**FAST), {"alpha": [0.1, 1.0]}, cv=2)
+    original = Parallel.print_progress
+    with search_progress(search):  # 2 candidates x 2 splits
+        search.fit(X, y)
+    assert Parallel.print_progress is original  # joblib is left as it was
+    err = capsys.readouterr().err
+    assert "fits: 1/4 fits" in err and "left" in err and "fits: 4/4 fits" in err
 
 
 def test_search_progress_without_a_total_counts(tiny, capsys):
