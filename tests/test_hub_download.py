@@ -21,6 +21,7 @@ pytest.importorskip("safetensors")
 from sktransfer import timm_family  # noqa: E402
 from sktransfer.backbones.weights import WeightsDownloadError, WeightsNotFoundError  # noqa: E402
 
+from cli_helpers import run_here  # noqa: E402
 from fake_hub import FakeHub  # noqa: E402
 
 NAME = "timm/regnetx_002.pycls_in1k"
@@ -122,9 +123,7 @@ def test_downloaded_into_a_folder_then_used_offline(hub, tmp_path, weights_file)
     env = {**os.environ, "HF_ENDPOINT": hub.url, "SKTRANSFER_OFFLINE": "0",
            "HF_HUB_OFFLINE": "0"}
     folder = tmp_path / "carried"
-    got = subprocess.run([sys.executable, "-m", "sktransfer.cli", "weights", "download", NAME,
-                          "--to", str(folder)], env=env, capture_output=True, text=True,
-                         timeout=300)
+    got = run_here("weights", "download", NAME, "--to", folder)  # hub: this process's endpoint
     assert got.returncode == 0, got.stderr
     requests = len(hub.requests)
     code = ("import numpy as np, sys\n"
