@@ -365,7 +365,7 @@ def test_demo_data_has_no_repeated_photo():
     assert len(set(digests)) == len(digests) == 392 and len(set(labels)) == 9
 
 
-def test_a_spreadsheet_of_tags_in_a_real_process(tmp_path, monkeypatch):
+def test_a_spreadsheet_of_tags_trains_reports_and_predicts(tmp_path, monkeypatch):
     # as a user runs it: a ';' tag column with empty cells and rare tags, trained, reported
     # and predicted from the same CSV, whose other columns pass through
     from conftest import blobs
@@ -380,15 +380,15 @@ def test_a_spreadsheet_of_tags_in_a_real_process(tmp_path, monkeypatch):
         rows.append([f"photos/{i}.png", tags + (";burnt" if i == 5 else ""), f"tray {i % 4}"])
     with open(tmp_path / "tags.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([["image", "tags", "tray"], *rows])
-    trained = run("train", "tags.csv", "--target", "tags", "--backbone", "resnet18", "--weights",
-                  "none", "--image-size", "32", "--epochs", "3", "--out", "m.sktransfer",
-                  cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)  # the CSV's paths are relative to where the command runs
+    trained = run_here("train", "tags.csv", "--target", "tags", "--backbone", "resnet18",
+                       "--weights", "none", "--image-size", "32", "--epochs", "3",
+                       "--out", "m.sktransfer")
     assert trained.returncode == 0, trained.stderr
     assert "task: multilabel (column 'tags' holds ';'-separated tags" in trained.stdout
     assert "dropped 1 of 4 tags, on fewer than 5 images (--min-count): burnt (1)" in trained.stdout
     assert "3 image(s) have no tag" in trained.stdout
     assert 'id="per-label"' in (tmp_path / "m.report.html").read_text()
-    monkeypatch.chdir(tmp_path)  # read back here, with the relative paths of the CSV
     predicted = run_here("predict", "m.sktransfer", "tags.csv")
     assert predicted.returncode == 0, predicted.stderr
     out = list(csv.reader(io.StringIO(predicted.stdout)))
