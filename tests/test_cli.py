@@ -254,8 +254,8 @@ def test_an_unreadable_image_says_how_to_skip_it(image_folder, tmp_path):
 def test_progress_in_a_log_is_plain_lines(image_folder, tmp_path):
     # stderr is not a terminal here, as in a log (run_here's stderr is a string buffer)
     result = run_here("train", image_folder, "--backbone", "resnet18", "--weights", "none",
-                 "--image-size", "32", "--epochs", "3", "--unfreeze", "1",
-                 "--finetune-epochs", "2", "--out", tmp_path / "m.sktransfer")
+                      "--image-size", "32", "--epochs", "3", "--unfreeze", "1",
+                      "--finetune-epochs", "2", "--out", tmp_path / "m.sktransfer")
     assert result.returncode == 0, result.stderr
     assert "\x1b[" not in result.stderr and "\r" not in result.stderr  # no terminal codes
     assert "Extracting features" in result.stderr
