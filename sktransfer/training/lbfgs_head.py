@@ -186,7 +186,8 @@ def fit_linear_head(layer, features, y, criterion, alpha="auto", groups=None, se
     -------
     dict
         ``alpha`` (used), ``train_loss`` (without the penalty), ``n_iter``,
-        ``alpha_scores`` (the choice's held-out losses, when chosen).
+        ``alpha_scores`` (the choice's held-out losses, when chosen),
+        ``choice_folds`` (the folds the choice held out: 0 when given).
     """
     device = layer.weight.device
     x = features.to(device=device, dtype=torch.float32)
@@ -211,4 +212,5 @@ def fit_linear_head(layer, features, y, criterion, alpha="auto", groups=None, se
         layer.weight.copy_(folded.to(layer.weight.dtype))
         layer.bias.copy_((bias - folded @ mean).to(layer.bias.dtype))
     return {"alpha": float(alpha), "train_loss": loss, "n_iter": n_iter,
-            "alpha_scores": {f"{a:g}": s for a, s in scores.items()}}
+            "alpha_scores": {f"{a:g}": s for a, s in scores.items()},
+            "choice_folds": len(blocks)}

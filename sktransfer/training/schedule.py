@@ -193,7 +193,9 @@ def _solve_phase1(est, net, features, y, valid, seed):
         net.history.record(key, value)
     net.history.record("dur", time.perf_counter() - started)
     if est.verbose:
-        how = "chosen by 3-fold CV" if info["alpha_scores"] else "given"
+        folds = info["choice_folds"]
+        how = ("given" if not info["alpha_scores"] else f"chosen by {folds}-fold CV"
+               if folds > 1 else "chosen on one held-out fold")
         valid_text = f", valid loss {row['valid_loss']:.3f}" if "valid_loss" in row else ""
         print(f"fit, phase 1 (head): solved exactly (L-BFGS), alpha {info['alpha']:g} ({how}), "
               f"train loss {info['train_loss']:.3f}{valid_text}, "
