@@ -529,17 +529,15 @@ def render_scale_guide(report):
     recipe = ", ".join(f"{k}={v}" for k, v in report["recipes"]["fine-tuned"].items())
     rows = "\n".join(
         f"| {p['n']:,} | {100 * defaults[p['n']]['accuracy']:.1f} | {100 * p['accuracy']:.1f}"
-        f"{'' if 'phase2_warmup_steps' in p else ' *'} | "
+        f"{' *' if _before_warmup(p['recipe'], p) else ''} | "
         f"{100 * (p['accuracy'] - defaults[p['n']]['accuracy']):+.1f} | "
         f"{p['seconds'] / defaults[p['n']]['seconds']:.1f}x |"
         for p in tuned if p["n"] in defaults)
-    old = any("phase2_warmup_steps" not in p for p in tuned)
     return (f"On Fashion-MNIST (`python benchmarks/bench_scale.py`, "
             f"{report['machine']['cores']} CPU cores), the defaults against `{recipe}`:\n\n"
             "| training images | defaults % | fine-tuned % | gain (points) | fit time |\n"
             "|---|---|---|---|---|\n" + rows
-            + ("\n\n\\* measured before phase 2 had its warm-up (its rate rising over its "
-               "first steps)." if old else ""))
+            + _warmup_footnote((p["recipe"], p) for p in tuned))
 
 
 # (page, section name, renderer); a section reads the results JSON of its name
@@ -610,16 +608,23 @@ def render_finetune(report):
         picks = ", ".join(f"unfreeze={u} ×{chosen.count(u)}" for u in sorted(set(chosen)))
         lines.append(f"| {data} | " + " | ".join(cell(rows, n) for n in names)
                      + f" | {cell(rows, search)} | {picks or '—'} |")
-    if any(_before_warmup(name, r) for rows in report["sets"].values()
-           for name, r in rows.items()):
-        lines.append("\n\\* measured before phase 2 had its warm-up (its rate rising over "
-                     "its first steps).")
-    return "\n".join(lines)
+    return "\n".join(lines) + _warmup_footnote(
+        (name, r) for rows in report["sets"].values() for name, r in rows.items())
 
 
 def _before_warmup(row, result):
-    """Whether a cell with phase 2 in it was measured before phase 2's warm-up."""
-    return "unfreeze=0" not in row and "phase2_warmup_steps" not in result
+    """Whether a result with phase 2 in it (a row or recipe not named ``unfreeze=0``, or
+    ``"defaults"``) was measured before phase 2's warm-up (it records it since)."""
+    return (row != "defaults" and "unfreeze=0" not in row
+            and "phase2_warmup_steps" not in result)
+
+
+def _warmup_footnote(results):
+    """The footnote of the results marked by :func:`_before_warmup`, if any is."""
+    if not any(_before_warmup(row, result) for row, result in results):
+        return ""
+    return ("\n\n\\* measured before phase 2 had its warm-up (its rate rising over its "
+            "first steps).")
 
 
 def render_routes(report):
