@@ -71,6 +71,8 @@ def test_the_choice_holds_each_image_out_once_and_copies_only_the_middle_folds_r
         assert not set(groups[train]) & set(groups[test])  # views stay with their image
         assert sorted([*train, *test]) == list(range(n))
         assert torch.equal(y_train, y[train]) and torch.equal(y_test, y[test])
+        # stratified: 10 images per class, so each fold holds out 3 or 4 of each class
+        assert set(np.bincount(y_test.numpy(), minlength=3) // 2) <= {3, 4}, k
         assert z_test.untyped_storage().data_ptr() == storage
         copied = z_train.untyped_storage().data_ptr() != storage
         assert copied == (0 < k < len(folds) - 1), k
