@@ -551,7 +551,8 @@ def render_probe(report):
              "lowest and highest accuracy of the same fit on the five disjoint 2,000-image "
              "blocks of the 10,000 test images: the spread a test sample alone brings. The "
              "defaults' row runs first in each set, so its seconds include extracting the "
-             "set's images.\n",
+             "set's images that the process has not extracted before (the IFCT-9 sets share "
+             "their photos, and so do the digits sets).\n",
              "| data | defaults | previous defaults (30 epochs of Adam) | linear probe, C by "
              "inner CV | defaults − probe (points) | raw pixels |", "|---|---|---|---|---|---|"]
 
