@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import tutorial_fit  # noqa: E402  the skorch tutorial loop, shared
 
 from sktransfer import PretrainedFeatures, TransferClassifier  # noqa: E402
-from datasets import load_fashion_mnist  # noqa: E402  the benchmarks' own data
+from datasets import fashion_draws  # noqa: E402  the benchmarks' own data
 from sktransfer.inputs.demo_data import DatasetUnavailable, fetch_ifct2017  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -392,14 +392,9 @@ def run_ifct(quick):
 
 def _fashion_sets(sizes, n_test):
     """n -> (X, y, [(train, test)]): stratified training subsets, one fixed test set."""
-    X_all, y_all = load_fashion_mnist("train")
-    X_t, y_t = load_fashion_mnist("t10k")
-    _, test_idx = train_test_split(np.arange(len(y_t)), test_size=n_test, stratify=y_t,
-                                   random_state=0)
+    (X_all, y_all), (X_t, y_t), draws, test_idx, _ = fashion_draws(sizes, n_test)
     out = {}
-    for n in sizes:
-        _, train_idx = train_test_split(np.arange(len(y_all)), test_size=n, stratify=y_all,
-                                        random_state=0)
+    for n, train_idx in draws.items():
         X = np.concatenate([X_all[train_idx], X_t[test_idx]])
         y = np.concatenate([y_all[train_idx], y_t[test_idx]])
         out[n] = (X, y, [(np.arange(n), np.arange(n, n + n_test))])

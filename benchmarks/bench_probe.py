@@ -42,7 +42,7 @@ from sklearn.pipeline import make_pipeline
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_accuracy import evaluate  # noqa: E402  the same scoring loop
-from datasets import load_fashion_mnist  # noqa: E402
+from datasets import fashion_draws  # noqa: E402
 from render_docs import RESULTS, publish  # noqa: E402
 
 from sktransfer import PretrainedFeatures, TransferClassifier  # noqa: E402
@@ -102,22 +102,14 @@ def fashion(sizes, n_blocks=5, block=2000):
     """n -> (X, y, splits, blocks): the first n of a stratified shuffle of the training
     images (as bench_scale), then the test images in ``n_blocks`` stratified blocks, the
     first bench_accuracy's and bench_scale's 2,000-image sample."""
-    X_all, y_all = load_fashion_mnist("train")
-    X_t, y_t = load_fashion_mnist("t10k")
-    rest, first = train_test_split(np.arange(len(y_t)), test_size=block, stratify=y_t,
-                                   random_state=0)
+    (X_all, y_all), (X_t, y_t), draws, first, rest = fashion_draws(sizes, block)
     order = [first]
     if n_blocks > 1:
         others = StratifiedKFold(n_blocks - 1, shuffle=True, random_state=0)
         order += [rest[i] for _, i in others.split(rest, y_t[rest])]
     order = np.concatenate(order)
     out = {}
-    for n in sizes:
-        if n < len(y_all):
-            _, train = train_test_split(np.arange(len(y_all)), test_size=n, stratify=y_all,
-                                        random_state=0)
-        else:
-            train = np.arange(len(y_all))
+    for n, train in draws.items():
         X = list(X_all[train]) + list(X_t[order])
         y = np.concatenate([y_all[train], y_t[order]])
         blocks = [n + np.arange(i * block, (i + 1) * block) for i in range(n_blocks)]

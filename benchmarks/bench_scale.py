@@ -50,18 +50,10 @@ N_TEST = 2000
 
 
 def _sets(n):
-    from sklearn.model_selection import train_test_split
+    from datasets import fashion_draws
 
-    from datasets import load_fashion_mnist
-
-    X_all, y_all = load_fashion_mnist("train")
-    X_t, y_t = load_fashion_mnist("t10k")
-    _, test = train_test_split(np.arange(len(y_t)), test_size=N_TEST, stratify=y_t,
-                               random_state=0)
-    train = (np.arange(len(y_all)) if n >= len(y_all) else
-             train_test_split(np.arange(len(y_all)), test_size=n, stratify=y_all,
-                              random_state=0)[1])
-    return X_all[train], y_all[train], X_t[test], y_t[test]
+    (X_all, y_all), (X_t, y_t), draws, test, _ = fashion_draws([n], N_TEST)
+    return X_all[draws[n]], y_all[draws[n]], X_t[test], y_t[test]
 
 
 def _rss_mb():

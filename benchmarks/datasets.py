@@ -89,3 +89,37 @@ def load_fashion_mnist(kind="train", folder=FASHION_MNIST_DIR):
     with gzip.open(labels) as fh:
         y = np.frombuffer(fh.read(), np.uint8, offset=8).astype(np.int64)
     return X, y
+
+
+def fashion_draws(sizes, n_test=2000):
+    """The benchmarks' Fashion-MNIST draws, the same in every benchmark.
+
+    Parameters
+    ----------
+    sizes : iterable of int
+        Training-set sizes: each a stratified draw from the 60,000 training
+        images (``random_state=0``), all of them from 60,000 up.
+    n_test : int, default=2000
+        The test sample: a stratified draw from the 10,000 test images.
+
+    Returns
+    -------
+    train : tuple of ndarray
+        The training images and labels.
+    test : tuple of ndarray
+        The test images and labels.
+    draws : dict of int to ndarray
+        Each size's indices into ``train``.
+    sample, rest : ndarray
+        Indices into ``test``: the test sample, and the test images outside it.
+    """
+    from sklearn.model_selection import train_test_split
+
+    X_all, y_all = load_fashion_mnist("train")
+    X_t, y_t = load_fashion_mnist("t10k")
+    rest, sample = train_test_split(np.arange(len(y_t)), test_size=n_test, stratify=y_t,
+                                    random_state=0)
+    draws = {n: (np.arange(len(y_all)) if n >= len(y_all) else
+                 train_test_split(np.arange(len(y_all)), test_size=n, stratify=y_all,
+                                  random_state=0)[1]) for n in sizes}
+    return (X_all, y_all), (X_t, y_t), draws, sample, rest
