@@ -190,3 +190,18 @@ def test_a_dataframe_column_of_paths_is_the_same_as_the_list(image_folder):
         np.testing.assert_array_equal(clf.predict_proba(column), as_list)
     with pytest.raises(ValueError, match=r"2 columns \(photo, price\); pass its image column"):
         TransferClassifier(**kwargs).fit(df, labels)
+
+
+def test_files_are_grouped_by_their_bytes_not_their_names(tmp_path):
+    from sktransfer.inputs.demo_data import distinct_files
+    from sktransfer.inputs.images import content_groups
+
+    for name, data in [("a.png", b"one"), ("b.png", b"two"), ("c.png", b"one"),
+                       ("d.png", b"two"), ("e.png", b"three")]:
+        (tmp_path / name).write_bytes(data)
+    paths = [str(tmp_path / n) for n in ("b.png", "a.png", "missing.png", "c.png", "d.png",
+                                         "missing.png", "e.png")]
+    # numbered by first appearance; an unreadable file is a group of its own, each time
+    np.testing.assert_array_equal(content_groups(paths), [0, 1, 2, 1, 0, 3, 4])
+    readable = [p for p in paths if "missing" not in p]
+    assert distinct_files(readable) == [readable[0], readable[1], readable[-1]]

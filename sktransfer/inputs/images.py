@@ -262,6 +262,33 @@ def file_digest(path):
     return digest
 
 
+def content_groups(paths):
+    """Each file's group by content: files with the same bytes share one.
+
+    Groups are numbered in the order of their first file; a file that
+    cannot be read is a group of its own (``fit`` reports it, with the
+    others).  Splits keep a group on one side, so that no copy of a
+    training image is scored, and one file per group is a set without
+    copies.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+
+    Returns
+    -------
+    ndarray of int, shape (len(paths),)
+    """
+    first, groups = {}, []
+    for i, path in enumerate(paths):
+        try:
+            key = file_digest(path)
+        except ImageDecodeError:
+            key = ("unreadable", i)
+        groups.append(first.setdefault(key, len(first)))
+    return np.asarray(groups, dtype=np.int64)
+
+
 class ImageSource:
     """Validated images of one kind; nothing is decoded until asked for.
 
