@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -552,9 +553,12 @@ def render_probe(report):
              "blocks of the 10,000 test images: the spread a test sample alone brings. The "
              "defaults' row runs first in each set, so its seconds include extracting the "
              "set's images that the process has not extracted before (the IFCT-9 sets share "
-             "their photos, and so do the digits sets).\n",
+             "their photos, and so do the digits sets). The differences are paired by split: "
+             "the mean of each split's difference ± its standard error, where there are several "
+             "splits.\n",
              "| data | defaults | previous defaults (30 epochs of Adam) | linear probe, C by "
-             "inner CV | defaults − probe (points) | raw pixels |", "|---|---|---|---|---|---|"]
+             "inner CV | defaults − probe (points) | defaults − previous defaults (points) "
+             "| raw pixels |", "|---|---|---|---|---|---|---|"]
 
     def cell(r):
         seconds = f", {r['fit_seconds'] / len(r['scores']):.1f} s" if "fit_seconds" in r else ""
@@ -563,19 +567,28 @@ def render_probe(report):
                     f"{100 * max(r['blocks']):.1f}]{seconds}")
         return f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}{seconds}"
 
+    def paired(a, b):
+        diff = [100 * (x - y) for x, y in zip(a["scores"], b["scores"], strict=True)]
+        if len(diff) < 2:
+            return f"{diff[0]:+.1f}"
+        se = statistics.stdev(diff) / len(diff) ** 0.5
+        return f"{statistics.mean(diff):+.1f} ± {se:.1f}"
+
     def size(name):  # sets merged in later runs: each data set's sizes in order
         return int(name.split(", ")[1].split()[0].replace("all", "1000000"))
 
-    kinds = list(dict.fromkeys(name.split(",")[0] for name in report["sets"]))
+    kinds = ["IFCT-9", "digits", "Fashion-MNIST"]  # small photos to many images
+    kinds += [k for k in dict.fromkeys(name.split(",")[0] for name in report["sets"])
+              if k not in kinds]
     for data, rows in sorted(report["sets"].items(),
                              key=lambda kv: (kinds.index(kv[0].split(",")[0]), size(kv[0]))):
         ours = rows["TransferClassifier() defaults"]
         old = rows["previous defaults (30 epochs of Adam)"]
         probe = rows.get("linear probe, C by inner CV")  # not run above the script's PROBE_MAX_TRAIN
         raw = rows.get("raw pixels, LogisticRegressionCV")
-        gap = f"{100 * (ours['mean'] - probe['mean']):+.1f}" if probe else "—"
         lines.append(f"| {data} | {cell(ours)} | {cell(old)} | "
-                     f"{cell(probe) if probe else 'not run'} | {gap} | "
+                     f"{cell(probe) if probe else 'not run'} | "
+                     f"{paired(ours, probe) if probe else '—'} | {paired(ours, old)} | "
                      f"{cell(raw) if raw else '—'} |")
     return "\n".join(lines)
 
