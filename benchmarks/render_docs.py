@@ -577,7 +577,7 @@ def render_probe(report):
     def size(name):  # sets merged in later runs: each data set's sizes in order
         return int(name.split(", ")[1].split()[0].replace("all", "1000000"))
 
-    kinds = ["IFCT-9", "digits", "Fashion-MNIST"]  # small photos to many images
+    kinds = ["IFCT-9", "digits", "Fashion-MNIST"]  # the table's order, whatever the merges
     kinds += [k for k in dict.fromkeys(name.split(",")[0] for name in report["sets"])
               if k not in kinds]
     for data, rows in sorted(report["sets"].items(),
