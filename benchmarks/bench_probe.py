@@ -32,6 +32,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,10 @@ def measure(report, sets, rows_of, only_sets="", only_rows="", save=None, stamp=
 
 
 def main(argv=None):
+    # LogisticRegressionCV announces 1.10's and 1.11's changes (l1_ratios, its fitted
+    # attributes, scoring) at every fit: hundreds of lines around the results. The one that
+    # changes a result, scoring, is set in PROBE.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn.linear_model")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="IFCT-9 at 5 per class only")
     parser.add_argument("--sets", default="", help="only the sets whose name holds this")
